@@ -1,0 +1,64 @@
+# One entry point for people and CI. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv model demo serve test lint typecheck unit integration infra e2e localstack-tests \
+        bench synth localstack clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install pinned dependencies
+
+build/model/MLmodel: $(STAMP)
+	$(PY) scripts/train.py
+
+model: build/model/MLmodel ## train the demo model (MLflow) and export it to build/model
+
+demo: $(STAMP) build/model/MLmodel ## the whole pipeline on an embedded AWS emulator (10,000 records)
+	$(PY) scripts/demo.py $(ARGS)
+
+serve: $(STAMP) build/model/MLmodel ## the API handler behind a local HTTP server on 127.0.0.1
+	$(PY) scripts/serve.py $(ARGS)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP) ## mypy
+	$(VENV)/bin/mypy lambda_fn servingkit infra scripts app.py
+
+unit: $(STAMP) ## unit tests (no AWS, no servers)
+	$(PY) -m pytest tests/unit -m unit -q
+
+integration: $(STAMP) ## moto-backed tests of the Lambda code
+	$(PY) -m pytest tests/integration -m integration -q
+
+infra: $(STAMP) ## CDK synth, templates, cdk-nag, Dockerfile
+	$(PY) -m pytest tests/infra -m infra -q
+
+e2e: $(STAMP) ## the whole pipeline on the embedded emulator
+	$(PY) -m pytest tests/e2e -m e2e -q
+
+localstack-tests: $(STAMP) ## the whole pipeline against LocalStack (installed and started by the tests)
+	$(PY) -m pytest tests/localstack -m localstack -q
+
+test: lint typecheck unit integration infra e2e localstack-tests ## everything CI runs
+
+bench: $(STAMP) build/model/MLmodel ## benchmarks (print figures, last line JSON)
+	$(PY) scripts/bench_stream.py
+	$(PY) scripts/bench_coldstart.py
+
+clean:
+	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,195 @@
+"""The Lambda's configuration: every environment name, read once into a typed, validated object.
+
+This module is the single source of truth for names that cross a boundary. The CDK app
+(`infra/`) and the local runtime import `Env` and `Metric` instead of repeating strings.
+It imports nothing heavy, so infra code may import it cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Env:
+    """Environment variable names read by the Lambda image."""
+
+    MODEL_URI = "MODEL_URI"
+    MODEL_SHA256 = "MODEL_SHA256"
+    MODEL_NAME = "MODEL_NAME"
+    MODEL_VERSION = "MODEL_VERSION"
+    MODEL_CACHE_DIR = "MODEL_CACHE_DIR"
+    MODEL_TRUSTED_TYPES = "MODEL_TRUSTED_TYPES"
+    ALLOW_UNPINNED_PICKLE = "ALLOW_UNPINNED_PICKLE"
+    OUTPUT_STREAM_NAME = "OUTPUT_STREAM_NAME"
+    DLQ_URL = "DLQ_URL"
+    FEATURES_FIELD = "FEATURES_FIELD"
+    ID_FIELD = "ID_FIELD"
+    FEATURE_HOOK = "FEATURE_HOOK"
+    INPUT_SCHEMA = "INPUT_SCHEMA"
+    OUTPUT_MAX_ATTEMPTS = "OUTPUT_MAX_ATTEMPTS"
+    OUTPUT_BASE_DELAY_MS = "OUTPUT_BASE_DELAY_MS"
+    # Standard names owned by Powertools; listed so infra sets them from here too.
+    POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+    LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
+
+
+class Metric:
+    """CloudWatch metric names emitted (EMF) by the handlers; dashboards and alarms use these."""
+
+    NAMESPACE = "ServingKit"
+    SERVICE = "model-serving"
+    RECORDS_IN = "RecordsIn"
+    RECORDS_SCORED = "RecordsScored"
+    RECORDS_DEAD_LETTERED = "RecordsDeadLettered"
+    RECORDS_RETRIED = "RecordsRetried"
+    RECORDS_FAILED = "RecordsReportedFailed"
+    OUTPUT_RETRIES = "OutputPutRetries"
+    BATCH_LATENCY = "BatchLatencyMs"
+    PREDICT_LATENCY = "PredictLatencyMs"
+    MODEL_LOAD_TIME = "ModelLoadTimeMs"
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HOOK = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_FIELD = re.compile(r"^[^\s]+$")
+
+
+class Settings(BaseModel):
+    """Typed settings; field names are the lower-cased environment names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    model_uri: str
+    model_sha256: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    model_cache_dir: str = "/tmp/model-cache"
+    model_trusted_types: tuple[str, ...] = ()
+    allow_unpinned_pickle: bool = False
+    output_stream_name: str | None = None
+    dlq_url: str | None = None
+    features_field: str | None = None
+    id_field: str | None = None
+    feature_hook: str | None = None
+    input_schema: str | None = None
+    output_max_attempts: int = Field(default=6, ge=1, le=20)
+    output_base_delay_ms: int = Field(default=50, ge=0, le=10_000)
+
+    @field_validator("model_uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        if not value.startswith(("s3://", "file://", "/")):
+            raise ValueError("must be s3://bucket/key, s3://bucket/prefix/, file:///path or an absolute path")
+        if value.startswith("s3://") and len(value[5:].split("/", 1)) < 2:
+            raise ValueError("must name a key or prefix inside the bucket: s3://bucket/key")
+        return value
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not _SHA256.match(value):
+            raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
+        return value
+
+    @field_validator("feature_hook")
+    @classmethod
+    def _hook(cls, value: str | None) -> str | None:
+        if value is not None and not _HOOK.match(value):
+            raise ValueError("must be package.module:function")
+        return value
+
+    @field_validator("features_field", "id_field")
+    @classmethod
+    def _field(cls, value: str | None) -> str | None:
+        if value is not None and not _FIELD.match(value):
+            raise ValueError("must be a field name without spaces")
+        return value
+
+    @field_validator("model_trusted_types", mode="before")
+    @classmethod
+    def _types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    def require_stream_outputs(self) -> tuple[str, str]:
+        """The stream scorer cannot run without both sinks; the API function needs neither."""
+        missing = [
+            name
+            for name, value in ((Env.OUTPUT_STREAM_NAME, self.output_stream_name), (Env.DLQ_URL, self.dlq_url))
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"missing required environment variable(s) for the stream scorer: {', '.join(missing)}")
+        assert self.output_stream_name and self.dlq_url
+        return self.output_stream_name, self.dlq_url
+
+
+_FIELDS = {
+    Env.MODEL_URI: "model_uri",
+    Env.MODEL_SHA256: "model_sha256",
+    Env.MODEL_NAME: "model_name",
+    Env.MODEL_VERSION: "model_version",
+    Env.MODEL_CACHE_DIR: "model_cache_dir",
+    Env.MODEL_TRUSTED_TYPES: "model_trusted_types",
+    Env.ALLOW_UNPINNED_PICKLE: "allow_unpinned_pickle",
+    Env.OUTPUT_STREAM_NAME: "output_stream_name",
+    Env.DLQ_URL: "dlq_url",
+    Env.FEATURES_FIELD: "features_field",
+    Env.ID_FIELD: "id_field",
+    Env.FEATURE_HOOK: "feature_hook",
+    Env.INPUT_SCHEMA: "input_schema",
+    Env.OUTPUT_MAX_ATTEMPTS: "output_max_attempts",
+    Env.OUTPUT_BASE_DELAY_MS: "output_base_delay_ms",
+}
+_ENV_OF = {field: env for env, field in _FIELDS.items()}
+_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+Kind = Literal["stream", "api"]
+
+
+def settings_from(environ: Mapping[str, str]) -> Settings:
+    """Build settings from a mapping; every error names the environment variable at fault."""
+    raw: dict[str, object] = {}
+    for env, field in _FIELDS.items():
+        value = environ.get(env)
+        if value is None or value.strip() == "":
+            continue
+        value = value.strip()
+        if field == "allow_unpinned_pickle":
+            if value.lower() not in _BOOLS:
+                raise ConfigError(f"{env}={value!r}: must be true or false")
+            raw[field] = _BOOLS[value.lower()]
+        else:
+            raw[field] = value
+    if "model_uri" not in raw:
+        raise ConfigError(f"missing required environment variable {Env.MODEL_URI} (s3://bucket/key of the model)")
+    try:
+        return Settings(**raw)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            env = _ENV_OF.get(field, field)
+            problems.append(f"{env}={environ.get(env, '')!r}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the process environment once per container."""
+    return settings_from(os.environ)

@@ -1,0 +1,53 @@
+"""Lambda entry points. They adapt events and nothing else; the work lives in the modules they call.
+
+`lambda_fn.handler.stream_handler` scores Kinesis batches; `lambda_fn.handler.api_handler` serves the
+synchronous API. Inside the Lambda runtime the configuration is validated at init, so a missing or
+malformed setting fails the cold start with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambda_fn import runtime
+from lambda_fn.config import Metric, get_settings
+from lambda_fn.stream import process_batch
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", Metric.SERVICE))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE))
+
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+    get_settings()
+
+
+def _emit_load_metrics() -> None:
+    for seconds in runtime.drain_load_times():
+        metrics.add_metric(name=Metric.MODEL_LOAD_TIME, unit=MetricUnit.Milliseconds, value=seconds * 1000)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Kinesis event source mapping with ReportBatchItemFailures."""
+    try:
+        return process_batch(event, runtime.stream_runtime(), metrics)
+    finally:
+        _emit_load_metrics()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway (REST v1, HTTP v2) and function URL events."""
+    from lambda_fn.api import handle
+
+    try:
+        response: dict[str, Any] = handle(event, context)
+        return response
+    finally:
+        _emit_load_metrics()

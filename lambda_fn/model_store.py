@@ -1,0 +1,398 @@
+"""Model store: fetch the artifact from S3 once, verify its sha256, load it, expose one predict call.
+
+Supported artifacts:
+- an MLflow model directory (a prefix holding `MLmodel`): the sklearn flavour is loaded directly
+  (skops, pickle or cloudpickle) without importing mlflow; other flavours fall back to
+  `mlflow.pyfunc` when mlflow is installed in the image;
+- a single scikit-learn file: `.skops` (safe format) or `.joblib` / `.pkl` / `.pickle`.
+
+Loading a pickle executes code, so pickle-based formats load only when `MODEL_SHA256` pins the
+artifact (or `ALLOW_UNPINNED_PICKLE=true` says the risk is accepted). skops loads only types it
+trusts, plus those the MLmodel file or `MODEL_TRUSTED_TYPES` names.
+
+The sha256 of a directory is the sha256 of its manifest: one line `<sha256 of file>  <relative path>`
+per file, sorted by path, joined with newlines. `artifact_sha256()` computes both forms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
+
+from lambda_fn.schema import Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lambda_fn.config import Settings
+
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+SKOPS_SUFFIX = ".skops"
+MLMODEL = "MLmodel"
+_COMPLETE = ".complete"
+
+
+class ModelStoreError(RuntimeError):
+    """Base of every model store failure; the message says what to fix."""
+
+
+class ModelNotFoundError(ModelStoreError):
+    pass
+
+
+class ChecksumMismatchError(ModelStoreError):
+    pass
+
+
+class ModelLoadError(ModelStoreError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLocation:
+    scheme: str
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+    @classmethod
+    def parse(cls, uri: str) -> ModelLocation:
+        if uri.startswith("/"):
+            return cls("file", "", uri)
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            return cls("file", "", parsed.path)
+        if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+            raise ModelStoreError(f"model URI {uri!r} must be s3://bucket/key or file:///path")
+        version = parse_qs(parsed.query).get("versionId", [None])[0]
+        return cls("s3", parsed.netloc, parsed.path.lstrip("/"), version)
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    """A model ready to score: identity for every output record, and one batch predict call."""
+
+    name: str
+    version: str
+    sha256: str
+    uri: str
+    format: str
+    signature: Signature | None
+    load_seconds: float
+    loaded_at: float
+    estimator: Any = field(repr=False)
+    feature_names: list[str] | None = None
+    _predict: Callable[[Any], Any] | None = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+    def predict(self, frame: pd.DataFrame) -> list[Any]:
+        """One call for the whole batch; returns plain Python values, one per row."""
+        if self._predict is not None:
+            out = self._predict(frame)
+        else:
+            if self.feature_names is not None:
+                missing = [c for c in self.feature_names if c not in frame.columns]
+                if missing:
+                    raise ValueError(f"model needs columns {missing} that the input does not have")
+                x: Any = frame[self.feature_names]
+            elif len(frame.columns) and all(dt.kind in "biuf" for dt in frame.dtypes):
+                x = frame.to_numpy()
+            else:
+                x = frame
+            out = self.estimator.predict(x)
+        return _to_python(out)
+
+
+def _to_python(out: Any) -> list[Any]:
+    if hasattr(out, "to_dict") and hasattr(out, "columns"):
+        records: list[Any] = out.to_dict(orient="records")
+        return records
+    if hasattr(out, "tolist"):
+        values: list[Any] = out.tolist()
+        return values
+    return list(out)
+
+
+# --------------------------------------------------------------------------- checksum
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of a directory's sorted manifest of file digests (see module doc)."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    if not path.is_dir():
+        raise ModelNotFoundError(f"no model artifact at {path}")
+    lines = [
+        f"{file_sha256(p)}  {p.relative_to(path).as_posix()}"
+        for p in sorted(path.rglob("*"), key=lambda q: q.relative_to(path).as_posix())
+        if p.is_file() and p.name != _COMPLETE
+    ]
+    if not lines:
+        raise ModelNotFoundError(f"model directory {path} is empty")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def _s3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | None]:
+    """Return a local path to the artifact (downloading it once) and the S3 version id if any."""
+    loc = ModelLocation.parse(uri)
+    if loc.scheme == "file":
+        path = Path(loc.key)
+        if not path.exists():
+            raise ModelNotFoundError(f"model artifact {uri} does not exist")
+        return path, None
+
+    from botocore.exceptions import ClientError
+
+    s3 = s3 or _s3_client()
+    target = Path(cache_dir) / hashlib.sha256(uri.encode()).hexdigest()[:24]
+    if (target / _COMPLETE).exists():
+        marker = (target / _COMPLETE).read_text().split("\n")
+        return target / marker[0], marker[1] or None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="dl-", dir=target.parent))
+    try:
+        version: str | None = None
+        try:
+            extra = {"VersionId": loc.version_id} if loc.version_id else {}
+            head = s3.head_object(Bucket=loc.bucket, Key=loc.key, **extra) if not loc.key.endswith("/") else None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                head = None
+            elif code in ("NoSuchBucket",):
+                raise ModelNotFoundError(f"model bucket {loc.bucket!r} does not exist ({uri})") from None
+            elif code in ("403", "AccessDenied", "Forbidden"):
+                raise ModelNotFoundError(
+                    f"access denied reading {uri}: the function role needs s3:GetObject on it"
+                ) from None
+            else:
+                raise ModelStoreError(f"cannot read {uri}: {exc}") from exc
+        if head is not None:
+            name = Path(loc.key).name
+            s3.download_file(loc.bucket, loc.key, str(staging / name), ExtraArgs=extra or None)
+            version = head.get("VersionId") or loc.version_id
+            rel = name
+        else:
+            prefix = loc.key.rstrip("/") + "/"
+            rel = "model"
+            count = 0
+            try:
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
+                    for obj in page.get("Contents", []):
+                        if obj["Key"].endswith("/"):
+                            continue
+                        dest = staging / rel / obj["Key"][len(prefix) :]
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        s3.download_file(loc.bucket, obj["Key"], str(dest))
+                        count += 1
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code == "NoSuchBucket":
+                    raise ModelNotFoundError(f"model bucket {loc.bucket!r} does not exist ({uri})") from None
+                raise ModelStoreError(f"cannot list {uri}: {exc}") from exc
+            if count == 0:
+                raise ModelNotFoundError(f"no model at {uri}: no object with that key and no files under that prefix")
+        (staging / _COMPLETE).write_text(f"{rel}\n{version or ''}")
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        staging.replace(target)
+        return target / rel, version
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_mlmodel(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load((path / MLMODEL).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelLoadError(f"cannot read {path / MLMODEL}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path / MLMODEL} is not an MLmodel file")
+    return data
+
+
+def _require_pin(fmt: str, pinned: bool, allow_unpinned: bool) -> None:
+    if not pinned and not allow_unpinned:
+        raise ModelLoadError(
+            f"refusing to load a {fmt} artifact without MODEL_SHA256: unpickling runs code. Set MODEL_SHA256 "
+            "to the artifact's sha256 (scripts/publish.py prints it), save the model with skops, or set "
+            "ALLOW_UNPINNED_PICKLE=true to accept the risk"
+        )
+
+
+def _load_skops(path: Path, trusted: list[str]) -> Any:
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=str(path))
+    except Exception as exc:  # noqa: BLE001 - any parse failure means an unreadable artifact
+        raise ModelLoadError(f"{path.name} is not a readable skops file: {exc}") from None
+    refused = [t for t in untrusted if t not in trusted]
+    if refused:
+        raise ModelLoadError(
+            f"skops artifact {path.name} contains types that are not trusted: {refused}. Review them and list "
+            "them in MODEL_TRUSTED_TYPES (comma-separated) or in the MLmodel skops_trusted_types"
+        )
+    try:
+        return sio.load(str(path), trusted=untrusted)
+    except Exception as exc:  # noqa: BLE001 - any failure means an unreadable artifact
+        raise ModelLoadError(f"cannot load skops artifact {path.name}: {exc}") from None
+
+
+def _load_pickle(path: Path, fmt: str) -> Any:
+    try:
+        if fmt == "cloudpickle":
+            import cloudpickle
+
+            with path.open("rb") as fh:
+                return cloudpickle.load(fh)
+        import joblib
+
+        return joblib.load(path)
+    except Exception as exc:  # noqa: BLE001 - any failure means an unreadable artifact
+        raise ModelLoadError(f"cannot load {fmt} artifact {path.name}: {type(exc).__name__}: {exc}") from None
+
+
+def _load_file(path: Path, trusted: list[str], pinned: bool, allow_unpinned: bool) -> tuple[Any, str]:
+    suffix = path.suffix.lower()
+    if suffix == SKOPS_SUFFIX:
+        return _load_skops(path, trusted), "skops"
+    if suffix in PICKLE_SUFFIXES:
+        fmt = "joblib" if suffix == ".joblib" else "pickle"
+        _require_pin(fmt, pinned, allow_unpinned)
+        return _load_pickle(path, fmt), fmt
+    raise ModelLoadError(
+        f"unsupported model file {path.name!r}: expected .skops, .joblib, .pkl or an MLflow model directory"
+    )
+
+
+def _load_mlflow_dir(
+    path: Path, trusted: list[str], pinned: bool, allow_unpinned: bool
+) -> tuple[Any, str, Signature | None, dict[str, Any], Callable[[Any], Any] | None]:
+    mlmodel = _read_mlmodel(path)
+    signature = Signature.from_mlmodel(mlmodel)
+    flavors = mlmodel.get("flavors") or {}
+    sk = flavors.get("sklearn")
+    if sk:
+        fmt = sk.get("serialization_format", "cloudpickle")
+        model_file = path / sk.get("pickled_model", "model.pkl")
+        if not model_file.is_file():
+            raise ModelLoadError(f"MLmodel names {model_file.name} but the directory has no such file")
+        if fmt == "skops":
+            # Types the artifact itself declares as trusted count only when its checksum is pinned:
+            # otherwise anyone who can write to the bucket could vouch for their own file.
+            extra = list(sk.get("skops_trusted_types") or []) if pinned else []
+            return _load_skops(model_file, trusted + extra), "mlflow-sklearn-skops", signature, mlmodel, None
+        if fmt not in ("pickle", "cloudpickle"):
+            raise ModelLoadError(f"unsupported sklearn serialization_format {fmt!r} in MLmodel")
+        _require_pin(fmt, pinned, allow_unpinned)
+        return _load_pickle(model_file, fmt), f"mlflow-sklearn-{fmt}", signature, mlmodel, None
+    if "python_function" in flavors:
+        _require_pin("mlflow pyfunc", pinned, allow_unpinned)
+        try:
+            import mlflow.pyfunc
+        except ImportError:
+            raise ModelLoadError(
+                f"model flavours {sorted(flavors)} need mlflow to load; add mlflow-skinny to the image's "
+                "requirements.txt, or export the model with the sklearn flavour"
+            ) from None
+        try:
+            pyfunc = mlflow.pyfunc.load_model(str(path))
+        except Exception as exc:  # noqa: BLE001 - any failure means an unreadable artifact
+            raise ModelLoadError(f"mlflow could not load {path}: {exc}") from None
+        return pyfunc, "mlflow-pyfunc", signature, mlmodel, pyfunc.predict
+    raise ModelLoadError(f"MLmodel at {path} has no sklearn or python_function flavour: {sorted(flavors)}")
+
+
+def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
+    """Fetch, verify and load the configured model. Raises ModelStoreError subclasses with the cause."""
+    started = time.perf_counter()
+    local, s3_version = fetch(settings.model_uri, settings.model_cache_dir, s3)
+    actual = artifact_sha256(local)
+    if settings.model_sha256 and actual != settings.model_sha256:
+        raise ChecksumMismatchError(
+            f"checksum mismatch for {settings.model_uri}: MODEL_SHA256 is {settings.model_sha256} but the "
+            f"artifact is {actual}; nothing will be scored. Publish again or fix MODEL_SHA256"
+        )
+    trusted = list(settings.model_trusted_types)
+    pinned = settings.model_sha256 is not None
+    predict_fn = None
+    mlmodel: dict[str, Any] = {}
+    signature: Signature | None = None
+    if local.is_dir():
+        if not (local / MLMODEL).is_file():
+            raise ModelLoadError(f"{settings.model_uri} is a directory without an MLmodel file")
+        estimator, fmt, signature, mlmodel, predict_fn = _load_mlflow_dir(
+            local, trusted, pinned, settings.allow_unpinned_pickle
+        )
+    else:
+        estimator, fmt = _load_file(local, trusted, pinned, settings.allow_unpinned_pickle)
+    if settings.input_schema:
+        signature = Signature.from_columns(settings.input_schema)
+    if predict_fn is None and not hasattr(estimator, "predict"):
+        raise ModelLoadError(f"loaded object {type(estimator).__name__} has no predict method")
+    names = getattr(estimator, "feature_names_in_", None)
+    meta = mlmodel.get("metadata") or {}
+    name = settings.model_name or meta.get("name") or _default_name(settings.model_uri)
+    version = (
+        settings.model_version
+        or (str(meta["version"]) if meta.get("version") is not None else None)
+        or s3_version
+        or mlmodel.get("run_id")
+        or actual[:12]
+    )
+    return LoadedModel(
+        name=str(name),
+        version=str(version),
+        sha256=actual,
+        uri=settings.model_uri,
+        format=fmt,
+        signature=signature,
+        load_seconds=time.perf_counter() - started,
+        loaded_at=time.time(),
+        estimator=estimator,
+        feature_names=[str(n) for n in names] if names is not None else None,
+        _predict=predict_fn,
+    )
+
+
+def _default_name(uri: str) -> str:
+    stem = Path(urlparse(uri).path.rstrip("/")).name
+    for suffix in (SKOPS_SUFFIX, *PICKLE_SUFFIXES):
+        stem = stem.removesuffix(suffix)
+    return stem or "model"

@@ -1,0 +1,161 @@
+"""Kinesis event records to feature payloads: base64, KPL de-aggregation, JSON, payload mapping.
+
+Every user record comes out exactly once, either with its features or with the reason it can never
+be scored. Aggregated (KPL) records are framed and checksummed here so a corrupt aggregate becomes one
+dead-letter entry with a reason instead of being dropped; the protobuf itself is parsed with the
+message class of `aws-kinesis-agg` (imported only when an aggregate is seen).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+KPL_MAGIC = b"\xf3\x89\x9a\xc2"
+_DIGEST = 16
+
+
+class Reason:
+    """Dead-letter reason codes (stable strings; consumers filter on them)."""
+
+    NOT_BASE64 = "not_base64"
+    KPL_CORRUPT = "kpl_corrupt"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    MISSING_FEATURES = "missing_features_field"
+    HOOK_ERROR = "hook_error"
+    SCHEMA = "schema_violation"
+    MODEL_ERROR = "model_error"
+    OUTPUT_TOO_LARGE = "output_too_large"
+
+
+@dataclass(slots=True)
+class UserRecord:
+    """One user record of a Kinesis event, with where it came from and what it decoded to."""
+
+    event_source_arn: str
+    shard_id: str
+    sequence_number: str
+    sub_sequence_number: int | None
+    partition_key: str
+    arrival: float | None
+    raw: str
+    data: bytes | None = None
+    features: Any = None
+    record_id: Any = None
+    reason: str | None = None
+    detail: str | None = None
+
+    def fail(self, reason: str, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+
+    @property
+    def position(self) -> str:
+        sub = "" if self.sub_sequence_number is None else f"/{self.sub_sequence_number}"
+        return f"{self.shard_id}:{self.sequence_number}{sub}"
+
+
+def _shard_of(record: Mapping[str, Any]) -> str:
+    event_id = str(record.get("eventID", ""))
+    return event_id.split(":", 1)[0] if ":" in event_id else event_id
+
+
+def _deaggregate(data: bytes) -> list[tuple[str | None, bytes]] | str:
+    """User records of a KPL aggregate as (partition key, data), or the reason it is corrupt."""
+    body, digest = data[len(KPL_MAGIC) : -_DIGEST], data[-_DIGEST:]
+    if hashlib.md5(body, usedforsecurity=False).digest() != digest:
+        return "KPL aggregate MD5 digest does not match its contents"
+    from aws_kinesis_agg import messages_pb2
+    from google.protobuf.message import DecodeError
+
+    agg = messages_pb2.AggregatedRecord()  # type: ignore[attr-defined]
+    try:
+        agg.ParseFromString(body)
+    except DecodeError as exc:
+        return f"KPL aggregate is not a valid protobuf: {exc}"
+    keys = list(agg.partition_key_table)
+    out: list[tuple[str | None, bytes]] = []
+    for rec in agg.records:
+        idx = rec.partition_key_index
+        out.append((keys[idx] if idx < len(keys) else None, rec.data))
+    return out
+
+
+def decode_event(event: Mapping[str, Any]) -> list[UserRecord]:
+    """Flatten a Kinesis event into user records with raw data decoded (no JSON yet)."""
+    out: list[UserRecord] = []
+    for record in event.get("Records") or ():
+        kin = record.get("kinesis") or {}
+        raw = kin.get("data", "")
+        base = UserRecord(
+            event_source_arn=str(record.get("eventSourceARN", "")),
+            shard_id=_shard_of(record),
+            sequence_number=str(kin.get("sequenceNumber", "")),
+            sub_sequence_number=None,
+            partition_key=str(kin.get("partitionKey", "")),
+            arrival=kin.get("approximateArrivalTimestamp"),
+            raw=raw,
+        )
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            base.fail(Reason.NOT_BASE64, f"record data is not valid base64: {exc}")
+            out.append(base)
+            continue
+        if data.startswith(KPL_MAGIC) and len(data) > len(KPL_MAGIC) + _DIGEST:
+            users = _deaggregate(data)
+            if isinstance(users, str):
+                base.data = data
+                base.fail(Reason.KPL_CORRUPT, users)
+                out.append(base)
+                continue
+            for sub, (pkey, payload) in enumerate(users):
+                out.append(
+                    UserRecord(
+                        event_source_arn=base.event_source_arn,
+                        shard_id=base.shard_id,
+                        sequence_number=base.sequence_number,
+                        sub_sequence_number=sub,
+                        partition_key=pkey or base.partition_key,
+                        arrival=base.arrival,
+                        raw=raw,
+                        data=payload,
+                    )
+                )
+            continue
+        base.data = data
+        out.append(base)
+    return out
+
+
+def map_payloads(records: Iterable[UserRecord], features_field: str | None, id_field: str | None) -> None:
+    """Decode JSON and pick features and id, in place; failures are marked with a reason."""
+    loads = json.loads
+    for rec in records:
+        if rec.reason is not None:
+            continue
+        try:
+            payload = loads(rec.data or b"")
+        except (UnicodeDecodeError, ValueError) as exc:
+            rec.fail(Reason.NOT_JSON, f"record data is not JSON: {exc}")
+            continue
+        if type(payload) is not dict:
+            rec.fail(Reason.NOT_OBJECT, f"record JSON must be an object, got {type(payload).__name__}")
+            continue
+        if features_field:
+            if features_field not in payload:
+                rec.fail(Reason.MISSING_FEATURES, f"record has no '{features_field}' field (FEATURES_FIELD)")
+                continue
+            rec.features = payload[features_field]
+        else:
+            rec.features = payload
+        if id_field:
+            rid = payload.get(id_field)
+            if rid is None and type(rec.features) is dict:
+                rid = rec.features.get(id_field)
+            rec.record_id = rid

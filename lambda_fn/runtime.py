@@ -1,0 +1,82 @@
+"""Per-container wiring: settings, clients, sinks, hook and the model, each built once and cached.
+
+Clients are created here, after configuration is read and never at import time, so tests and
+emulators can point them anywhere through the SDK's standard `AWS_ENDPOINT_URL_*` variables.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+from lambda_fn.config import Settings, get_settings
+from lambda_fn.model_store import LoadedModel, load_model
+from lambda_fn.scoring import load_hook
+from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
+from lambda_fn.stream import StreamRuntime
+
+_model_lock = threading.Lock()
+_models: dict[str, LoadedModel] = {}
+_fresh_loads: list[float] = []
+
+
+def client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 3}))  # type: ignore[call-overload]
+
+
+def get_model(settings: Settings | None = None) -> LoadedModel:
+    """Load once per container; a failed load is retried on the next call, never cached."""
+    settings = settings or get_settings()
+    key = f"{settings.model_uri}#{settings.model_sha256}"
+    model = _models.get(key)
+    if model is None:
+        with _model_lock:
+            model = _models.get(key)
+            if model is None:
+                model = load_model(settings)
+                _models[key] = model
+                _fresh_loads.append(model.load_seconds)
+                from aws_lambda_powertools import Logger
+
+                Logger(child=True).info(
+                    "model loaded",
+                    extra={
+                        "model": model.identity,
+                        "format": model.format,
+                        "load_ms": round(model.load_seconds * 1000),
+                    },
+                )
+    return model
+
+
+def drain_load_times() -> list[float]:
+    """Seconds of model loads since the last call, for the ModelLoadTime metric."""
+    out = list(_fresh_loads)
+    _fresh_loads.clear()
+    return out
+
+
+@lru_cache(maxsize=1)
+def stream_runtime() -> StreamRuntime:
+    settings = get_settings()
+    stream_name, dlq_url = settings.require_stream_outputs()
+    policy = RetryPolicy(max_attempts=settings.output_max_attempts, base_delay_s=settings.output_base_delay_ms / 1000)
+    return StreamRuntime(
+        model=lambda: get_model(settings),
+        output=KinesisSink(client("kinesis"), stream_name, policy),
+        dlq=SqsSink(client("sqs"), dlq_url, policy),
+        hook=load_hook(settings.feature_hook),
+        features_field=settings.features_field,
+        id_field=settings.id_field,
+    )
+
+
+def reset() -> None:
+    """Forget everything cached (tests and the local runtime change the environment between runs)."""
+    _models.clear()
+    stream_runtime.cache_clear()
+    get_settings.cache_clear()

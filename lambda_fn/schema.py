@@ -1,0 +1,237 @@
+"""Input schemas: parse an MLflow signature (or a declared schema) and validate a batch column by column.
+
+Validation is per column over the whole batch, not per record, so that a 10,000-row batch costs a
+few list comprehensions. Each rejected row gets a message naming the field; the caller names the row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NUMERIC = frozenset({"double", "float", "long", "integer"})
+KNOWN_TYPES = NUMERIC | {"string", "boolean", "datetime", "binary"}
+_INT32 = 2**31
+_INT64 = 2**63
+_MISSING = object()
+
+
+class SchemaError(ValueError):
+    """The declared schema itself is malformed (a configuration error, not a bad record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    name: str
+    type: str
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """Column-based inputs of a model; `outputs` is kept as MLflow wrote it, for documentation."""
+
+    inputs: tuple[ColumnSpec, ...]
+    outputs: Any = None
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.inputs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [{"name": c.name, "type": c.type, "required": c.required} for c in self.inputs],
+            "outputs": self.outputs,
+        }
+
+    @classmethod
+    def from_columns(cls, columns: Any, outputs: Any = None) -> Signature | None:
+        """Accept MLflow's column list (a JSON string or a list); tensor signatures give None."""
+        if isinstance(columns, str):
+            try:
+                columns = json.loads(columns)
+            except json.JSONDecodeError as exc:
+                raise SchemaError(f"schema is not valid JSON: {exc}") from None
+        if isinstance(columns, dict) and "inputs" in columns:
+            return cls.from_columns(columns["inputs"], columns.get("outputs", outputs))
+        if not isinstance(columns, list) or not columns:
+            raise SchemaError("schema must be a non-empty list of {name, type[, required]} objects")
+        specs = []
+        for i, col in enumerate(columns):
+            if not isinstance(col, dict):
+                raise SchemaError(f"schema column {i} must be an object")
+            if col.get("type") == "tensor":
+                return None
+            name, typ = col.get("name"), col.get("type")
+            if not isinstance(name, str) or not name:
+                raise SchemaError(f"schema column {i} has no name")
+            if typ not in KNOWN_TYPES:
+                raise SchemaError(f"schema column {name!r} has unsupported type {typ!r}; one of {sorted(KNOWN_TYPES)}")
+            specs.append(ColumnSpec(name=name, type=str(typ), required=bool(col.get("required", True))))
+        return cls(inputs=tuple(specs), outputs=outputs)
+
+    @classmethod
+    def from_mlmodel(cls, mlmodel: dict[str, Any]) -> Signature | None:
+        sig = mlmodel.get("signature") or {}
+        if not sig.get("inputs"):
+            return None
+        outputs = sig.get("outputs")
+        if isinstance(outputs, str):
+            with contextlib.suppress(json.JSONDecodeError):
+                outputs = json.loads(outputs)
+        return cls.from_columns(sig["inputs"], outputs)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _is_double(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or type(v) is int
+
+
+def _is_long(v: Any) -> bool:
+    if type(v) is int:
+        return -_INT64 <= v < _INT64
+    return type(v) is float and v.is_integer() and -_INT64 <= v < _INT64
+
+
+def _is_int(v: Any) -> bool:
+    if type(v) is int:
+        return -_INT32 <= v < _INT32
+    return type(v) is float and v.is_integer() and -_INT32 <= v < _INT32
+
+
+def _is_datetime(v: Any) -> bool:
+    if type(v) is not str:
+        return False
+    try:
+        datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "double": _is_double,
+    "float": _is_double,
+    "long": _is_long,
+    "integer": _is_int,
+    "string": lambda v: type(v) is str,
+    "boolean": lambda v: type(v) is bool,
+    "datetime": _is_datetime,
+    "binary": lambda v: type(v) is str,
+}
+_EXPECT = {
+    "double": "a finite number",
+    "float": "a finite number",
+    "long": "an integer (64-bit)",
+    "integer": "an integer (32-bit)",
+    "string": "a string",
+    "boolean": "true or false",
+    "datetime": "an ISO-8601 date-time string",
+    "binary": "a base64 string",
+}
+
+
+@dataclass(slots=True)
+class Validated:
+    """Rows that passed, as one frame, plus the index of each in the input and why the others failed."""
+
+    frame: pd.DataFrame
+    kept: list[int]
+    errors: dict[int, str]
+
+
+def _add(errors: dict[int, list[str]], i: int, msg: str) -> None:
+    errors.setdefault(i, []).append(msg)
+
+
+def validate(rows: list[Any], signature: Signature | None, *, strict: bool = False) -> Validated:
+    """Check every row against the signature and build the model's input frame from the good ones.
+
+    `strict` rejects fields the signature does not know (the API wants that; a stream usually
+    carries extra fields and ignores them).
+    """
+    import pandas as pd
+
+    errs: dict[int, list[str]] = {}
+    dict_rows: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        if type(row) is not dict:
+            _add(errs, i, f"features must be a JSON object, got {_json_type(row)}")
+            dict_rows.append({})
+        else:
+            dict_rows.append(row)
+
+    if signature is None:
+        kept = [i for i in range(len(rows)) if i not in errs]
+        good = [dict_rows[i] for i in kept]
+        frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
+        return Validated(frame, kept, {i: "; ".join(m) for i, m in errs.items()})
+
+    not_objects = set(errs)
+    columns: dict[str, list[Any]] = {}
+    for spec in signature.inputs:
+        values = [r.get(spec.name, _MISSING) for r in dict_rows]
+        check = _CHECKS[spec.type]
+        for i, v in enumerate(values):
+            if i in not_objects:
+                continue
+            if v is _MISSING or v is None:
+                if spec.required:
+                    _add(errs, i, f"missing required field '{spec.name}' ({spec.type})")
+            elif not check(v):
+                _add(errs, i, f"field '{spec.name}' must be {_EXPECT[spec.type]}, got {_json_type(v)} {_short(v)}")
+        columns[spec.name] = values
+    if strict:
+        known = set(signature.names)
+        for i, r in enumerate(dict_rows):
+            extra = r.keys() - known
+            if extra:
+                _add(errs, i, "unknown field(s) " + ", ".join(f"'{e}'" for e in sorted(extra)))
+
+    kept = [i for i in range(len(rows)) if i not in errs]
+    data: dict[str, Any] = {}
+    for spec in signature.inputs:
+        col = columns[spec.name]
+        vals = [None if col[i] is _MISSING else col[i] for i in kept]
+        data[spec.name] = _to_series(vals, spec)
+    frame = pd.DataFrame(data, columns=signature.names)
+    return Validated(frame, kept, {i: "; ".join(m) for i, m in errs.items()})
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, default=str)
+    return f"({text[:40]}...)" if len(text) > 43 else f"({text})"
+
+
+def _to_series(vals: list[Any], spec: ColumnSpec) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    has_none = any(v is None for v in vals)
+    if spec.type in ("double", "float"):
+        dtype = np.float64 if spec.type == "double" else np.float32
+        return np.array([np.nan if v is None else v for v in vals], dtype=dtype) if has_none else np.array(vals, dtype)
+    if spec.type in ("long", "integer"):
+        if has_none:
+            return np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
+        return np.array(vals, dtype=np.int64 if spec.type == "long" else np.int32)
+    if spec.type == "boolean":
+        return np.array(vals, dtype=object if has_none else bool)
+    if spec.type == "datetime":
+        return pd.to_datetime(vals, utc=True, format="ISO8601")
+    return np.array(vals, dtype=object)

@@ -1,0 +1,186 @@
+"""Where results go: the output stream (PutRecords) and the dead-letter queue (SQS), with retries.
+
+Both sinks chunk within the service limits, retry only the entries the service reports as failed
+(throttling, internal errors) with exponential backoff and full jitter, and return the references
+of entries that still failed so the caller can report them to Lambda instead of losing them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+KINESIS_MAX_RECORDS = 500
+KINESIS_MAX_BYTES = 5 * 1024 * 1024
+KINESIS_MAX_RECORD_BYTES = 1024 * 1024
+SQS_MAX_ENTRIES = 10
+SQS_MAX_BYTES = 256 * 1024
+_MAX_DELAY_S = 2.0
+_RETRYABLE_CALL_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "LimitExceededException",
+        "KMSThrottlingException",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestThrottled",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message to write; `ref` is the caller's handle (the user record's index)."""
+
+    ref: int
+    data: bytes
+    key: str
+
+
+@dataclass(slots=True)
+class PutOutcome:
+    failed: list[int] = field(default_factory=list)
+    too_large: list[int] = field(default_factory=list)
+    retries: int = 0
+
+
+class Sink(Protocol):
+    def put(self, entries: Sequence[Entry]) -> PutOutcome: ...
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base_delay_s: float = 0.05
+    sleep: Callable[[float], None] = time.sleep
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(_MAX_DELAY_S, self.base_delay_s * (2**attempt)))
+
+
+def chunks(entries: Sequence[Entry], max_count: int, max_bytes: int, overhead: int = 0) -> Iterator[list[Entry]]:
+    """Split into requests that respect both the count and the payload size limits."""
+    batch: list[Entry] = []
+    size = 0
+    for e in entries:
+        n = len(e.data) + len(e.key.encode()) + overhead
+        if batch and (len(batch) >= max_count or size + n > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(e)
+        size += n
+    if batch:
+        yield batch
+
+
+def _call_error_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", "")) or None
+    return None
+
+
+def _send_with_retries(
+    chunk: list[Entry],
+    send: Callable[[list[Entry]], list[bool]],
+    policy: RetryPolicy,
+    outcome: PutOutcome,
+) -> None:
+    """Send, then resend only entries reported failed, until none fail or attempts run out."""
+    pending = chunk
+    for attempt in range(policy.max_attempts):
+        if attempt:
+            outcome.retries += len(pending)
+            policy.sleep(policy.delay(attempt))
+        try:
+            ok = send(pending)
+        except Exception as exc:
+            from botocore.exceptions import ConnectionError as BotoConnectionError
+
+            code = _call_error_code(exc)
+            if code in _RETRYABLE_CALL_ERRORS or isinstance(exc, BotoConnectionError):
+                continue
+            raise
+        pending = [e for e, good in zip(pending, ok, strict=True) if not good]
+        if not pending:
+            return
+    outcome.failed.extend(e.ref for e in pending)
+
+
+class KinesisSink:
+    """PutRecords in chunks of at most 500 records and 5 MiB."""
+
+    def __init__(self, client: Any, stream_name: str, policy: RetryPolicy | None = None) -> None:
+        self._client = client
+        self._stream = stream_name
+        self._policy = policy or RetryPolicy()
+
+    def _send(self, entries: list[Entry]) -> list[bool]:
+        resp = self._client.put_records(
+            StreamName=self._stream,
+            Records=[{"Data": e.data, "PartitionKey": e.key} for e in entries],
+        )
+        return ["ErrorCode" not in r for r in resp["Records"]]
+
+    def put(self, entries: Sequence[Entry]) -> PutOutcome:
+        outcome = PutOutcome()
+        fit = []
+        for e in entries:
+            if len(e.data) + len(e.key.encode()) > KINESIS_MAX_RECORD_BYTES:
+                outcome.too_large.append(e.ref)
+            else:
+                fit.append(e)
+        for chunk in chunks(fit, KINESIS_MAX_RECORDS, KINESIS_MAX_BYTES):
+            _send_with_retries(chunk, self._send, self._policy, outcome)
+        return outcome
+
+
+class SqsSink:
+    """SendMessageBatch in groups of at most 10 messages and 256 KiB."""
+
+    def __init__(self, client: Any, queue_url: str, policy: RetryPolicy | None = None) -> None:
+        self._client = client
+        self._url = queue_url
+        self._policy = policy or RetryPolicy()
+
+    def _send(self, entries: list[Entry]) -> list[bool]:
+        resp = self._client.send_message_batch(
+            QueueUrl=self._url,
+            Entries=[
+                {
+                    "Id": str(i),
+                    "MessageBody": e.data.decode(),
+                    "MessageAttributes": {"reason": {"DataType": "String", "StringValue": e.key}},
+                }
+                for i, e in enumerate(entries)
+            ],
+        )
+        failed = {int(f["Id"]) for f in resp.get("Failed", [])}
+        return [i not in failed for i in range(len(entries))]
+
+    def put(self, entries: Sequence[Entry]) -> PutOutcome:
+        outcome = PutOutcome()
+        for chunk in chunks(entries, SQS_MAX_ENTRIES, SQS_MAX_BYTES, overhead=64):
+            _send_with_retries(chunk, self._send, self._policy, outcome)
+        return outcome
+
+
+class MemorySink:
+    """Keeps entries in a list: for benchmarks, tests and local dry runs."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+
+    def put(self, entries: Sequence[Entry]) -> PutOutcome:
+        self.entries.extend(entries)
+        return PutOutcome()
+
+    def json(self) -> list[Any]:
+        return [json.loads(e.data) for e in self.entries]

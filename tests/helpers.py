@@ -1,0 +1,127 @@
+"""Test builders: small real models in every supported format, and Kinesis events as Lambda sends them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/rides-in"
+
+
+def tiny_frame(n: int = 300, seed: int = 0) -> tuple[Any, np.ndarray]:
+    """A small regression problem with a string, a double and a long column."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    zone = rng.choice(["a", "b", "c"], size=n)
+    distance = rng.uniform(0.5, 20, size=n)
+    hour = rng.integers(0, 24, size=n)
+    y = 3 + 2.5 * distance + np.where(zone == "a", 5, 0) + 0.3 * hour + rng.normal(0, 0.5, size=n)
+    return pd.DataFrame({"zone": zone, "distance": distance, "hour": hour.astype(np.int64)}), y
+
+
+def tiny_pipeline() -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    x, y = tiny_frame()
+    pipe = Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [("zone", OneHotEncoder(handle_unknown="ignore"), ["zone"])], remainder="passthrough"
+                ),
+            ),
+            ("model", LinearRegression()),
+        ]
+    )
+    return pipe.fit(x, y)
+
+
+def save_mlflow_model(path: Path, model: Any | None = None, serialization_format: str = "skops") -> Path:
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    model = model if model is not None else tiny_pipeline()
+    x, _ = tiny_frame(20)
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        signature=infer_signature(x, model.predict(x)),
+        serialization_format=serialization_format,
+        metadata={"name": "tiny"},
+    )
+    return path
+
+
+def save_skops(path: Path, model: Any | None = None) -> Path:
+    import skops.io as sio
+
+    sio.dump(model if model is not None else tiny_pipeline(), str(path))
+    return path
+
+
+def save_joblib(path: Path, model: Any | None = None) -> Path:
+    import joblib
+
+    joblib.dump(model if model is not None else tiny_pipeline(), path)
+    return path
+
+
+def tiny_row(i: int = 0) -> dict[str, Any]:
+    return {"zone": "abc"[i % 3], "distance": 1.0 + (i % 17), "hour": i % 24}
+
+
+def kinesis_record(data: bytes | str, seq: int, key: str = "k", shard: str = "shardId-000000000000") -> dict[str, Any]:
+    raw = data if isinstance(data, str) else base64.b64encode(data).decode()
+    return {
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{shard}:{seq}",
+        "eventName": "aws:kinesis:record",
+        "eventSourceARN": ARN,
+        "awsRegion": "us-east-1",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/scorer",
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": key,
+            "sequenceNumber": str(seq),
+            "data": raw,
+            "approximateArrivalTimestamp": 1_760_000_000.0 + seq / 1000,
+        },
+    }
+
+
+def kinesis_event(
+    payloads: Sequence[Any], start_seq: int = 49_000_000_000, key_field: str | None = None
+) -> dict[str, Any]:
+    """Objects are JSON-encoded; bytes and str are taken as raw data (str = already base64)."""
+    records = []
+    for i, p in enumerate(payloads):
+        if isinstance(p, (bytes, str)):
+            data: bytes | str = p
+            key = f"k{i}"
+        else:
+            data = json.dumps(p).encode()
+            key = str(p.get(key_field, f"k{i}")) if key_field and isinstance(p, dict) else f"k{i}"
+        records.append(kinesis_record(data, start_seq + i, key))
+    return {"Records": records}
+
+
+def kpl_aggregate(payloads: Iterable[Any], key_prefix: str = "agg") -> bytes:
+    """Pack JSON payloads the way the Kinesis Producer Library does (magic, protobuf, MD5)."""
+    import aws_kinesis_agg.aggregator as agg
+
+    aggregator = agg.RecordAggregator()
+    for i, p in enumerate(payloads):
+        aggregator.add_user_record(f"{key_prefix}-{i}", json.dumps(p).encode())
+    _, _, data = aggregator.clear_and_get().get_contents()
+    return bytes(data)
