@@ -38,6 +38,12 @@ class Env:
     INPUT_SCHEMA = "INPUT_SCHEMA"
     OUTPUT_MAX_ATTEMPTS = "OUTPUT_MAX_ATTEMPTS"
     OUTPUT_BASE_DELAY_MS = "OUTPUT_BASE_DELAY_MS"
+    # Reserved for the sync API and the rollout features (their issues add the Settings fields).
+    API_MAX_BODY_BYTES = "API_MAX_BODY_BYTES"
+    SHADOW_MODEL_URI = "SHADOW_MODEL_URI"
+    SHADOW_MODEL_SHA256 = "SHADOW_MODEL_SHA256"
+    SHADOW_TIMEOUT_MS = "SHADOW_TIMEOUT_MS"
+    MODEL_VARIANTS = "MODEL_VARIANTS"
     # Standard names owned by Powertools; listed so infra sets them from here too.
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"

@@ -1,0 +1,1 @@
+"""CDK constructs and stacks of the serving kit, and the shared topology."""

@@ -1,0 +1,168 @@
+"""The kit's resources as plain data: names, shard counts, trigger settings, payload mapping.
+
+One definition read by the CDK stack (from CDK context) and by the local cloud (from the same keys),
+so the emulator creates what `cdk deploy` would. No aws_cdk import here: the local runtime must not
+pay CDK's start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class TopologyError(ValueError):
+    """A context value is missing or malformed; the message names the context key."""
+
+
+class Ctx:
+    """CDK context keys (`cdk deploy -c key=value` or cdk.json); the local cloud reads the same."""
+
+    STAGE = "stage"
+    PREFIX = "prefix"
+    MODEL_URI = "model_uri"
+    MODEL_SHA256 = "model_sha256"
+    MODEL_NAME = "model_name"
+    MODEL_VERSION = "model_version"
+    FEATURES_FIELD = "features_field"
+    ID_FIELD = "id_field"
+    FEATURE_HOOK = "feature_hook"
+    STREAM_MODE = "stream_mode"  # on-demand | provisioned
+    INPUT_SHARDS = "input_shards"
+    OUTPUT_SHARDS = "output_shards"
+    RETENTION_HOURS = "retention_hours"
+    BATCH_SIZE = "batch_size"
+    BATCHING_WINDOW_SECONDS = "batching_window_seconds"
+    PARALLELIZATION_FACTOR = "parallelization_factor"
+    RETRY_ATTEMPTS = "retry_attempts"
+    MAX_RECORD_AGE_SECONDS = "max_record_age_seconds"
+    BISECT_ON_ERROR = "bisect_on_error"
+    STARTING_POSITION = "starting_position"
+
+
+StreamMode = Literal["on-demand", "provisioned"]
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    mode: StreamMode
+    shards: int
+    retention_hours: int
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """Lambda's Kinesis event source mapping; the local poller honours the same values."""
+
+    batch_size: int = 500
+    batching_window_seconds: int = 1
+    parallelization_factor: int = 1
+    retry_attempts: int = 3
+    max_record_age_seconds: int = 3600
+    bisect_on_error: bool = True
+    starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+
+
+@dataclass(frozen=True)
+class Topology:
+    stage: str
+    prefix: str
+    input_stream: StreamSpec
+    output_stream: StreamSpec
+    trigger: TriggerSpec = field(default_factory=TriggerSpec)
+    features_field: str | None = "ride"
+    id_field: str | None = "ride_id"
+    feature_hook: str | None = "lambda_fn.hooks:taxi_features"
+
+    @property
+    def model_bucket(self) -> str:
+        """Local name only: in AWS the bucket name is generated (globally unique) and exported."""
+        return f"{self.prefix}-models"
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.prefix}-dead-letters"
+
+    @property
+    def on_failure_queue_name(self) -> str:
+        return f"{self.prefix}-batch-failures"
+
+    def lambda_environment(self) -> dict[str, str]:
+        """Payload-mapping variables of the scorer, by their names in lambda_fn.config."""
+        from lambda_fn.config import Env
+
+        env = {}
+        if self.features_field:
+            env[Env.FEATURES_FIELD] = self.features_field
+        if self.id_field:
+            env[Env.ID_FIELD] = self.id_field
+        if self.feature_hook:
+            env[Env.FEATURE_HOOK] = self.feature_hook
+        return env
+
+
+def _int(ctx: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = ctx.get(key, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise TopologyError(f"context {key}={value!r}: must be an integer") from None
+    if not low <= number <= high:
+        raise TopologyError(f"context {key}={number}: must be between {low} and {high}")
+    return number
+
+
+def _bool(ctx: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = ctx.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise TopologyError(f"context {key}={value!r}: must be true or false")
+
+
+def _opt(ctx: Mapping[str, Any], key: str, default: str | None) -> str | None:
+    value = ctx.get(key, default)
+    if value is None or str(value).strip() in ("", "none", "null"):
+        return None
+    return str(value)
+
+
+def topology(ctx: Mapping[str, Any] | None = None) -> Topology:
+    """Build the topology from CDK context (or any mapping of the same keys) with safe defaults."""
+    ctx = ctx or {}
+    stage = str(ctx.get(Ctx.STAGE, "dev"))
+    prefix = str(ctx.get(Ctx.PREFIX, f"serving-{stage}"))
+    mode = str(ctx.get(Ctx.STREAM_MODE, "on-demand"))
+    if mode not in ("on-demand", "provisioned"):
+        raise TopologyError(f"context {Ctx.STREAM_MODE}={mode!r}: must be on-demand or provisioned")
+    retention = _int(ctx, Ctx.RETENTION_HOURS, 24, 24, 8760)
+    in_shards = _int(ctx, Ctx.INPUT_SHARDS, 2, 1, 500)
+    out_shards = _int(ctx, Ctx.OUTPUT_SHARDS, 2, 1, 500)
+    start = str(ctx.get(Ctx.STARTING_POSITION, "TRIM_HORIZON"))
+    if start not in ("TRIM_HORIZON", "LATEST"):
+        raise TopologyError(f"context {Ctx.STARTING_POSITION}={start!r}: must be TRIM_HORIZON or LATEST")
+    trigger = TriggerSpec(
+        batch_size=_int(ctx, Ctx.BATCH_SIZE, 500, 1, 10_000),
+        batching_window_seconds=_int(ctx, Ctx.BATCHING_WINDOW_SECONDS, 1, 0, 300),
+        parallelization_factor=_int(ctx, Ctx.PARALLELIZATION_FACTOR, 1, 1, 10),
+        retry_attempts=_int(ctx, Ctx.RETRY_ATTEMPTS, 3, -1, 10_000),
+        max_record_age_seconds=_int(ctx, Ctx.MAX_RECORD_AGE_SECONDS, 3600, -1, 604_800),
+        bisect_on_error=_bool(ctx, Ctx.BISECT_ON_ERROR, True),
+        starting_position=start,  # type: ignore[arg-type]
+    )
+    return Topology(
+        stage=stage,
+        prefix=prefix,
+        input_stream=StreamSpec(f"{prefix}-input", mode, in_shards, retention),  # type: ignore[arg-type]
+        output_stream=StreamSpec(f"{prefix}-predictions", mode, out_shards, retention),  # type: ignore[arg-type]
+        trigger=trigger,
+        features_field=_opt(ctx, Ctx.FEATURES_FIELD, "ride"),
+        id_field=_opt(ctx, Ctx.ID_FIELD, "ride_id"),
+        feature_hook=_opt(ctx, Ctx.FEATURE_HOOK, "lambda_fn.hooks:taxi_features"),
+    )
