@@ -123,7 +123,7 @@ def score_batch(
 
 def _bisect_budget(n: int) -> int:
     """Predict calls allowed to isolate bad rows: enough for a few poison rows, not for a broken model."""
-    return 1 + 8 * max(1, n.bit_length())
+    return 1 + 32 * max(1, n.bit_length())
 
 
 def _predict_into(model: LoadedModel, frame: Any, index: list[int], result: BatchResult, budget: list[int]) -> None:

@@ -125,3 +125,18 @@ def kpl_aggregate(payloads: Iterable[Any], key_prefix: str = "agg") -> bytes:
         aggregator.add_user_record(f"{key_prefix}-{i}", json.dumps(p).encode())
     _, _, data = aggregator.clear_and_get().get_contents()
     return bytes(data)
+
+
+class FakeContext:
+    """The attributes of LambdaContext that Powertools' logger reads."""
+
+    function_name = "scorer"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:scorer:live"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    log_group_name = "/aws/lambda/scorer"
+    log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
