@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from lambda_fn.sinks import SQS_MAX_BYTES, Entry, Sink
 
 logger = Logger(child=True)
 _MAX_PARTITION_KEY = 256
+# One encoder for the process: json.dumps with custom separators builds a new encoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 _DLQ_DATA_BUDGET = SQS_MAX_BYTES - 8 * 1024
 
 
@@ -59,22 +63,35 @@ class BatchSummary:
     seconds: float
 
 
-def _output_entry(i: int, rec: UserRecord, prediction: Any, identity: Mapping[str, str]) -> Entry:
-    body = {
-        "id": rec.record_id,
-        "prediction": prediction,
-        "model": identity,
-        "source": {
-            "shard_id": rec.shard_id,
-            "sequence_number": rec.sequence_number,
-            "sub_sequence_number": rec.sub_sequence_number,
-            "partition_key": rec.partition_key,
-        },
-    }
-    key = str(rec.record_id) if rec.record_id not in (None, "") else rec.partition_key
+def _output_entry(i: int, rec: UserRecord, prediction: Any, model_json: str) -> Entry:
+    """Encode one prediction record; the common case (string id, number prediction) skips the generic encoder."""
+    rid = rec.record_id
+    key = str(rid) if rid is not None and rid != "" else rec.partition_key
     if not key or len(key) > _MAX_PARTITION_KEY:
         key = hashlib.sha256(key.encode()).hexdigest() if key else rec.sequence_number or "0"
-    return Entry(ref=i, data=json.dumps(body, separators=(",", ":"), default=str).encode(), key=key)
+    if type(prediction) is float and math.isfinite(prediction):
+        pred = repr(prediction)
+    elif type(prediction) is int:
+        pred = str(prediction)
+    else:
+        pred = _encode(prediction)
+    sub = "null" if rec.sub_sequence_number is None else str(rec.sub_sequence_number)
+    seq = rec.sequence_number
+    seq_json = '"' + seq + '"' if seq.isdigit() else _quote(seq)
+    data = (
+        f'{{"id":{_json_scalar(rid)},"prediction":{pred},"model":{model_json},'
+        f'"source":{{"shard_id":{_quote(rec.shard_id)},"sequence_number":{seq_json},'
+        f'"sub_sequence_number":{sub},"partition_key":{_quote(rec.partition_key)}}}}}'
+    )
+    return Entry(ref=i, data=data.encode(), key=key)
+
+
+def _json_scalar(value: Any) -> str:
+    if type(value) is str:
+        return _quote(value)
+    if value is None:
+        return "null"
+    return _encode(value)
 
 
 def dead_letter_body(rec: UserRecord, model: Mapping[str, str] | None) -> bytes:
@@ -101,7 +118,7 @@ def dead_letter_body(rec: UserRecord, model: Mapping[str, str] | None) -> bytes:
         body["data_truncated"] = True
         body["data_size"] = len(raw)
         body["data_sha256"] = hashlib.sha256(raw).hexdigest()
-    return json.dumps(body, separators=(",", ":"), default=str).encode()
+    return _encode(body).encode()
 
 
 def process_batch(
@@ -119,13 +136,14 @@ def process_batch(
     live = [i for i, r in enumerate(records) if r.reason is None]
     result = score_batch([records[i].features for i in live], model, rt.hook)
     identity = model.identity
+    model_json = _encode(identity)
     outputs: list[Entry] = []
     for j, i in enumerate(live):
         err = result.errors.get(j)
         if err is not None:
             records[i].fail(err.reason, err.detail)
         else:
-            outputs.append(_output_entry(i, records[i], result.predictions[j], identity))
+            outputs.append(_output_entry(i, records[i], result.predictions[j], model_json))
 
     put = rt.output.put(outputs)
     for i in put.too_large:
