@@ -113,7 +113,6 @@ def main() -> int:
             put_record(StreamName="out", Data=json.dumps(out).encode(), PartitionKey=str(payload[ID_FIELD]))
         assert len(sink) == len(event["Records"])
 
-    rows: list[str] = []
     results: dict[str, Any] = {"model": model.identity["name"], "repeats": args.repeats, "sizes": {}}
     print(
         f"{'records':>8} {'kit (a) ms':>11} {'tutorial (b) ms':>16} {'floor (c) ms':>13} {'b/a':>7} {'a/c':>6}"
@@ -151,9 +150,9 @@ def main() -> int:
         b_txt = f"{entry['tutorial_ms']:>16.1f}" if b else f"{'(skipped)':>16}"
         ratio = f"{entry['tutorial_over_kit']:>7.1f}" if b else f"{'-':>7}"
         print(
-            f"{n:>8} {entry['kit_ms']:>11.1f} {b_txt} {entry['floor_ms']:>13.1f} {ratio} {entry['kit_over_floor']:>6.2f} {entry['kit_over_floor_fast_json']:>15.2f}"
+            f"{n:>8} {entry['kit_ms']:>11.1f} {b_txt} {entry['floor_ms']:>13.1f} {ratio}"
+            f" {entry['kit_over_floor']:>6.2f} {entry['kit_over_floor_fast_json']:>15.2f}"
         )
-        rows.append(str(n))
     s = results["sizes"]
     results["targets"] = {
         "kit_vs_tutorial_at_1000_min_30x": s.get("1000", {}).get("tutorial_over_kit"),
