@@ -1,0 +1,150 @@
+"""Create on an emulator what the CDK stack declares, from the same `infra.topology` definition.
+
+Streams (with their shard counts and retention), the versioned model bucket, the dead-letter queue and
+the on-failure queue of the event source mapping; then the model is uploaded with its sha256 and the
+scorer's environment is returned under the names of `lambda_fn.config.Env`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.topology import StreamSpec, Topology
+from lambda_fn.config import Env, Metric
+from lambda_fn.model_store import artifact_sha256
+
+_ACTIVE_WAIT_S = 60.0
+
+
+class ResourceError(RuntimeError):
+    """A resource could not be created or the model release does not match its files."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """What `servingkit.train` exported: the model directory and its pinned identity."""
+
+    model_dir: Path
+    name: str
+    version: str
+    sha256: str
+
+    @classmethod
+    def load(cls, model_dir: str | Path = "build/model", release: str | Path = "build/release.json") -> Release:
+        model_dir, release = Path(model_dir), Path(release)
+        if not (model_dir / "MLmodel").is_file():
+            raise ResourceError(f"{model_dir} is not an MLflow model directory; run `make model` first")
+        meta = json.loads(release.read_text())
+        actual = artifact_sha256(model_dir)
+        if actual != meta["sha256"]:
+            raise ResourceError(
+                f"{model_dir} has sha256 {actual} but {release} pins {meta['sha256']}: re-run `make model`"
+            )
+        return cls(model_dir, str(meta["name"]), str(meta["version"]), actual)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Names, ARNs and URLs of what was created, plus the scorer's environment."""
+
+    topology: Topology
+    input_stream_arn: str
+    output_stream_arn: str
+    bucket: str
+    model_uri: str
+    dlq_url: str
+    on_failure_url: str
+    on_failure_arn: str
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def _stream(kinesis: Any, spec: StreamSpec) -> str:
+    """Create a stream with the declared shard count (on-demand streams too: locally the count is fixed)."""
+    try:
+        kinesis.create_stream(StreamName=spec.name, ShardCount=spec.shards)
+    except kinesis.exceptions.ResourceInUseException:
+        pass  # already there (an earlier run against the same endpoint): reuse it
+    deadline = time.monotonic() + _ACTIVE_WAIT_S
+    while True:
+        desc = kinesis.describe_stream_summary(StreamName=spec.name)["StreamDescriptionSummary"]
+        if desc["StreamStatus"] == "ACTIVE":
+            break
+        if time.monotonic() > deadline:
+            raise ResourceError(f"stream {spec.name} is still {desc['StreamStatus']} after {_ACTIVE_WAIT_S:.0f} s")
+        time.sleep(0.2)
+    if desc.get("RetentionPeriodHours", 24) < spec.retention_hours:
+        kinesis.increase_stream_retention_period(StreamName=spec.name, RetentionPeriodHours=spec.retention_hours)
+    return str(desc["StreamARN"])
+
+
+def _queue(sqs: Any, name: str) -> tuple[str, str]:
+    url = sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return str(url), str(arn)
+
+
+def _bucket(s3: Any, name: str, region: str) -> None:
+    try:
+        if region == "us-east-1":
+            s3.create_bucket(Bucket=name)
+        else:
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        pass
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
+def upload_model(s3: Any, bucket: str, release: Release) -> str:
+    """Upload the MLflow directory under models/<name>/<version>/ with its sha256 as object metadata."""
+    prefix = f"models/{release.name}/{release.version}/"
+    for path in sorted(p for p in release.model_dir.rglob("*") if p.is_file()):
+        key = prefix + path.relative_to(release.model_dir).as_posix()
+        s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"release-sha256": release.sha256}})
+    return f"s3://{bucket}/{prefix}"
+
+
+def provision(topo: Topology, release: Release, clients: Mapping[str, Any], region: str) -> Resources:
+    """Create every resource of `topo` (idempotent) and return the scorer's environment."""
+    kinesis, sqs, s3 = clients["kinesis"], clients["sqs"], clients["s3"]
+    input_arn = _stream(kinesis, topo.input_stream)
+    output_arn = _stream(kinesis, topo.output_stream)
+    dlq_url, _ = _queue(sqs, topo.dlq_name)
+    on_failure_url, on_failure_arn = _queue(sqs, topo.on_failure_queue_name)
+    _bucket(s3, topo.model_bucket, region)
+    model_uri = upload_model(s3, topo.model_bucket, release)
+    env = {
+        Env.MODEL_URI: model_uri,
+        Env.MODEL_SHA256: release.sha256,
+        Env.MODEL_NAME: release.name,
+        Env.MODEL_VERSION: release.version,
+        Env.OUTPUT_STREAM_NAME: topo.output_stream.name,
+        Env.DLQ_URL: dlq_url,
+        Env.POWERTOOLS_SERVICE_NAME: Metric.SERVICE,
+        Env.POWERTOOLS_METRICS_NAMESPACE: Metric.NAMESPACE,
+        **topo.lambda_environment(),
+    }
+    return Resources(
+        topology=topo,
+        input_stream_arn=input_arn,
+        output_stream_arn=output_arn,
+        bucket=topo.model_bucket,
+        model_uri=model_uri,
+        dlq_url=dlq_url,
+        on_failure_url=on_failure_url,
+        on_failure_arn=on_failure_arn,
+        environment=env,
+    )
