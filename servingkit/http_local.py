@@ -1,0 +1,278 @@
+"""A real HTTP server on 127.0.0.1 in front of the API Lambda handler, for `make serve`, tests and demos.
+
+Each request becomes the API Gateway proxy event that AWS would send (REST API v1 by default, HTTP API
+v2 or a function URL on request) and goes to the handler with a fake Lambda context, so `curl` and any
+HTTP client exercise exactly the code that runs in Lambda. Like API Gateway, the server refuses bodies
+over 10 MiB itself (413) and turns a handler crash into 502; everything else is the handler's answer.
+Nothing here is shipped in the image.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+PayloadVersion = Literal["1.0", "2.0", "url"]
+
+GATEWAY_MAX_BODY = 10 * 1024 * 1024
+"""API Gateway's own payload quota; the handler's API_MAX_BODY_BYTES is normally far lower."""
+ACCOUNT = "123456789012"
+API_ID = "local"
+STAGE = "$default"
+_BAD_GATEWAY = b'{"message":"Internal server error"}'
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
+
+
+class LocalContext:
+    """The LambdaContext attributes Powertools and the handler read; a fresh request id per call."""
+
+    function_name = "model-api"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:model-api"
+    log_group_name = "/aws/lambda/model-api"
+    log_stream_name = "local"
+
+    def __init__(self, timeout_s: float = 30.0) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _is_text(content_type: str | None) -> bool:
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    return not ctype or ctype.startswith(_TEXT_TYPES) or ctype.endswith("+json")
+
+
+def _encode_body(body: bytes, content_type: str | None) -> tuple[str | None, bool]:
+    """API Gateway passes text as is and other media types base64-encoded."""
+    if not body:
+        return None, False
+    if _is_text(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def build_event(
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    payload_version: PayloadVersion = "1.0",
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """The proxy event API Gateway (or a function URL) would send for this request."""
+    url = urlsplit(target)
+    path = url.path or "/"
+    query = parse_qsl(url.query, keep_blank_values=True)
+    request_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    epoch_ms = int(now.timestamp() * 1000)
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    user_agent = next((v for k, v in headers if k.lower() == "user-agent"), "")
+    text, is_b64 = _encode_body(body, content_type)
+    if payload_version == "1.0":
+        multi_headers: dict[str, list[str]] = {}
+        for k, v in headers:
+            multi_headers.setdefault(k, []).append(v)
+        multi_query: dict[str, list[str]] = {}
+        for k, v in query:
+            multi_query.setdefault(k, []).append(v)
+        return {
+            "resource": "/{proxy+}",
+            "path": path,
+            "httpMethod": method,
+            "headers": {k: vs[-1] for k, vs in multi_headers.items()},
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": {k: vs[-1] for k, vs in multi_query.items()} or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": {"proxy": path.lstrip("/")},
+            "stageVariables": None,
+            "requestContext": {
+                "accountId": ACCOUNT,
+                "apiId": API_ID,
+                "resourceId": "proxy",
+                "resourcePath": "/{proxy+}",
+                "httpMethod": method,
+                "path": path,
+                "stage": STAGE,
+                "requestId": request_id,
+                "extendedRequestId": request_id,
+                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "requestTimeEpoch": epoch_ms,
+                "protocol": "HTTP/1.1",
+                "domainName": "127.0.0.1",
+                "identity": {"sourceIp": source_ip, "userAgent": user_agent},
+            },
+            "body": text,
+            "isBase64Encoded": is_b64,
+        }
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for k, v in headers:
+        key = k.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in v.split(";") if c.strip())
+            continue
+        joined[key] = f"{joined[key]},{v}" if key in joined else v
+    route_key = "$default" if payload_version == "url" else "ANY /{proxy+}"
+    domain = f"{API_ID}.lambda-url.us-east-1.on.aws" if payload_version == "url" else "127.0.0.1"
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": url.query,
+        "cookies": cookies or None,
+        "headers": joined,
+        "queryStringParameters": {k: v for k, v in query} or None,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": API_ID,
+            "domainName": domain,
+            "domainPrefix": API_ID,
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": user_agent,
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": STAGE,
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": epoch_ms,
+        },
+        "body": text,
+        "isBase64Encoded": is_b64,
+    }
+    if payload_version != "url":
+        event["pathParameters"] = {"proxy": path.lstrip("/")}
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def response_parts(result: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body bytes of a proxy integration response (v1 or v2)."""
+    status = int(result.get("statusCode", 200))
+    out: list[tuple[str, str]] = []
+    multi = result.get("multiValueHeaders") or {}
+    for k, v in (result.get("headers") or {}).items():
+        if k not in multi:
+            out.append((k, str(v)))
+    for k, vs in multi.items():
+        out.extend((k, str(v)) for v in vs)
+    out.extend(("Set-Cookie", c) for c in result.get("cookies") or ())
+    raw = result.get("body") or ""
+    body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+    return status, out, body
+
+
+def _default_handler() -> Handler:
+    from lambda_fn.handler import api_handler
+
+    handler: Handler = api_handler
+    return handler
+
+
+def make_server(
+    handler: Handler | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    payload_version: PayloadVersion = "1.0",
+    log: Callable[[str], None] | None = None,
+) -> tuple[ThreadingHTTPServer, str]:
+    """A server (not yet serving) that feeds `handler` API Gateway events; returns it and its base URL.
+
+    `handler` defaults to `lambda_fn.handler.api_handler`. Port 0 picks a free port. Call
+    `serve_forever()` (in a thread if needed) and `shutdown()`/`server_close()` when done, or use `serving()`.
+    """
+    target = handler or _default_handler()
+    # A Lambda container handles one event at a time, and Powertools' resolver keeps per-request state
+    # on the app object: serialise calls as Lambda would (connections are still accepted concurrently).
+    lock = threading.Lock()
+
+    class _Request(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "servingkit-local"
+
+        def _dispatch(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > GATEWAY_MAX_BODY:
+                self._reply(413, [("Content-Type", "application/json")], b'{"message":"Request Entity Too Large"}')
+                self.close_connection = True
+                return
+            body = self.rfile.read(length) if length > 0 else b""
+            event = build_event(
+                self.command,
+                self.path,
+                list(self.headers.items()),
+                body,
+                payload_version=payload_version,
+                source_ip=self.client_address[0],
+            )
+            try:
+                with lock:
+                    result = target(event, LocalContext())
+                status, headers, data = response_parts(result)
+            except Exception as exc:  # noqa: BLE001 - API Gateway answers 502 when the integration fails
+                if log:
+                    log(f"handler failed: {type(exc).__name__}: {exc}")
+                status, headers, data = 502, [("Content-Type", "application/json")], _BAD_GATEWAY
+            self._reply(status, headers, data)
+
+        def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+            self.send_response(status)
+            for k, v in headers:
+                if k.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:
+            if log:
+                log(format % args)
+
+    server = ThreadingHTTPServer((host, port), _Request)
+    server.daemon_threads = True
+    bound_host, bound_port = server.server_address[:2]
+    return server, f"http://{bound_host!s}:{bound_port}"
+
+
+@contextmanager
+def serving(
+    handler: Handler | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    payload_version: PayloadVersion = "1.0",
+) -> Iterator[str]:
+    """Run the server in a background thread for the duration of the block; yields the base URL."""
+    server, url = make_server(handler, host, port, payload_version=payload_version)
+    thread = threading.Thread(target=server.serve_forever, name="http-local", daemon=True)
+    thread.start()
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
