@@ -21,6 +21,9 @@ from lambda_fn.stream import process_batch
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", Metric.SERVICE))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE))
 
+# Powertools prints the cold-start metric even when metrics are disabled; honour the switch here.
+_COLD_START_METRIC = os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() not in ("1", "true")
+
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     get_settings()
 
@@ -31,7 +34,7 @@ def _emit_load_metrics() -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics(capture_cold_start_metric=_COLD_START_METRIC)
 def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Kinesis event source mapping with ReportBatchItemFailures."""
     try:
@@ -41,7 +44,7 @@ def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics(capture_cold_start_metric=_COLD_START_METRIC)
 def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway (REST v1, HTTP v2) and function URL events."""
     from lambda_fn.api import handle

@@ -256,22 +256,19 @@ def _require_pin(fmt: str, pinned: bool, allow_unpinned: bool) -> None:
 
 
 def _load_skops(path: Path, trusted: list[str]) -> Any:
+    """One pass: skops refuses untrusted types itself, and we turn its refusal into a clear message."""
     import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     try:
-        untrusted = sio.get_untrusted_types(file=str(path))
-    except Exception as exc:  # noqa: BLE001 - any parse failure means an unreadable artifact
-        raise ModelLoadError(f"{path.name} is not a readable skops file: {exc}") from None
-    refused = [t for t in untrusted if t not in trusted]
-    if refused:
+        return sio.load(str(path), trusted=trusted or None)
+    except UntrustedTypesFoundException as exc:
         raise ModelLoadError(
-            f"skops artifact {path.name} contains types that are not trusted: {refused}. Review them and list "
-            "them in MODEL_TRUSTED_TYPES (comma-separated) or in the MLmodel skops_trusted_types"
-        )
-    try:
-        return sio.load(str(path), trusted=untrusted)
-    except Exception as exc:  # noqa: BLE001 - any failure means an unreadable artifact
-        raise ModelLoadError(f"cannot load skops artifact {path.name}: {exc}") from None
+            f"skops artifact {path.name} contains types that are not trusted ({exc}). Review them and list them "
+            "in MODEL_TRUSTED_TYPES (comma-separated) or in the MLmodel skops_trusted_types of a pinned artifact"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure means an unreadable artifact
+        raise ModelLoadError(f"{path.name} is not a readable skops file: {type(exc).__name__}: {exc}") from None
 
 
 def _load_pickle(path: Path, fmt: str) -> Any:
