@@ -91,6 +91,8 @@ class Settings(BaseModel):
     input_schema: str | None = None
     output_max_attempts: int = Field(default=6, ge=1, le=20)
     output_base_delay_ms: int = Field(default=50, ge=0, le=10_000)
+    # Lambda's synchronous payload limit is 6 MB; a lower cap refuses oversized requests before parsing.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=6 * 1024 * 1024)
 
     @field_validator("model_uri")
     @classmethod
@@ -161,6 +163,7 @@ _FIELDS = {
     Env.INPUT_SCHEMA: "input_schema",
     Env.OUTPUT_MAX_ATTEMPTS: "output_max_attempts",
     Env.OUTPUT_BASE_DELAY_MS: "output_base_delay_ms",
+    Env.API_MAX_BODY_BYTES: "api_max_body_bytes",
 }
 _ENV_OF = {field: env for env, field in _FIELDS.items()}
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
