@@ -66,6 +66,11 @@ class Metric:
     MODEL_LOAD_TIME = "ModelLoadTimeMs"
 
 
+def service_name() -> str:
+    """The Powertools service name: parent and child loggers must agree on it or child logs are lost."""
+    return os.environ.get(Env.POWERTOOLS_SERVICE_NAME) or Metric.SERVICE
+
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HOOK = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _FIELD = re.compile(r"^[^\s]+$")

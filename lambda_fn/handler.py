@@ -15,10 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_fn import runtime
-from lambda_fn.config import Metric, get_settings
+from lambda_fn.config import Metric, get_settings, service_name
 from lambda_fn.stream import process_batch
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", Metric.SERVICE))
+logger = Logger(service=service_name())
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE))
 
 # Powertools prints the cold-start metric even when metrics are disabled; honour the switch here.

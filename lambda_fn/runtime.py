@@ -10,7 +10,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from lambda_fn.config import Settings, get_settings
+from lambda_fn.config import Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel, load_model
 from lambda_fn.scoring import load_hook
 from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
@@ -42,7 +42,7 @@ def get_model(settings: Settings | None = None) -> LoadedModel:
                 _fresh_loads.append(model.load_seconds)
                 from aws_lambda_powertools import Logger
 
-                Logger(child=True).info(
+                Logger(service=service_name(), child=True).info(
                     "model loaded",
                     extra={
                         "model": model.identity,

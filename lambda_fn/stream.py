@@ -18,13 +18,13 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from lambda_fn.config import Metric
+from lambda_fn.config import Metric, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason, UserRecord, decode_event, map_payloads
 from lambda_fn.scoring import Hook, score_batch
 from lambda_fn.sinks import SQS_MAX_BYTES, Entry, Sink
 
-logger = Logger(child=True)
+logger = Logger(service=service_name(), child=True)
 _MAX_PARTITION_KEY = 256
 # One encoder for the process: json.dumps with custom separators builds a new encoder on every call.
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode

@@ -105,3 +105,11 @@ def test_unreadable_and_missing_artifacts_give_clear_errors(tmp_path: Path) -> N
     (empty / "file.txt").write_text("x")
     with pytest.raises(ModelLoadError, match="without an MLmodel"):
         _load(empty)
+
+
+def test_declared_input_schema_replaces_the_signature(artifacts: dict[str, Path]) -> None:
+    schema = (
+        '[{"name": "zone", "type": "string"}, {"name": "distance", "type": "double"}, {"name": "hour", "type": "long"}]'
+    )
+    m = _load(artifacts["skops"], INPUT_SCHEMA=schema)
+    assert m.signature is not None and m.signature.names == ["zone", "distance", "hour"]

@@ -1,0 +1,64 @@
+"""The demo model: trained offline, logged to a local MLflow store, exported and served by the core."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lambda_fn.config import settings_from
+from lambda_fn.hooks import taxi_features
+from lambda_fn.model_store import artifact_sha256, load_model
+from lambda_fn.scoring import score_batch
+from servingkit.taxi import ride_events
+from servingkit.train import MODEL_NAME, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("train")
+    result = train(rows=4000, tracking_uri=f"sqlite:///{root}/mlruns.db", export_dir=root / "model")
+    return root, result
+
+
+def test_export_is_an_mlflow_skops_model_with_signature_and_release(trained: tuple[Path, object]) -> None:
+    root, result = trained
+    release = json.loads((root / "release.json").read_text())
+    assert release["name"] == MODEL_NAME
+    assert release["sha256"] == artifact_sha256(root / "model")
+    assert release["version"] == "1"
+    names = [c["name"] for c in json.loads(release["signature"]["inputs"])]
+    assert names == ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"]
+    assert result.rmse < 0.6 * result.baseline_rmse  # type: ignore[attr-defined]
+    assert (root / "model" / "model.skops").exists()
+
+
+def test_the_core_serves_it_with_the_hook_without_mlflow(trained: tuple[Path, object]) -> None:
+    root, _ = trained
+    release = json.loads((root / "release.json").read_text())
+    model = load_model(settings_from({"MODEL_URI": str(root / "model"), "MODEL_SHA256": release["sha256"]}))
+    assert model.format == "mlflow-sklearn-skops" and model.name == MODEL_NAME
+    rides = [e["ride"] for e in ride_events(200, seed=5)]
+    out = score_batch(rides, model, taxi_features)
+    assert out.errors == {}
+    assert all(1.0 < p < 300.0 for p in out.predictions)
+
+
+def test_training_is_deterministic(trained: tuple[Path, object], tmp_path: Path) -> None:
+    root, _ = trained
+    again = train(
+        rows=4000, tracking_uri=f"sqlite:///{tmp_path}/mlruns.db", export_dir=tmp_path / "model", register=False
+    )
+    a = load_model(
+        settings_from(
+            {
+                "MODEL_URI": str(root / "model"),
+                "ALLOW_UNPINNED_PICKLE": "false",
+                "MODEL_SHA256": artifact_sha256(root / "model"),
+            }
+        )
+    )
+    b = load_model(settings_from({"MODEL_URI": str(again.export_dir), "MODEL_SHA256": again.sha256}))
+    rides = [e["ride"] for e in ride_events(100, seed=9)]
+    assert score_batch(rides, a, taxi_features).predictions == score_batch(rides, b, taxi_features).predictions
