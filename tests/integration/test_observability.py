@@ -34,10 +34,10 @@ def test_metrics_and_logs_carry_counts_latency_and_request_id(
     formatted: list[str] = []
     collect = logging.Handler()
     collect.emit = lambda record: formatted.append(handler.logger.registered_formatter.format(record))  # type: ignore[method-assign]
-    handler.logger._logger.addHandler(collect)  # noqa: SLF001
+    handler.logger._logger.addHandler(collect)
     items: list[Any] = [{"id": f"r{i}", "features": tiny_row(i)} for i in range(9)] + [b"poison"]
     handler.stream_handler(kinesis_event(items), FakeContext())
-    handler.logger._logger.removeHandler(collect)  # noqa: SLF001
+    handler.logger._logger.removeHandler(collect)
     lines = _json_lines(capfd.readouterr().out) + [json.loads(f) for f in formatted]
     emf = [entry for entry in lines if "_aws" in entry]
     assert emf, "no embedded-metric document was printed"

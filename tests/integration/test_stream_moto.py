@@ -79,7 +79,7 @@ def test_partial_put_records_failures_are_retried_entry_by_entry(deployed: Aws) 
     class Flaky:
         """Writes only every other entry on the first two calls and reports the rest as throttled."""
 
-        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
             calls.append(len(Records))
             if len(calls) > 2:
                 return real.put_records(StreamName=StreamName, Records=Records)  # type: ignore[no-any-return]
@@ -108,7 +108,7 @@ def test_persistent_output_failure_reports_the_first_failed_record(deployed: Aws
     class Broken:
         """Entries for ids r30 and later always fail (e.g. a hot shard throttled for minutes)."""
 
-        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
             ok = [r for r in Records if int(r["PartitionKey"][1:]) < 30]
             written = iter(real.put_records(StreamName=StreamName, Records=ok)["Records"] if ok else [])
             return {

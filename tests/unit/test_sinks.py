@@ -28,7 +28,7 @@ class FlakyKinesis:
         self.attempts: dict[str, int] = {}
         self.written: list[str] = []
 
-    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
         keys = [r["PartitionKey"] for r in Records]
         self.calls.append(keys)
         if self.throttle_calls:
@@ -105,7 +105,7 @@ def test_sqs_batches_of_ten_and_retries_failed_ids() -> None:
             self.batches: list[int] = []
             self.first = True
 
-        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
             self.batches.append(len(Entries))
             if self.first:
                 self.first = False
