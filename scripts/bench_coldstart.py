@@ -60,13 +60,14 @@ def main() -> int:
     from moto.server import ThreadedMotoServer
 
     from servingkit.taxi import ride_events
+    from servingkit.train import MissingModelError, demo_artifact
     from tests.helpers import kinesis_event
 
-    model_dir = ROOT / "build" / "model"
-    if not (model_dir / "MLmodel").exists():
-        print("build/model is missing: run `make model` first", file=sys.stderr)
+    try:
+        model_dir, release = demo_artifact()
+    except MissingModelError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    release = json.loads((ROOT / "build" / "release.json").read_text())
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -74,14 +74,14 @@ def main() -> int:
     from lambda_fn.records import _loads
     from lambda_fn.sinks import MemorySink
     from lambda_fn.stream import StreamRuntime
-    from servingkit.train import FEATURES_FIELD, ID_FIELD
+    from servingkit.train import FEATURES_FIELD, ID_FIELD, MissingModelError, demo_artifact
     from tests.helpers import FakeContext
 
-    model_dir = ROOT / "build" / "model"
-    if not (model_dir / "MLmodel").exists():
-        print("build/model is missing: run `make model` first", file=sys.stderr)
+    try:
+        model_dir, release = demo_artifact()
+    except MissingModelError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    release = json.loads((ROOT / "build" / "release.json").read_text())
     model = load_model(settings_from({"MODEL_URI": str(model_dir), "MODEL_SHA256": release["sha256"]}))
     ctx = FakeContext()
 

@@ -31,6 +31,19 @@ ID_FIELD = "ride_id"
 HGB_TREE_TYPE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
 
 
+class MissingModelError(FileNotFoundError):
+    """The demo model has not been trained yet."""
+
+
+def demo_artifact(root: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The exported demo model directory and its release manifest, or a clear error saying how to make them."""
+    base = (root or Path(__file__).resolve().parents[1]) / DEFAULT_EXPORT
+    release_path = base.parent / "release.json"
+    if not (base / "MLmodel").is_file() or not release_path.is_file():
+        raise MissingModelError(f"{base} is missing: run `make model` (scripts/train.py) first")
+    return base, json.loads(release_path.read_text())
+
+
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
