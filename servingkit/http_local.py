@@ -276,3 +276,32 @@ def serving(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def demo_environment() -> dict[str, str]:
+    """API settings for the exported demo model (`make model`), pinned by its release sha256.
+
+    Variables already set in the environment win, so `MODEL_URI=... make serve` serves another model.
+    """
+    import os
+
+    from lambda_fn.config import Env
+    from servingkit.train import demo_artifact
+
+    model_dir, release = demo_artifact()
+    env = {
+        Env.MODEL_URI: str(model_dir),
+        Env.MODEL_SHA256: str(release["sha256"]),
+        Env.MODEL_NAME: str(release["name"]),
+        Env.MODEL_VERSION: str(release["version"]),
+    }
+    for key, name in (
+        ("feature_hook", Env.FEATURE_HOOK),
+        ("features_field", Env.FEATURES_FIELD),
+        ("id_field", Env.ID_FIELD),
+    ):
+        if release.get(key):
+            env[name] = str(release[key])
+    if os.environ.get(Env.MODEL_URI):
+        return {}
+    return env
