@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -310,6 +309,47 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def listening_sockets(pgid: int) -> list[tuple[str, int]]:
+    """TCP listening (address, port) pairs of every process in group `pgid`, read from /proc (Linux)."""
+    inodes: set[str] = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getpgid(int(proc.name)) != pgid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = str(fd.readlink())
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found: list[tuple[str, int]] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), Path(table).open() as rows:
+            next(rows)
+            for row in rows:
+                cols = row.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                    host, port = cols[1].split(":")
+                    found.append((_proc_address(host), int(port, 16)))
+    return found
+
+
+def _proc_address(hex_host: str) -> str:
+    """/proc/net/tcp* hold addresses as host-order 32-bit words in hex."""
+    import ipaddress
+
+    raw = bytes.fromhex(hex_host)
+    native = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(native))
+
+
+def exposed_listeners(pgid: int) -> list[tuple[str, int]]:
+    """Listeners of the group that are not on a loopback address (should be none)."""
+    import ipaddress
+
+    return [(h, p) for h, p in listening_sockets(pgid) if not ipaddress.ip_address(h).is_loopback]
+
+
 def _warm_kinesis(endpoint: str) -> None:
     """kinesis-mock starts on the first Kinesis request; pay that here, not in the caller's first call."""
     import boto3
@@ -390,6 +430,8 @@ def launch(
             except Exception as exc:
                 raise LocalStackError(f"Kinesis on {endpoint} failed to start: {exc}; log:\n{ls.log_tail()}") from exc
             ls.timings["kinesis_s"] = round(time.monotonic() - started, 3)
+        if Path("/proc/net/tcp").exists() and (exposed := exposed_listeners(process.pid)):
+            raise LocalStackError(f"LocalStack listens beyond loopback on {exposed}; refusing to keep it running")
     except BaseException:
         ls.stop(grace_s=5)
         raise
@@ -452,58 +494,3 @@ def ensure_running(
     if parts.hostname not in (LOCALHOST, "localhost"):
         raise LocalStackError(f"nothing answers at {endpoint}, and only {LOCALHOST} can be started here")
     return start(parts.port or DEFAULT_PORT, services=services, layout=layout, log=log)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m servingkit.localcloud.localstack install|run|status` (run: foreground, Ctrl-C stops)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="localstack", description=main.__doc__)
-    parser.add_argument("command", choices=("install", "run", "status"))
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="gateway port on 127.0.0.1 (0: free port)")
-    parser.add_argument("--services", default=",".join(DEFAULT_SERVICES))
-    args = parser.parse_args(argv)
-
-    def say(message: str) -> None:
-        print(f"[localstack] {message}", file=sys.stderr, flush=True)
-
-    try:
-        if args.command == "install":
-            started = time.monotonic()
-            already = is_installed()
-            layout = install(log=say)
-            state = "already installed" if already else "installed"
-            say(f"{state} in {layout.home} ({time.monotonic() - started:.1f} s)")
-            return 0
-        if args.command == "status":
-            states = health(endpoint_for(args.port))
-            print(json.dumps({"endpoint": endpoint_for(args.port), "services": states}))
-            return 0 if states is not None else 1
-        ls = launch(args.port, services=tuple(args.services.split(",")), log=say)
-    except LocalStackError as exc:
-        say(f"error: {exc}")
-        return 1
-    say(f"export AWS_ENDPOINT_URL={ls.endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1")
-    say("press Ctrl-C to stop (TERM, then KILL after 30 s)")
-    stopping = False
-
-    def on_term(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        while ls.running():
-            time.sleep(0.5)
-        say(f"LocalStack exited with {ls.process.returncode}; log {ls.log_path}:\n{ls.log_tail()}")
-        return 1
-    except KeyboardInterrupt:
-        stopping = True
-        return 0
-    finally:
-        if stopping:
-            say("stopping")
-        ls.stop()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""LocalStack for the kit, without Docker: `install`, `run` (foreground), `status`, `e2e`, `bench`.
+
+  install  pinned LocalStack in .localstack/venv (Python 3.13) + kinesis-mock bound to 127.0.0.1
+  run      start it on 127.0.0.1:PORT in the foreground (`make localstack`); Ctrl-C or TERM stops it
+  status   print /_localstack/health of 127.0.0.1:PORT (exit 1 if nothing answers)
+  e2e      the whole pipeline (producer → stream → handler → output stream / DLQ) against LocalStack:
+           reuses the one healthy at --endpoint, or starts one for the run and stops it afterwards
+  bench    the same pipeline on the embedded moto server (baseline) and on LocalStack, in this run
+
+`e2e` and `bench` print a summary; their last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+from servingkit.localcloud import localstack as ls
+
+FIGURES = (
+    "records_in",
+    "predicted",
+    "dead_lettered",
+    "lost",
+    "duplicates",
+    "seconds",
+    "throughput_rps",
+    "latency_ms_p50",
+    "latency_ms_p99",
+)
+
+
+def say(message: str) -> None:
+    print(f"[localstack] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_install(_: argparse.Namespace) -> int:
+    started = time.monotonic()
+    already = ls.is_installed()
+    layout = ls.install(log=say)
+    state = "already installed" if already else "installed"
+    say(f"{state} in {layout.home} ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    states = ls.health(ls.endpoint_for(args.port))
+    print(json.dumps({"endpoint": ls.endpoint_for(args.port), "services": states}))
+    return 0 if states is not None else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    instance = ls.launch(args.port, services=tuple(args.services.split(",")), log=say)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    say(f"ready in {instance.start_seconds:.1f} s; point the SDK and the AWS CLI at it:")
+    print(
+        f"export AWS_ENDPOINT_URL={instance.endpoint} AWS_ACCESS_KEY_ID=test "
+        "AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1",
+        flush=True,
+    )
+    say(f"log: {instance.log_path}; Ctrl-C stops it (TERM, then KILL after {ls.STOP_GRACE_S:.0f} s)")
+    try:
+        while instance.running():
+            time.sleep(0.5)
+        say(f"LocalStack exited with {instance.process.returncode}; log {instance.log_path}:\n{instance.log_tail()}")
+        return 1
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    finally:
+        instance.stop()
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    print(f"\r  {stage:<8} {done:>7,}/{total:,}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+def _pipeline(endpoint: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    from servingkit.localcloud.pipeline import run_pipeline
+
+    summary = run_pipeline(
+        records=args.records,
+        endpoint_url=endpoint,
+        shards=args.shards,
+        poison_rate=args.poison_rate,
+        model_dir=ROOT / "build" / "model",
+        release=ROOT / "build" / "release.json",
+        progress=_progress if sys.stderr.isatty() else None,
+    )
+    return summary.as_dict()
+
+
+def _print_summary(label: str, result: dict[str, Any]) -> None:
+    say(
+        f"{label}: {result['records_in']:,} in → {result['predicted']:,} predicted, "
+        f"{result['dead_lettered']:,} dead-lettered, {result['lost']} lost, {result['duplicates']} duplicates; "
+        f"{result['throughput_rps']:,.0f} records/s, latency p50 {result['latency_ms_p50']} ms, "
+        f"p99 {result['latency_ms_p99']} ms"
+    )
+
+
+def _with_localstack(args: argparse.Namespace) -> tuple[str, ls.LocalStack | None]:
+    if args.endpoint:
+        return ls.ensure_running(args.endpoint, log=say), ls.current()
+    instance = ls.launch(0, log=say)
+    return instance.endpoint, instance
+
+
+def cmd_e2e(args: argparse.Namespace) -> int:
+    endpoint, instance = _with_localstack(args)
+    try:
+        result = _pipeline(endpoint, args)
+    finally:
+        if instance is not None:
+            instance.stop()
+    _print_summary("localstack", result)
+    figures = {k: result[k] for k in FIGURES}
+    if instance is not None:
+        figures["localstack_start_s"] = instance.start_seconds
+    print(json.dumps({"target": "localstack", **figures}))
+    return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    baseline = _pipeline(None, args)
+    _print_summary("embedded moto (baseline)", baseline)
+    endpoint, instance = _with_localstack(args)
+    try:
+        result = _pipeline(endpoint, args)
+    finally:
+        if instance is not None:
+            instance.stop()
+    _print_summary("localstack", result)
+    out: dict[str, Any] = {
+        "records": args.records,
+        "embedded": {k: baseline[k] for k in FIGURES},
+        "localstack": {k: result[k] for k in FIGURES},
+        "throughput_ratio_localstack_vs_embedded": round(result["throughput_rps"] / baseline["throughput_rps"], 3),
+    }
+    if baseline["latency_ms_p50"] and result["latency_ms_p50"]:
+        out["latency_p50_ratio_localstack_vs_embedded"] = round(
+            result["latency_ms_p50"] / baseline["latency_ms_p50"], 2
+        )
+    if instance is not None:
+        out["localstack_start_s"] = instance.start_seconds
+    print(json.dumps(out))
+    return 0 if result["lost"] == baseline["lost"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("install", help="install LocalStack and kinesis-mock (idempotent)").set_defaults(fn=cmd_install)
+    for name, fn, helptext in (
+        ("run", cmd_run, "start LocalStack in the foreground"),
+        ("status", cmd_status, "health of a running LocalStack"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--port", type=int, default=ls.DEFAULT_PORT, help="port on 127.0.0.1 (run: 0 = a free port)")
+        p.add_argument("--services", default=",".join(ls.DEFAULT_SERVICES))
+        p.set_defaults(fn=fn)
+    for name, fn, helptext in (
+        ("e2e", cmd_e2e, "the whole pipeline against LocalStack"),
+        ("bench", cmd_bench, "embedded moto vs LocalStack, same pipeline, same run"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--records", type=int, default=10_000)
+        p.add_argument("--shards", type=int, default=None, help="input shards (default: the topology's)")
+        p.add_argument("--poison-rate", type=float, default=0.01)
+        p.add_argument("--endpoint", default=None, help="use this LocalStack (default: start one on a free port)")
+        p.set_defaults(fn=fn)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ls.LocalStackError as exc:
+        say(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
