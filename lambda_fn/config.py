@@ -7,6 +7,7 @@ It imports nothing heavy, so infra code may import it cheaply.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ class Env:
     SHADOW_MODEL_SHA256 = "SHADOW_MODEL_SHA256"
     SHADOW_TIMEOUT_MS = "SHADOW_TIMEOUT_MS"
     MODEL_VARIANTS = "MODEL_VARIANTS"
+    SHADOW_OUTPUT_STREAM_NAME = "SHADOW_OUTPUT_STREAM_NAME"
     # Standard names owned by Powertools; listed so infra sets them from here too.
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -64,6 +66,17 @@ class Metric:
     BATCH_LATENCY = "BatchLatencyMs"
     PREDICT_LATENCY = "PredictLatencyMs"
     MODEL_LOAD_TIME = "ModelLoadTimeMs"
+    # Rollout: A/B metrics reuse RECORDS_SCORED / PREDICT_LATENCY with this dimension; shadow metrics below.
+    VARIANT_DIMENSION = "variant"
+    SHADOW_RECORDS = "ShadowRecordsScored"
+    SHADOW_ROW_ERRORS = "ShadowRowErrors"
+    SHADOW_FAILURES = "ShadowFailures"
+    SHADOW_TIMEOUTS = "ShadowTimeouts"
+    SHADOW_SKIPPED = "ShadowRecordsSkipped"
+    SHADOW_AGREEMENT = "ShadowAgreementPercent"
+    SHADOW_MEAN_ABS_DIFF = "ShadowMeanAbsDiff"
+    SHADOW_LATENCY = "ShadowPredictLatencyMs"
+    SHADOW_UNPUBLISHED = "ShadowRecordsUnpublished"
 
 
 def service_name() -> str:
@@ -74,6 +87,52 @@ def service_name() -> str:
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HOOK = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _FIELD = re.compile(r"^[^\s]+$")
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _check_uri(value: str) -> str:
+    if not value.startswith(("s3://", "file://", "/")):
+        raise ValueError("must be s3://bucket/key, s3://bucket/prefix/, file:///path or an absolute path")
+    if value.startswith("s3://") and len(value[5:].split("/", 1)) < 2:
+        raise ValueError("must name a key or prefix inside the bucket: s3://bucket/key")
+    return value
+
+
+def _check_sha(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not _SHA256.match(value):
+        raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
+    return value
+
+
+class VariantSpec(BaseModel):
+    """One A/B arm of MODEL_VARIANTS. Without `uri` the arm serves the primary MODEL_URI / MODEL_SHA256."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    weight: float = Field(gt=0, allow_inf_nan=False)
+    uri: str | None = None
+    sha256: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _VARIANT_NAME.match(value):
+            raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '-' (it is a metric dimension)")
+        return value
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        return None if value is None else _check_uri(value)
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        return _check_sha(value)
 
 
 class Settings(BaseModel):
@@ -98,6 +157,12 @@ class Settings(BaseModel):
     output_base_delay_ms: int = Field(default=50, ge=0, le=10_000)
     # Lambda's synchronous payload limit is 6 MB; a lower cap refuses oversized requests before parsing.
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=6 * 1024 * 1024)
+    # Rollout (lambda_fn.rollout): a shadow model scored beside the primary, and weighted A/B variants.
+    shadow_model_uri: str | None = None
+    shadow_model_sha256: str | None = None
+    shadow_timeout_ms: int = Field(default=500, ge=1, le=60_000)
+    shadow_output_stream_name: str | None = None
+    model_variants: tuple[VariantSpec, ...] = ()
 
     @field_validator("model_uri")
     @classmethod
@@ -106,6 +171,39 @@ class Settings(BaseModel):
             raise ValueError("must be s3://bucket/key, s3://bucket/prefix/, file:///path or an absolute path")
         if value.startswith("s3://") and len(value[5:].split("/", 1)) < 2:
             raise ValueError("must name a key or prefix inside the bucket: s3://bucket/key")
+        return value
+
+    @field_validator("shadow_model_uri")
+    @classmethod
+    def _shadow_uri(cls, value: str | None) -> str | None:
+        return None if value is None else _check_uri(value)
+
+    @field_validator("shadow_model_sha256")
+    @classmethod
+    def _shadow_sha(cls, value: str | None) -> str | None:
+        return _check_sha(value)
+
+    @field_validator("model_variants", mode="before")
+    @classmethod
+    def _variants_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"must be a JSON list of {{name, weight, uri, sha256}} objects: {exc}") from None
+            if not isinstance(value, list):
+                raise ValueError("must be a JSON list of {name, weight, uri, sha256} objects")
+        return value
+
+    @field_validator("model_variants")
+    @classmethod
+    def _variants(cls, value: tuple[VariantSpec, ...]) -> tuple[VariantSpec, ...]:
+        names = [v.name for v in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
+        if sum(1 for v in value if v.uri is None) > 1:
+            raise ValueError("at most one variant may omit uri (that variant serves MODEL_URI)")
         return value
 
     @field_validator("model_sha256")
@@ -169,6 +267,11 @@ _FIELDS = {
     Env.OUTPUT_MAX_ATTEMPTS: "output_max_attempts",
     Env.OUTPUT_BASE_DELAY_MS: "output_base_delay_ms",
     Env.API_MAX_BODY_BYTES: "api_max_body_bytes",
+    Env.SHADOW_MODEL_URI: "shadow_model_uri",
+    Env.SHADOW_MODEL_SHA256: "shadow_model_sha256",
+    Env.SHADOW_TIMEOUT_MS: "shadow_timeout_ms",
+    Env.SHADOW_OUTPUT_STREAM_NAME: "shadow_output_stream_name",
+    Env.MODEL_VARIANTS: "model_variants",
 }
 _ENV_OF = {field: env for env, field in _FIELDS.items()}
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -199,7 +302,8 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
             env = _ENV_OF.get(field, field)
-            problems.append(f"{env}={environ.get(env, '')!r}: {err['msg']}")
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
+            problems.append(f"{env}={environ.get(env, '')!r}: {where + ': ' if where else ''}{err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 
