@@ -17,10 +17,11 @@ Errors share one body, `{"error": {"code", "message", "details": [{"row", "field
 
 from __future__ import annotations
 
+import base64
+import binascii
 import inspect
 import json
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,8 +50,9 @@ from lambda_fn.api_inputs import (
     v2_datatype,
     v2_rows,
 )
-from lambda_fn.config import ConfigError, Metric, Settings, get_settings
+from lambda_fn.config import ConfigError, Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel
+from lambda_fn.records import Reason
 from lambda_fn.scoring import Hook, ModelBatchError, apply_hook, load_hook, score_batch
 
 API_TITLE = "Model serving API"
@@ -59,7 +61,7 @@ JSON = "application/json"
 CSV = "text/csv"
 DEFAULT_MAX_BODY = 1024 * 1024
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or Metric.SERVICE, child=True)
+logger = Logger(service=service_name(), child=True)
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _QUOTED = re.compile(r"'([^']+)'")
 
@@ -176,12 +178,13 @@ def _body_text(app: ApiGatewayResolver, allowed: tuple[str, ...]) -> tuple[str, 
     charset = params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise ApiError(415, "unsupported_media_type", f"charset {charset!r} is not supported; send UTF-8")
-    raw = app.current_event.decoded_body or ""
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "malformed_body", "the body is not valid UTF-8") from None
+    event = app.current_event
+    raw = event.body or ""
+    try:
+        if event.is_base64_encoded:
+            raw = base64.b64decode(raw, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        raise ApiError(400, "malformed_body", "the body is not valid UTF-8 text") from None
     if not raw.strip():
         raise ApiError(400, "empty_body", "the request body is empty")
     return raw, media
@@ -220,7 +223,9 @@ def _score(rows: list[Any], model: LoadedModel, hook: Hook | None = None) -> lis
         logger.exception("model failed on every row of a valid request")
         raise ApiError(500, "model_error", "the model failed on valid input; see the function logs") from None
     if result.errors:
-        problems = _problems_from_rows({i: e.detail for i, e in result.errors.items()})
+        problems = _problems_from_rows({i: e.detail for i, e in result.errors.items() if e.reason == Reason.SCHEMA})
+        problems += [Problem(e.detail, None, i) for i, e in result.errors.items() if e.reason != Reason.SCHEMA]
+        problems.sort(key=lambda p: p.row or 0)
         n = len(result.errors)
         raise ApiError(400, "invalid_input", f"{n} of {len(rows)} row(s) do not match the model's input", problems)
     return result.predictions
@@ -573,7 +578,6 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Route one API event; every answer carries the request id (X-Request-Id header, and error bodies)."""
     kind = payload_kind(event)
     request_id = _request_id(event, context)
-    logger.set_correlation_id(request_id)
     limit = _max_body()
     if _body_size(event) > limit:
         return _too_large(kind, limit, request_id)

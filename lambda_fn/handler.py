@@ -43,7 +43,8 @@ def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         _emit_load_metrics()
 
 
-@logger.inject_lambda_context(clear_state=True)
+# REST v1, HTTP API v2 and function URL events all carry API Gateway's request id at this path.
+@logger.inject_lambda_context(clear_state=True, correlation_id_path="requestContext.requestId")
 @metrics.log_metrics(capture_cold_start_metric=_COLD_START_METRIC)
 def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway (REST v1, HTTP v2) and function URL events."""
