@@ -39,6 +39,31 @@ class Ctx:
     MAX_RECORD_AGE_SECONDS = "max_record_age_seconds"
     BISECT_ON_ERROR = "bisect_on_error"
     STARTING_POSITION = "starting_position"
+    # CDK only (infra/settings.py): functions, API, release, monitoring, rollout models.
+    MODEL_KEY = "model_key"  # key or prefix inside the stack's own model bucket (instead of model_uri)
+    ARCHITECTURE = "architecture"  # arm64 | x86_64
+    MEMORY_MB = "memory_mb"
+    TIMEOUT_SECONDS = "timeout_seconds"
+    RESERVED_CONCURRENCY = "reserved_concurrency"
+    API_MEMORY_MB = "api_memory_mb"
+    API_TIMEOUT_SECONDS = "api_timeout_seconds"
+    API_RESERVED_CONCURRENCY = "api_reserved_concurrency"
+    API_PROVISIONED_CONCURRENCY = "api_provisioned_concurrency"
+    API_MAX_BODY_BYTES = "api_max_body_bytes"
+    LOG_RETENTION_DAYS = "log_retention_days"
+    LOG_LEVEL = "log_level"
+    API_AUTH = "api_auth"  # api-key | iam
+    API_RATE_LIMIT = "api_rate_limit"
+    API_BURST_LIMIT = "api_burst_limit"
+    API_QUOTA_PER_DAY = "api_quota_per_day"
+    ROLLOUT = "rollout"  # canary | linear | all-at-once
+    ALARMS = "alarms"  # true | false: CloudWatch alarms (and the rollback they drive)
+    ALARM_EMAIL = "alarm_email"
+    ITERATOR_AGE_ALARM_SECONDS = "iterator_age_alarm_seconds"
+    API_P99_ALARM_MS = "api_p99_alarm_ms"
+    SHADOW_MODEL_URI = "shadow_model_uri"
+    SHADOW_MODEL_SHA256 = "shadow_model_sha256"
+    MODEL_VARIANTS = "model_variants"  # JSON list of {name, uri, sha256, weight}
 
 
 StreamMode = Literal["on-demand", "provisioned"]

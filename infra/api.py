@@ -1,0 +1,164 @@
+"""Sync API: an API Gateway REST API in front of the API function's `live` alias.
+
+Routes come from `lambda_fn.api.ROUTES` (one source of truth): API Gateway answers unknown paths
+itself, and every declared method requires the chosen auth (API key + usage plan, or IAM SigV4).
+"""
+
+from __future__ import annotations
+
+import re
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.functions import RETENTION
+from infra.nag import acknowledge
+from infra.settings import ApiAuth
+
+
+def api_routes() -> list[tuple[str, str]]:
+    """(method, API Gateway path) for each route the API function serves."""
+    from lambda_fn.api import ROUTES
+
+    return sorted({(method, re.sub(r"<(\w+)>", r"{\1}", rule)) for method, rule, _ in ROUTES})
+
+
+class SyncApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        target: lambda_.Alias,
+        api_name: str,
+        stage_name: str,
+        auth: ApiAuth,
+        rate_limit: int,
+        burst_limit: int,
+        quota_per_day: int,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=RETENTION[log_retention_days],
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        iam_auth = auth == "iam"
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=api_name,
+            description="Synchronous predictions: /predict, MLflow /invocations, Open Inference Protocol /v2",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Execution logs need the account-level CloudWatch role; access logs are per stage.
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=stage_name,
+                throttling_rate_limit=rate_limit,
+                throttling_burst_limit=burst_limit,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # request bodies (features) stay out of the logs
+                metrics_enabled=True,
+                tracing_enabled=True,
+            ),
+            default_method_options=apigw.MethodOptions(
+                authorization_type=apigw.AuthorizationType.IAM if iam_auth else apigw.AuthorizationType.NONE,
+                api_key_required=not iam_auth,
+            ),
+            api_key_source_type=apigw.ApiKeySourceType.HEADER,
+        )
+        json_object = self.api.add_model(
+            "JsonObject",
+            content_type="application/json",
+            schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT),
+            description="Every JSON body the API accepts is an object; the function validates the rest",
+        )
+        validator = self.api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        integration = apigw.LambdaIntegration(target, allow_test_invoke=False)
+        self.routes = api_routes()
+        for method, path in self.routes:
+            resource = self.api.root.resource_for_path(path)
+            params = {f"method.request.path.{p}": True for p in re.findall(r"{(\w+)}", path)}
+            resource.add_method(
+                method,
+                integration,
+                request_validator=validator,
+                request_parameters=params or None,
+                request_models={"application/json": json_object} if method == "POST" else None,
+            )
+        stage = self.api.deployment_stage
+        self.api_key: apigw.IApiKey | None = None
+        self.invoke_policy: iam.ManagedPolicy | None = None
+        if iam_auth:
+            # Callers attach this policy: invoke exactly the declared routes of this stage.
+            self.invoke_policy = iam.ManagedPolicy(
+                self,
+                "InvokePolicy",
+                description=f"Invoke the {api_name} API ({stage_name})",
+                statements=[
+                    iam.PolicyStatement(
+                        actions=["execute-api:Invoke"],
+                        resources=[
+                            self.api.arn_for_execute_api(m, re.sub(r"{\w+}", "*", p), stage.stage_name)
+                            for m, p in self.routes
+                        ],
+                    )
+                ],
+            )
+            acknowledge(
+                self.invoke_policy,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<ApiApiC8E4CA63>/<ApiDeploymentStageprod4DFBE1E2>/*]",
+                "placeholder",
+            )
+        else:
+            plan = self.api.add_usage_plan(
+                "UsagePlan",
+                name=f"{api_name}-default",
+                throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
+                quota=apigw.QuotaSettings(limit=quota_per_day, period=apigw.Period.DAY),
+                api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=stage)],
+            )
+            self.api_key = self.api.add_api_key("Key", api_key_name=f"{api_name}-default")
+            plan.add_api_key(self.api_key)
+            for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+                acknowledge(
+                    self.api,
+                    rule,
+                    "api_auth=api-key: every method requires an API key bound to a throttled, quota-limited"
+                    " usage plan; deploy with -c api_auth=iam for SigV4-signed callers.",
+                )
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG3",
+            "A WAF web ACL is account policy (rules, cost); stage throttling and the usage plan bound abuse."
+            " Associate an existing ACL with the stage ARN if the account has one.",
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level logging role: AWS's documented policy for it, scoped to logs actions.",
+        )
+
+    @property
+    def stack(self) -> Stack:
+        return Stack.of(self)

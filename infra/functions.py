@@ -1,0 +1,89 @@
+"""Functions: one image, two functions (stream scorer, API), each with its own role, logs, sizing and `live` alias."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.image import image_code
+from infra.nag import acknowledge
+from infra.settings import FunctionSizing
+
+LIVE_ALIAS = "live"
+
+_R = logs.RetentionDays
+RETENTION = {
+    1: _R.ONE_DAY, 3: _R.THREE_DAYS, 5: _R.FIVE_DAYS, 7: _R.ONE_WEEK, 14: _R.TWO_WEEKS, 30: _R.ONE_MONTH,
+    60: _R.TWO_MONTHS, 90: _R.THREE_MONTHS, 120: _R.FOUR_MONTHS, 150: _R.FIVE_MONTHS, 180: _R.SIX_MONTHS,
+    365: _R.ONE_YEAR, 400: _R.THIRTEEN_MONTHS, 545: _R.EIGHTEEN_MONTHS, 731: _R.TWO_YEARS, 1096: _R.THREE_YEARS,
+    1827: _R.FIVE_YEARS, 2192: _R.SIX_YEARS, 2557: _R.SEVEN_YEARS, 2922: _R.EIGHT_YEARS,
+}  # fmt: skip
+
+
+class ServingFunction(Construct):
+    """A container-image function with a least-privilege role and the `live` alias its callers use.
+
+    The role gets no AWS managed policy: logging is granted on its own log group only, and every
+    other permission is added by the stack (stream read, stream write, queue send, model read).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function_name: str,
+        description: str,
+        handler: str,
+        architecture: str,
+        sizing: FunctionSizing,
+        environment: dict[str, str],
+        log_retention_days: int,
+        provisioned_concurrency: int = 0,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=RETENTION[log_retention_days],
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{function_name}: logs, traces and the grants its stack adds",
+        )
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.DockerImageFunction(
+            self,
+            "Function",
+            function_name=function_name,
+            description=description,
+            code=image_code(handler, architecture),
+            architecture=lambda_.Architecture.ARM_64 if architecture == "arm64" else lambda_.Architecture.X86_64,
+            memory_size=sizing.memory_mb,
+            timeout=Duration.seconds(sizing.timeout_seconds),
+            reserved_concurrent_executions=sizing.reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=environment,
+            role=self.role,
+            log_group=self.log_group,
+        )
+        # CodeDeploy shifts the alias between the old and the new version; callers only ever see `live`.
+        self.alias = lambda_.Alias(
+            self,
+            "Live",
+            alias_name=LIVE_ALIAS,
+            version=self.function.current_version,
+            provisioned_concurrent_executions=provisioned_concurrency or None,
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions (tracing is on).",
+        )

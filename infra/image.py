@@ -1,0 +1,50 @@
+"""The one container image both functions run; each function overrides the CMD with its handler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import IgnoreMode
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_lambda as lambda_
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = "Dockerfile"
+STREAM_HANDLER = "lambda_fn.handler.stream_handler"
+API_HANDLER = "lambda_fn.handler.api_handler"
+
+# Belt and braces with .dockerignore (an allow-list): synth hashes the build context, so anything
+# large left in it (a venv, node_modules, cdk.out, models) would make every synth slow and every
+# image rebuild. These are excluded even if someone edits .dockerignore.
+ASSET_EXCLUDE = [
+    ".venv",
+    ".git",
+    "node_modules",
+    "cdk.out",
+    ".cdk-home",
+    "build",
+    "mlruns",
+    "mlruns.db",
+    "mlartifacts",
+    ".localstack",
+    "**/__pycache__",
+    "**/*.pyc",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "tests",
+    "docs",
+]
+
+
+def image_code(handler: str, architecture: str) -> lambda_.DockerImageCode:
+    """Image asset from the repository's Dockerfile; synth only hashes the context, deploy builds it."""
+    platform = ecr_assets.Platform.LINUX_ARM64 if architecture == "arm64" else ecr_assets.Platform.LINUX_AMD64
+    return lambda_.DockerImageCode.from_image_asset(
+        str(ROOT),
+        file=DOCKERFILE,
+        cmd=[handler],
+        platform=platform,
+        exclude=ASSET_EXCLUDE,
+        ignore_mode=IgnoreMode.DOCKER,
+    )

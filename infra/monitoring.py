@@ -1,0 +1,225 @@
+"""Monitoring: alarms (to an encrypted SNS topic) and a dashboard of the kit's own metrics."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from lambda_fn.config import Metric
+
+ONE_MINUTE = Duration.minutes(1)
+
+
+class Monitoring(Construct):
+    """Alarms a user acts on, and a dashboard that shows records in, scored, dead-lettered, and latencies."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        service: str,
+        alarm_email: str | None,
+        enabled: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.prefix = prefix
+        self.service = service
+        self.enabled = enabled
+        self.alarms: list[cloudwatch.Alarm] = []
+        self.topic: sns.Topic | None = None
+        if enabled:
+            # CloudWatch cannot publish to a topic under the AWS-managed SNS key: a customer key that allows it.
+            key = kms.Key(self, "AlarmKey", enable_key_rotation=True, description=f"{prefix} alarm topic")
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    resources=["*"],  # in a key policy "*" means this key
+                )
+            )
+            self.topic = sns.Topic(self, "Alarms", display_name=f"{prefix} alarms", master_key=key, enforce_ssl=True)
+            if alarm_email:
+                self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=prefix)
+
+    def kit_metric(self, name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+        """A metric the handlers emit (EMF, namespace `ServingKit`, dimension service=<stage prefix>)."""
+        return cloudwatch.Metric(
+            namespace=Metric.NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": self.service},
+            statistic=statistic,
+            period=ONE_MINUTE,
+        )
+
+    def alarm(
+        self,
+        construct_id: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        description: str,
+        periods: int = 1,
+    ) -> cloudwatch.Alarm | None:
+        if not self.enabled:
+            return None
+        alarm = metric.create_alarm(
+            self,
+            construct_id,
+            alarm_name=f"{self.prefix}-{construct_id}",
+            alarm_description=description,
+            threshold=threshold,
+            evaluation_periods=periods,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if self.topic is not None:
+            alarm.add_alarm_action(actions.SnsAction(self.topic))
+            alarm.add_ok_action(actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
+        return alarm
+
+    def watch(
+        self,
+        *,
+        scorer: lambda_.Function,
+        api_function: lambda_.Function,
+        dlq: sqs.IQueue,
+        on_failure: sqs.IQueue,
+        api: apigw.RestApi,
+        iterator_age_seconds: int,
+        api_p99_ms: int,
+    ) -> None:
+        iterator_age = scorer.metric("IteratorAge", statistic="Maximum", period=ONE_MINUTE)
+        self.alarm(
+            "IteratorAge",
+            iterator_age,
+            threshold=iterator_age_seconds * 1000,
+            periods=3,
+            description="The scorer is falling behind the input stream (oldest record age, 3 minutes in a row).",
+        )
+        for label, fn in (("Scorer", scorer), ("Api", api_function)):
+            self.alarm(
+                f"{label}Errors",
+                fn.metric_errors(period=ONE_MINUTE, statistic="Sum"),
+                threshold=1,
+                description=f"The {label.lower()} function failed invocations (see its log group).",
+            )
+            self.alarm(
+                f"{label}Throttles",
+                fn.metric_throttles(period=ONE_MINUTE, statistic="Sum"),
+                threshold=1,
+                description=f"The {label.lower()} function was throttled (concurrency limits).",
+            )
+        self.alarm(
+            "DeadLetters",
+            dlq.metric_approximate_number_of_messages_visible(period=ONE_MINUTE, statistic="Maximum"),
+            threshold=1,
+            description="Records were dead-lettered (invalid payloads or model rejections): inspect the DLQ.",
+        )
+        self.alarm(
+            "BatchFailures",
+            on_failure.metric_approximate_number_of_messages_visible(period=ONE_MINUTE, statistic="Maximum"),
+            threshold=1,
+            description="The event source gave up on a batch (retries or record age exhausted): records to replay.",
+        )
+        self.alarm(
+            "Api5xx",
+            api.metric_server_error(period=ONE_MINUTE, statistic="Sum"),
+            threshold=1,
+            description="The API answered 5xx (model not loadable, function errors or timeouts).",
+        )
+        self.alarm(
+            "ApiLatencyP99",
+            api.metric_latency(period=ONE_MINUTE, statistic="p99"),
+            threshold=api_p99_ms,
+            periods=3,
+            description=f"API p99 latency above {api_p99_ms} ms for 3 minutes.",
+        )
+        self._dashboard(scorer, api_function, dlq, on_failure, api, iterator_age)
+
+    def _dashboard(
+        self,
+        scorer: lambda_.Function,
+        api_function: lambda_.Function,
+        dlq: sqs.IQueue,
+        on_failure: sqs.IQueue,
+        api: apigw.RestApi,
+        iterator_age: cloudwatch.IMetric,
+    ) -> None:
+        k = self.kit_metric
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Records per minute",
+                left=[
+                    k(Metric.RECORDS_IN),
+                    k(Metric.RECORDS_SCORED),
+                    k(Metric.RECORDS_DEAD_LETTERED),
+                    k(Metric.RECORDS_FAILED),
+                    k(Metric.OUTPUT_RETRIES),
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Batch and predict latency (ms)",
+                left=[
+                    k(Metric.BATCH_LATENCY, "p50"),
+                    k(Metric.BATCH_LATENCY, "p99"),
+                    k(Metric.PREDICT_LATENCY, "p50"),
+                    k(Metric.PREDICT_LATENCY, "p99"),
+                ],
+                right=[k(Metric.MODEL_LOAD_TIME, "Maximum")],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Scorer iterator age (ms)", left=[iterator_age], width=8),
+            cloudwatch.GraphWidget(
+                title="Queues (visible messages)",
+                left=[
+                    dlq.metric_approximate_number_of_messages_visible(period=ONE_MINUTE, statistic="Maximum"),
+                    on_failure.metric_approximate_number_of_messages_visible(period=ONE_MINUTE, statistic="Maximum"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Functions: errors and throttles",
+                left=[
+                    scorer.metric_errors(period=ONE_MINUTE),
+                    api_function.metric_errors(period=ONE_MINUTE),
+                    scorer.metric_throttles(period=ONE_MINUTE),
+                    api_function.metric_throttles(period=ONE_MINUTE),
+                ],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="API requests and errors",
+                left=[api.metric_count(period=ONE_MINUTE), api.metric_server_error(period=ONE_MINUTE)],
+                right=[api.metric_client_error(period=ONE_MINUTE)],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="API latency (ms)",
+                left=[
+                    api.metric_latency(period=ONE_MINUTE, statistic="p50"),
+                    api.metric_latency(period=ONE_MINUTE, statistic="p99"),
+                ],
+                right=[api_function.metric_duration(period=ONE_MINUTE, statistic="p99")],
+                width=12,
+            ),
+        )
+        if self.alarms:
+            self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(alarms=list(self.alarms), width=24, title="Alarms"))

@@ -1,0 +1,228 @@
+"""Deployment settings read from CDK context, validated before any construct is created.
+
+`topology()` holds what the local cloud shares (names, streams, trigger); this module adds what only
+AWS has: function sizing, API auth and throttling, rollout, alarms and the models to serve. Every
+error is a `TopologyError` that names the context key, so `cdk synth -c key=bad` fails with one
+clear line instead of a CloudFormation error after minutes of deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from infra.topology import Ctx, Topology, TopologyError, _bool, _int, _opt, topology
+
+Architecture = Literal["arm64", "x86_64"]
+ApiAuth = Literal["api-key", "iam"]
+Rollout = Literal["canary", "linear", "all-at-once"]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One artifact the functions may read: an S3 object or prefix, pinned by its sha256."""
+
+    uri: str | None  # s3://bucket/key, or None when `key` is inside the stack's own bucket
+    key: str
+    sha256: str
+    bucket: str | None = None  # None: the stack's model bucket
+
+    def env_uri(self, own_bucket: str) -> str:
+        return self.uri or f"s3://{own_bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model: ModelRef
+    weight: float
+
+
+@dataclass(frozen=True)
+class FunctionSizing:
+    memory_mb: int
+    timeout_seconds: int
+    reserved_concurrency: int | None
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    topology: Topology
+    model: ModelRef
+    model_name: str | None
+    model_version: str | None
+    architecture: Architecture
+    scorer: FunctionSizing
+    api: FunctionSizing
+    api_provisioned_concurrency: int
+    api_max_body_bytes: int
+    log_retention_days: int
+    log_level: str
+    api_auth: ApiAuth
+    api_rate_limit: int
+    api_burst_limit: int
+    api_quota_per_day: int
+    rollout: Rollout
+    alarms: bool
+    alarm_email: str | None
+    iterator_age_alarm_seconds: int
+    api_p99_alarm_ms: int
+    shadow: ModelRef | None = None
+    variants: tuple[Variant, ...] = field(default_factory=tuple)
+
+    def models(self) -> list[ModelRef]:
+        """Every artifact the functions load: read access is granted on exactly these."""
+        refs = [self.model]
+        if self.shadow:
+            refs.append(self.shadow)
+        refs.extend(v.model for v in self.variants)
+        return refs
+
+
+def _choice(ctx: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = str(ctx.get(key, default)).strip().lower()
+    if value not in choices:
+        raise TopologyError(f"context {key}={value!r}: must be one of {', '.join(choices)}")
+    return value
+
+
+def _sha(ctx_key: str, value: object) -> str:
+    text = str(value or "").strip().lower()
+    if not _SHA256.match(text):
+        raise TopologyError(
+            f"context {ctx_key}={value!r}: must be the artifact's sha256 (64 hex characters; see build/release.json)"
+        )
+    return text
+
+
+def _s3_ref(ctx_key: str, uri: object, sha_key: str, sha: object) -> ModelRef:
+    text = str(uri or "").strip()
+    parsed = urlparse(text)
+    key = parsed.path.lstrip("/")
+    if parsed.scheme != "s3" or not parsed.netloc or not key or parsed.query:
+        raise TopologyError(
+            f"context {ctx_key}={uri!r}: must be s3://bucket/key (a file) or s3://bucket/prefix (an MLflow model dir)"
+        )
+    return ModelRef(uri=text, key=key.rstrip("/"), sha256=_sha(sha_key, sha), bucket=parsed.netloc)
+
+
+def _main_model(ctx: Mapping[str, Any]) -> ModelRef:
+    uri, key = _opt(ctx, Ctx.MODEL_URI, None), _opt(ctx, Ctx.MODEL_KEY, None)
+    if uri and key:
+        raise TopologyError(f"context {Ctx.MODEL_URI} and {Ctx.MODEL_KEY}: give one, not both")
+    if uri:
+        return _s3_ref(Ctx.MODEL_URI, uri, Ctx.MODEL_SHA256, ctx.get(Ctx.MODEL_SHA256))
+    if key:
+        key = key.strip("/")
+        if not key or key.startswith("s3:") or "?" in key:
+            raise TopologyError(f"context {Ctx.MODEL_KEY}={key!r}: must be a key or prefix inside the model bucket")
+        return ModelRef(uri=None, key=key, sha256=_sha(Ctx.MODEL_SHA256, ctx.get(Ctx.MODEL_SHA256)))
+    raise TopologyError(
+        f"context {Ctx.MODEL_URI} (s3://bucket/key of the model) or {Ctx.MODEL_KEY} (key in the stack's model bucket)"
+        f" is required, with {Ctx.MODEL_SHA256}"
+    )
+
+
+def _variants(ctx: Mapping[str, Any]) -> tuple[Variant, ...]:
+    raw = ctx.get(Ctx.MODEL_VARIANTS)
+    if raw is None or (isinstance(raw, str) and raw.strip() in ("", "none", "null", "[]")):
+        return ()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise TopologyError(f"context {Ctx.MODEL_VARIANTS}: not valid JSON ({exc.msg})") from None
+    if not isinstance(raw, list) or not raw:
+        raise TopologyError(f"context {Ctx.MODEL_VARIANTS}: must be a JSON list of {{name, uri, sha256, weight}}")
+    out: list[Variant] = []
+    for i, item in enumerate(raw):
+        where = f"{Ctx.MODEL_VARIANTS}[{i}]"
+        if not isinstance(item, dict) or set(item) - {"name", "uri", "sha256", "weight"}:
+            raise TopologyError(f"context {where}: must be an object with name, uri, sha256, weight only")
+        name = str(item.get("name", ""))
+        if not _NAME.match(name):
+            raise TopologyError(f"context {where}.name={name!r}: must be 1-64 letters, digits, '.', '_' or '-'")
+        weight = item.get("weight")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 100:
+            raise TopologyError(f"context {where}.weight={weight!r}: must be a number in (0, 100]")
+        out.append(
+            Variant(name, _s3_ref(f"{where}.uri", item.get("uri"), f"{where}.sha256", item.get("sha256")), weight)
+        )
+    names = [v.name for v in out]
+    if len(set(names)) != len(names):
+        raise TopologyError(f"context {Ctx.MODEL_VARIANTS}: variant names must be unique, got {names}")
+    return tuple(out)
+
+
+def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
+    """Validate the whole context once; the stack only reads the result."""
+    ctx = ctx or {}
+    topo = topology(ctx)
+    shadow_uri = _opt(ctx, Ctx.SHADOW_MODEL_URI, None)
+    shadow = (
+        _s3_ref(Ctx.SHADOW_MODEL_URI, shadow_uri, Ctx.SHADOW_MODEL_SHA256, ctx.get(Ctx.SHADOW_MODEL_SHA256))
+        if shadow_uri
+        else None
+    )
+    if shadow is None and _opt(ctx, Ctx.SHADOW_MODEL_SHA256, None):
+        raise TopologyError(f"context {Ctx.SHADOW_MODEL_SHA256} given without {Ctx.SHADOW_MODEL_URI}")
+    retention = _int(ctx, Ctx.LOG_RETENTION_DAYS, 30, 1, 3653)
+    if retention not in LOG_RETENTION_DAYS:
+        raise TopologyError(
+            f"context {Ctx.LOG_RETENTION_DAYS}={retention}: CloudWatch Logs accepts {', '.join(map(str, LOG_RETENTION_DAYS))}"
+        )
+    email = _opt(ctx, Ctx.ALARM_EMAIL, None)
+    if email and not _EMAIL.match(email):
+        raise TopologyError(f"context {Ctx.ALARM_EMAIL}={email!r}: must be an e-mail address")
+    rate = _int(ctx, Ctx.API_RATE_LIMIT, 100, 1, 10_000)
+    burst = _int(ctx, Ctx.API_BURST_LIMIT, 200, 1, 5_000)
+    scorer_reserved = _int(ctx, Ctx.RESERVED_CONCURRENCY, 0, 0, 1000)
+    api_reserved = _int(ctx, Ctx.API_RESERVED_CONCURRENCY, 0, 0, 1000)
+    provisioned = _int(ctx, Ctx.API_PROVISIONED_CONCURRENCY, 0, 0, 1000)
+    if api_reserved and provisioned > api_reserved:
+        raise TopologyError(
+            f"context {Ctx.API_PROVISIONED_CONCURRENCY}={provisioned}: exceeds {Ctx.API_RESERVED_CONCURRENCY}={api_reserved}"
+        )
+    return DeploySettings(
+        topology=topo,
+        model=_main_model(ctx),
+        model_name=_opt(ctx, Ctx.MODEL_NAME, None),
+        model_version=_opt(ctx, Ctx.MODEL_VERSION, None),
+        architecture=_choice(ctx, Ctx.ARCHITECTURE, "arm64", ("arm64", "x86_64")),  # type: ignore[arg-type]
+        # The scorer takes long batches (a cold model load plus up to batch_size rows); the API answers one request.
+        scorer=FunctionSizing(
+            _int(ctx, Ctx.MEMORY_MB, 2048, 128, 10_240),
+            _int(ctx, Ctx.TIMEOUT_SECONDS, 120, 10, 900),
+            scorer_reserved or None,
+        ),
+        api=FunctionSizing(
+            _int(ctx, Ctx.API_MEMORY_MB, 1536, 128, 10_240),
+            _int(ctx, Ctx.API_TIMEOUT_SECONDS, 29, 3, 29),
+            api_reserved or None,
+        ),
+        api_provisioned_concurrency=provisioned,
+        api_max_body_bytes=_int(ctx, Ctx.API_MAX_BODY_BYTES, 1024 * 1024, 1, 6 * 1024 * 1024),
+        log_retention_days=retention,
+        log_level=_choice(ctx, Ctx.LOG_LEVEL, "info", ("debug", "info", "warning", "error")).upper(),
+        api_auth=_choice(ctx, Ctx.API_AUTH, "api-key", ("api-key", "iam")),  # type: ignore[arg-type]
+        api_rate_limit=rate,
+        api_burst_limit=burst,
+        api_quota_per_day=_int(ctx, Ctx.API_QUOTA_PER_DAY, 1_000_000, 1, 1_000_000_000),
+        rollout=_choice(ctx, Ctx.ROLLOUT, "canary", ("canary", "linear", "all-at-once")),  # type: ignore[arg-type]
+        alarms=_bool(ctx, Ctx.ALARMS, True),
+        alarm_email=email,
+        iterator_age_alarm_seconds=_int(ctx, Ctx.ITERATOR_AGE_ALARM_SECONDS, 300, 1, 604_800),
+        api_p99_alarm_ms=_int(ctx, Ctx.API_P99_ALARM_MS, 1000, 10, 29_000),
+        shadow=shadow,
+        variants=_variants(ctx),
+    )
