@@ -1,0 +1,336 @@
+"""What both engines do to one chunk of rows: pick features and id, score with the Lambda's core, split.
+
+The engines differ only in how rows arrive (pyarrow batches locally, pandas partitions in Spark) and
+where results go. Everything that decides a prediction or a rejection lives in `lambda_fn.scoring`
+(hook, validation, one predict call, bisection); this module only adapts rows to it and turns the
+result into two Arrow tables with fixed schemas, so both engines write identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from lambda_fn.config import Env, Settings, settings_from
+from lambda_fn.model_store import LoadedModel, load_model
+from lambda_fn.records import Reason
+from lambda_fn.scoring import Hook, ModelBatchError, RowError, load_hook, score_batch
+
+# Prediction column kinds: Arrow type and Spark DDL type. Anything that is not a scalar is JSON text.
+PREDICTION_TYPES: dict[str, tuple[pa.DataType, str]] = {
+    "double": (pa.float64(), "double"),
+    "long": (pa.int64(), "bigint"),
+    "boolean": (pa.bool_(), "boolean"),
+    "string": (pa.string(), "string"),
+    "json": (pa.string(), "string"),
+}
+
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("id", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("data", pa.string()),
+    ]
+)
+
+
+class BatchJobError(RuntimeError):
+    """The job cannot go on (bad configuration, broken model, unreadable input); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfig:
+    """Everything an engine needs to rebuild the scorer anywhere (driver, executor, EMR): plain strings."""
+
+    model_env: Mapping[str, str]
+    prediction_type: str = "auto"  # or one of PREDICTION_TYPES; "auto" scores a sample of the first rows
+    strict: bool = False
+
+    def settings(self) -> Settings:
+        return settings_from(self.model_env)
+
+
+def model_env(
+    base: Mapping[str, str] | None = None,
+    *,
+    release: Mapping[str, Any] | None = None,
+    **overrides: str | None,
+) -> dict[str, str]:
+    """Model settings under the Lambda's environment names: env < release manifest < explicit flags.
+
+    Using the same names (MODEL_URI, MODEL_SHA256, FEATURE_HOOK, ...) means a batch job configured
+    from a Lambda's environment scores exactly like that Lambda.
+    """
+    names = {v for k, v in vars(Env).items() if k.isupper()}
+    out = {k: v for k, v in (base or {}).items() if k in names and v}
+    if release:
+        for env, key in (
+            (Env.MODEL_SHA256, "sha256"),
+            (Env.MODEL_NAME, "name"),
+            (Env.MODEL_VERSION, "version"),
+            (Env.FEATURE_HOOK, "feature_hook"),
+            (Env.FEATURES_FIELD, "features_field"),
+            (Env.ID_FIELD, "id_field"),
+        ):
+            if release.get(key) is not None:
+                out[env] = str(release[key])
+    for env, value in overrides.items():
+        if value is not None:
+            out[env] = value
+    return out
+
+
+def _kind_of(values: Sequence[Any]) -> str:
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return "double"
+    if kinds == {bool}:
+        return "boolean"
+    if kinds == {int}:
+        return "long"
+    if kinds <= {int, float}:
+        return "double"
+    if kinds == {str}:
+        return "string"
+    return "json"
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    scored: pa.Table
+    rejected: pa.Table
+    rows: int
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.rejected.column("reason").to_pylist():
+            counts[r] = counts.get(r, 0) + 1
+        return counts
+
+
+@dataclass(slots=True)
+class ChunkScorer:
+    """Scores chunks of input rows with one loaded model; cheap to call many times."""
+
+    model: LoadedModel
+    hook: Hook | None
+    features_field: str | None
+    id_field: str | None
+    prediction_type: str = "double"
+    strict: bool = False
+    _identity: tuple[str, str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise BatchJobError(f"prediction type {self.prediction_type!r}: one of {sorted(PREDICTION_TYPES)}")
+        self._identity = (self.model.name, self.model.version, self.model.sha256)
+
+    @classmethod
+    def from_config(cls, config: JobConfig, s3: Any | None = None) -> ChunkScorer:
+        settings = config.settings()
+        return cls(
+            model=load_model(settings, s3),
+            hook=load_hook(settings.feature_hook),
+            features_field=settings.features_field,
+            id_field=settings.id_field,
+            prediction_type="double" if config.prediction_type == "auto" else config.prediction_type,
+            strict=config.strict,
+        )
+
+    @property
+    def scored_schema(self) -> pa.Schema:
+        fields: list[tuple[str, pa.DataType]] = []
+        if self.id_field:
+            fields.append((self.id_field, pa.string()))
+        fields += [
+            ("prediction", PREDICTION_TYPES[self.prediction_type][0]),
+            ("model_name", pa.string()),
+            ("model_version", pa.string()),
+            ("model_sha256", pa.string()),
+            ("source_file", pa.string()),
+            ("source_row", pa.int64()),
+        ]
+        return pa.schema(fields)
+
+    def spark_schema(self) -> str:
+        """The scored schema as Spark DDL plus the rejected columns and a status (one mapInPandas output)."""
+        parts = [f"`{self.id_field}` string"] if self.id_field else []
+        parts += [
+            f"prediction {PREDICTION_TYPES[self.prediction_type][1]}",
+            "model_name string, model_version string, model_sha256 string",
+            "source_file string, source_row bigint",
+            "status string, id string, reason string, detail string, data string",
+        ]
+        return ", ".join(parts)
+
+    def check_rows(self, sample: Sequence[Any]) -> None:
+        """Fail fast when FEATURES_FIELD names a field the dataset does not have (a flat file, say)."""
+        ff = self.features_field
+        if ff and sample and not any(type(r) is dict and ff in r for r in sample):
+            fields = sorted({k for r in sample if type(r) is dict for k in r})[:12]
+            raise BatchJobError(
+                f"FEATURES_FIELD={ff!r} but the input rows have no such field (fields: {fields}); "
+                "pass --features-field '' to score each row as it is"
+            )
+
+    def infer_prediction_type(self, rows: Sequence[Any]) -> str:
+        """Score a small sample to learn the output type (Spark needs the schema before it runs)."""
+        result = self.score(rows, source_file="<sample>", first_row=0)
+        values = result.scored.column("prediction").to_pylist() if result.scored.num_rows else []
+        kind = _kind_of(values)
+        self.prediction_type = kind
+        return kind
+
+    def score(
+        self,
+        rows: Sequence[Any],
+        *,
+        source_file: str | Sequence[str | None],
+        first_row: int | None = 0,
+        source_rows: Sequence[int | None] | None = None,
+        pre_errors: Mapping[int, RowError] | None = None,
+    ) -> ChunkResult:
+        """Score one chunk; `pre_errors` are rows the reader could not decode (they are rejected as is)."""
+        n = len(rows)
+        errors: dict[int, RowError] = dict(pre_errors or {})
+        ff, idf = self.features_field, self.id_field
+        if ff or errors:
+            live, features = self._features(rows, errors)
+        else:
+            live, features = list(range(n)), list(rows)
+        ids = _ids(rows, ff, idf) if idf else None
+
+        try:
+            result = score_batch(features, self.model, self.hook, strict=self.strict)
+        except ModelBatchError as exc:
+            where = source_file if isinstance(source_file, str) else "this chunk"
+            raise BatchJobError(f"{where}: {exc}") from None
+        if not result.errors and len(live) == n:
+            kept, preds = live, result.predictions
+        else:
+            kept, preds = [], []
+            for j, i in enumerate(live):
+                err = result.errors.get(j)
+                if err is None:
+                    kept.append(i)
+                    preds.append(result.predictions[j])
+                else:
+                    errors[i] = err
+
+        files = [source_file] * n if isinstance(source_file, str) else list(source_file)
+        positions: Sequence[int | None]
+        if source_rows is not None:
+            positions = source_rows
+        elif first_row is not None:
+            positions = range(first_row, first_row + n)
+        else:
+            positions = [None] * n
+        everything = len(kept) == n
+
+        name, version, sha = self._identity
+        cols: dict[str, Any] = {}
+        if idf:
+            assert ids is not None
+            cols[idf] = pa.array(ids if everything else [ids[i] for i in kept], pa.string())
+        cols["prediction"] = self._prediction_array(preds)
+        k = len(kept)
+        cols["model_name"] = pa.array([name] * k, pa.string())
+        cols["model_version"] = pa.array([version] * k, pa.string())
+        cols["model_sha256"] = pa.array([sha] * k, pa.string())
+        cols["source_file"] = pa.array(files if everything else [files[i] for i in kept], pa.string())
+        cols["source_row"] = pa.array(list(positions) if everything else [positions[i] for i in kept], pa.int64())
+        scored = pa.table(cols, schema=self.scored_schema)
+
+        bad = sorted(errors)
+        rejected = pa.table(
+            {
+                "source_file": pa.array([files[i] for i in bad], pa.string()),
+                "source_row": pa.array([positions[i] for i in bad], pa.int64()),
+                "id": pa.array([ids[i] if ids is not None else None for i in bad], pa.string()),
+                "reason": pa.array([errors[i].reason for i in bad], pa.string()),
+                "detail": pa.array([errors[i].detail for i in bad], pa.string()),
+                "data": pa.array([_as_json(rows[i]) for i in bad], pa.string()),
+            },
+            schema=REJECTED_SCHEMA,
+        )
+        return ChunkResult(scored=scored, rejected=rejected, rows=n)
+
+    def _features(self, rows: Sequence[Any], errors: dict[int, RowError]) -> tuple[list[int], list[Any]]:
+        """Pick each row's features (FEATURES_FIELD) as the stream does; rows without them are rejected."""
+        ff = self.features_field
+        live: list[int] = []
+        features: list[Any] = []
+        for i, row in enumerate(rows):
+            if i in errors:
+                continue
+            if ff:
+                if type(row) is not dict:
+                    errors[i] = RowError(Reason.NOT_OBJECT, f"row must be an object, got {type(row).__name__}")
+                    continue
+                if row.get(ff) is None:
+                    errors[i] = RowError(Reason.MISSING_FEATURES, f"row has no '{ff}' field (FEATURES_FIELD)")
+                    continue
+                features.append(row[ff])
+            else:
+                features.append(row)
+            live.append(i)
+        return live, features
+
+    def _prediction_array(self, preds: list[Any]) -> pa.Array:
+        kind = self.prediction_type
+        arrow_type = PREDICTION_TYPES[kind][0]
+        if kind == "json":
+            return pa.array([json.dumps(p, default=str) for p in preds], arrow_type)
+        if kind == "string":
+            return pa.array([p if isinstance(p, str) else json.dumps(p, default=str) for p in preds], arrow_type)
+        try:
+            return pa.array(preds, arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise BatchJobError(
+                f"the model returned predictions that are not {kind} ({exc}); pass --prediction-type json"
+            ) from None
+
+
+def _ids(rows: Sequence[Any], ff: str | None, idf: str) -> list[str | None]:
+    fast = [r.get(idf) for r in rows] if all(type(r) is dict for r in rows) else []
+    if fast and set(map(type, fast)) == {str}:
+        return fast
+    return [_row_id(r, ff, idf) for r in rows]
+
+
+def _row_id(row: Any, ff: str | None, idf: str) -> str | None:
+    """The record id as the stream finds it: at the top level, else inside the features object."""
+    if type(row) is not dict:
+        return None
+    rid = row.get(idf)
+    if rid is None and ff and type(row.get(ff)) is dict:
+        rid = row[ff].get(idf)
+    if rid is None:
+        return None
+    return rid if isinstance(rid, str) else json.dumps(rid, default=str)
+
+
+def _as_json(row: Any) -> str:
+    """The rejected row as JSON so that nothing is lost; non-finite floats and dates become strings."""
+    if isinstance(row, str):
+        return row
+    return json.dumps(_jsonable(row), default=str, allow_nan=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,176 @@
+"""The `local` engine: stream the dataset chunk by chunk through the scoring core on one machine.
+
+Memory holds one chunk (plus one Parquet row group being decoded and one output row group being
+written), never the dataset: inputs are read in batches, S3 objects go through a temporary file one
+at a time, and outputs are written as they are produced.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servingkit.batch.core import REJECTED_SCHEMA, ChunkScorer, JobConfig
+from servingkit.batch.io import (
+    PartWriter,
+    ensure_empty,
+    put_text,
+    read_chunks,
+    resolve_inputs,
+    scratch_dir,
+)
+from servingkit.batch.io import (
+    local_copy as _local_copy,
+)
+
+SAMPLE_ROWS = 256
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a run did; printed, and written as `<output>/_summary.json` next to the results."""
+
+    engine: str
+    inputs: int
+    rows_in: int
+    scored: int
+    rejected: int
+    seconds: float  # scoring time: reading, scoring and writing, after the model is loaded
+    load_seconds: float
+    peak_memory_mb: float
+    output: str
+    rejected_output: str
+    model: dict[str, str]
+    prediction_type: str
+    reasons: dict[str, int] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_in / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["rows_per_second"] = round(self.rows_per_second, 1)
+        out["seconds"] = round(self.seconds, 3)
+        out["load_seconds"] = round(self.load_seconds, 3)
+        out["peak_memory_mb"] = round(self.peak_memory_mb, 1)
+        return out
+
+    def text(self) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())) or "none"
+        return (
+            f"engine={self.engine} inputs={self.inputs} rows_in={self.rows_in} scored={self.scored} "
+            f"rejected={self.rejected} ({reasons})\n"
+            f"{self.rows_per_second:,.0f} rows/s ({self.seconds:.2f} s scoring after a {self.load_seconds:.2f} s model "
+            f"load), peak memory {self.peak_memory_mb:.0f} MB\n"
+            f"model {self.model['name']} v{self.model['version']} sha256 {self.model['sha256'][:12]}\n"
+            f"scored rows -> {self.output}\nrejected rows -> {self.rejected_output}"
+        )
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def run_local(
+    inputs: Sequence[str],
+    output: str,
+    config: JobConfig,
+    *,
+    input_format: str | None = None,
+    output_format: str = "parquet",
+    chunk_size: int = 100_000,
+    rows_per_file: int = 1_000_000,
+    overwrite: bool = False,
+    progress: bool = True,
+    s3: Any | None = None,
+) -> Summary:
+    """Score every input file into `<output>/scored` and `<output>/rejected`; returns the summary."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    files = resolve_inputs(inputs, input_format, s3)
+    scorer = ChunkScorer.from_config(config, s3)
+    ensure_empty(output, overwrite, s3)
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    out = output.rstrip("/")
+    known = all(f.format == "parquet" and not f.uri.startswith("s3://") for f in files)
+    total = _parquet_rows([f.uri for f in files]) if known else None
+    reasons: dict[str, int] = {}
+    rows_in = 0
+    with scratch_dir() as tmp:
+        work = Path(tmp)
+        scored_w: PartWriter | None = None
+        rejected_w = PartWriter(f"{out}/rejected", output_format, REJECTED_SCHEMA, rows_per_file, s3, work)
+        bar = tqdm(total=total, unit="rows", unit_scale=True, disable=not progress, file=sys.stderr)
+        try:
+            for f in files:
+                with _local_copy(f.uri, work, s3) as path:
+                    keep_text = [scorer.id_field] if scorer.id_field else []
+                    for chunk in read_chunks(path, f.format, chunk_size, keep_text):
+                        if scored_w is None:
+                            sample = _sample(chunk.rows, chunk.errors)
+                            scorer.check_rows(sample)
+                            if config.prediction_type == "auto":
+                                scorer.infer_prediction_type(sample)
+                            scored_w = PartWriter(
+                                f"{out}/scored", output_format, scorer.scored_schema, rows_per_file, s3, work
+                            )
+                        result = scorer.score(
+                            chunk.rows,
+                            source_file=f.uri,
+                            first_row=chunk.first_row,
+                            source_rows=chunk.positions,
+                            pre_errors=chunk.errors,
+                        )
+                        scored_w.write(result.scored)
+                        rejected_w.write(result.rejected)
+                        for reason, count in result.reasons.items():
+                            reasons[reason] = reasons.get(reason, 0) + count
+                        rows_in += result.rows
+                        bar.update(result.rows)
+        finally:
+            bar.close()
+            if scored_w is not None:
+                scored_w.close()
+            rejected_w.close()
+    summary = Summary(
+        engine="local",
+        inputs=len(files),
+        rows_in=rows_in,
+        scored=scored_w.rows if scored_w else 0,
+        rejected=rejected_w.rows,
+        seconds=time.perf_counter() - started,
+        load_seconds=load_seconds,
+        peak_memory_mb=peak_rss_mb(),
+        output=f"{out}/scored",
+        rejected_output=f"{out}/rejected",
+        model=scorer.model.identity,
+        prediction_type=scorer.prediction_type,
+        reasons=reasons,
+        parts=(scored_w.parts if scored_w else []) + rejected_w.parts,
+    )
+    if summary.scored + summary.rejected != rows_in:  # the invariant every run must keep: nothing lost
+        raise RuntimeError(f"row accounting broken: {rows_in} in, {summary.scored} scored, {summary.rejected} rejected")
+    put_text(f"{out}/_summary.json", json.dumps(summary.to_dict(), indent=2), s3)
+    return summary
+
+
+def _sample(rows: list[Any], errors: dict[int, Any]) -> list[Any]:
+    return [r for i, r in enumerate(rows[: SAMPLE_ROWS * 4]) if i not in errors][:SAMPLE_ROWS]
+
+
+def _parquet_rows(uris: list[str]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(u).metadata.num_rows for u in uris)

@@ -1,0 +1,223 @@
+"""The `spark` engine: the same chunk scorer applied to every partition with `mapInPandas`.
+
+The driver loads the model once to check the configuration, learn the prediction type and pin the
+artifact's sha256; each Python worker then loads that exact artifact once (cached for the worker's
+life) and scores its partitions in Arrow batches. Results of one pass are persisted and split into the
+scored and rejected outputs, so the model runs once per row. The same code runs on a laptop
+(`local[2]`) and on EMR Serverless, where Spark reads and writes s3:// itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from lambda_fn.config import Env
+from servingkit.batch.core import REJECTED_SCHEMA, BatchJobError, ChunkScorer, JobConfig
+from servingkit.batch.io import arrow_rows, format_of, json_rows, put_text, resolve_inputs, text_rows
+from servingkit.batch.local import SAMPLE_ROWS, Summary, peak_rss_mb
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+_FILE = "__source_file"
+_ROW = "__source_row"
+_WORKER_SCORERS: dict[str, ChunkScorer] = {}
+
+
+def session(master: str | None = None, *, chunk_size: int = 50_000, app_name: str = "servingkit-batch") -> SparkSession:
+    """A Spark session for batch scoring; `master=None` keeps what spark-submit (or EMR) configured."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    if master and master.startswith("local"):
+        # Local workers must run this interpreter (the one with pandas, pyarrow and the model libraries).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+    return (
+        builder.config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(chunk_size))
+        .getOrCreate()
+    )
+
+
+def _worker_scorer(config_json: str) -> ChunkScorer:
+    """One loaded model per Python worker (workers are reused across tasks), never one per partition."""
+    scorer = _WORKER_SCORERS.get(config_json)
+    if scorer is None:
+        data = json.loads(config_json)
+        scorer = ChunkScorer.from_config(JobConfig(data["env"], data["prediction_type"], data["strict"]))
+        _WORKER_SCORERS[config_json] = scorer
+    return scorer
+
+
+def _rows_of(pdf: pd.DataFrame, fmt: str, keep_text: Sequence[str]) -> tuple[list[Any], dict[int, Any]]:
+    import pyarrow as pa
+
+    if fmt == "jsonl":
+        chunk = json_rows(pdf["value"].tolist())
+        return chunk.rows, chunk.errors
+    table = pa.Table.from_pandas(pdf, preserve_index=False)
+    return (text_rows(table, keep_text) if fmt == "csv" else arrow_rows(table)), {}
+
+
+def _clean_path(path: Any) -> str | None:
+    if not isinstance(path, str):
+        return None
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    return path[len("file:") :] if path.startswith("file:") else path
+
+
+def _partition_fn(config_json: str, fmt: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pyarrow as pa
+
+        scorer = _worker_scorer(config_json)
+        keep_text = [scorer.id_field] if scorer.id_field else []
+        name, version, sha = scorer.model.name, scorer.model.version, scorer.model.sha256
+        for pdf in batches:
+            files = [_clean_path(p) for p in pdf[_FILE].tolist()]
+            positions = [None if p != p or p is None else int(p) for p in pdf[_ROW].tolist()]
+            rows, errors = _rows_of(pdf.drop(columns=[_FILE, _ROW]), fmt, keep_text)
+            res = scorer.score(rows, source_file=files, source_rows=positions, pre_errors=errors)
+            ns, nr = res.scored.num_rows, res.rejected.num_rows
+            scored = res.scored
+            for col, value in (("status", "scored"), ("id", None), ("reason", None), ("detail", None), ("data", None)):
+                scored = scored.append_column(col, pa.array([value] * ns, pa.string()))
+            rej = res.rejected
+            cols: dict[str, Any] = {}
+            if scorer.id_field:
+                cols[scorer.id_field] = rej.column("id")
+            cols["prediction"] = pa.nulls(nr, scored.schema.field("prediction").type)
+            for col, value in (("model_name", name), ("model_version", version), ("model_sha256", sha)):
+                cols[col] = pa.array([value] * nr, pa.string())
+            cols["source_file"], cols["source_row"] = rej.column("source_file"), rej.column("source_row")
+            cols["status"] = pa.array(["rejected"] * nr, pa.string())
+            for col in ("id", "reason", "detail", "data"):
+                cols[col] = rej.column(col)
+            rejected = pa.table(cols, schema=scored.schema)
+            yield pa.concat_tables([scored, rejected]).to_pandas()
+
+    return score_partition
+
+
+def _read(spark: SparkSession, paths: list[str], fmt: str) -> DataFrame:
+    from pyspark.sql import functions as sf
+
+    if fmt == "parquet":
+        df = spark.read.parquet(*paths)
+        return df.select("*", sf.col("_metadata.file_path").alias(_FILE), sf.col("_metadata.row_index").alias(_ROW))
+    if fmt == "csv":
+        # Every CSV cell stays text here; the shared reader decides numbers exactly as the local engine does.
+        df = spark.read.option("header", True).option("inferSchema", False).csv(paths)
+    else:
+        # JSON lines are read as text and decoded by the same code as the local engine and the stream.
+        df = spark.read.text(paths).where("trim(value) != ''")
+    return df.select("*", sf.col("_metadata.file_path").alias(_FILE), sf.lit(None).cast("bigint").alias(_ROW))
+
+
+def run_spark(
+    inputs: Sequence[str],
+    output: str,
+    config: JobConfig,
+    *,
+    spark: SparkSession | None = None,
+    input_format: str | None = None,
+    output_format: str = "parquet",
+    overwrite: bool = False,
+) -> Summary:
+    """Score `inputs` into `<output>/scored` and `<output>/rejected` with Spark; returns the summary."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as sf
+
+    started = time.perf_counter()
+    spark = spark or session()
+    paths, fmt = _paths(inputs, input_format)
+    scorer = ChunkScorer.from_config(config)
+    df = _read(spark, paths, fmt)
+    sample_pdf: Any = df.limit(SAMPLE_ROWS).toPandas()
+    keep_text = [scorer.id_field] if scorer.id_field else []
+    sample, sample_errors = _rows_of(sample_pdf.drop(columns=[_FILE, _ROW]), fmt, keep_text)
+    sample = [r for i, r in enumerate(sample) if i not in sample_errors]
+    scorer.check_rows(sample)
+    kind = scorer.infer_prediction_type(sample) if config.prediction_type == "auto" else config.prediction_type
+    # Every executor must load the artifact the driver checked, even if the URI is overwritten meanwhile.
+    env = {**config.model_env, Env.MODEL_SHA256: scorer.model.sha256}
+    worker = json.dumps({"env": env, "prediction_type": kind, "strict": config.strict}, sort_keys=True)
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+
+    scored_all = df.mapInPandas(_partition_fn(worker, fmt), scorer.spark_schema())
+    scored_all = scored_all.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        counts = scored_all.groupBy("status", "reason").count().collect()
+        out = output.rstrip("/")
+        mode = "overwrite" if overwrite else "errorifexists"
+        scored_cols = [f"`{n}`" for n in scorer.scored_schema.names]
+        _write(
+            scored_all.where(sf.col("status") == "scored").select(*scored_cols), f"{out}/scored", output_format, mode
+        )
+        _write(
+            scored_all.where(sf.col("status") == "rejected").select(*REJECTED_SCHEMA.names),
+            f"{out}/rejected",
+            output_format,
+            mode,
+        )
+    finally:
+        scored_all.unpersist()
+    reasons = {r["reason"]: int(r["count"]) for r in counts if r["status"] == "rejected"}
+    scored_n = sum(int(r["count"]) for r in counts if r["status"] == "scored")
+    rejected_n = sum(reasons.values())
+    summary = Summary(
+        engine="spark",
+        inputs=len(paths),
+        rows_in=scored_n + rejected_n,
+        scored=scored_n,
+        rejected=rejected_n,
+        seconds=time.perf_counter() - started,
+        load_seconds=load_seconds,
+        peak_memory_mb=peak_rss_mb(),
+        output=f"{out}/scored",
+        rejected_output=f"{out}/rejected",
+        model=scorer.model.identity,
+        prediction_type=kind,
+        reasons=reasons,
+    )
+    put_text(f"{out}/_summary.json", json.dumps(summary.to_dict(), indent=2), None)
+    return summary
+
+
+def _paths(inputs: Sequence[str], input_format: str | None) -> tuple[list[str], str]:
+    """Local inputs are expanded here (exact file list, format check); s3:// goes to Spark unchanged."""
+    local = [i for i in inputs if not i.startswith("s3://")]
+    remote = [i for i in inputs if i.startswith("s3://")]
+    files = resolve_inputs(local, input_format) if local else []
+    kinds = {f.format for f in files}
+    for uri in remote:
+        kind = input_format or format_of(uri.rstrip("/*"))
+        if kind is None:
+            raise BatchJobError(f"cannot tell the format of {uri!r}; pass --format parquet|csv|jsonl")
+        kinds.add(kind)
+    if len(kinds) != 1:
+        raise BatchJobError(f"inputs must share one format, got {sorted(kinds)}")
+    return [f.uri for f in files] + remote, kinds.pop()
+
+
+def _write(df: DataFrame, target: str, fmt: str, mode: str) -> None:
+    writer = df.write.mode(mode)
+    if fmt == "parquet":
+        writer.option("compression", "zstd").parquet(target)
+    elif fmt == "csv":
+        writer.option("header", True).csv(target)
+    elif fmt == "jsonl":
+        writer.json(target)
+    else:
+        raise BatchJobError(f"output format {fmt!r}: one of parquet, csv, jsonl")
