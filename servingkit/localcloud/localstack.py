@@ -284,16 +284,17 @@ class LocalStack:
             return ""
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int:
-        """TERM the process group, KILL it after `grace_s`; returns the exit code."""
+        """TERM LocalStack, KILL it after `grace_s`, then end any child it left (kinesis-mock runs in
+        its own session, so a KILLed gateway would orphan it); returns LocalStack's exit code."""
         if self.process.poll() is None:
+            tree = process_tree(self.process.pid)
             _signal_group(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(grace_s)
             except subprocess.TimeoutExpired:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
-        # kinesis-mock (node) shares the group; make sure nothing of it outlives the gateway.
-        _signal_group(self.process.pid, signal.SIGKILL)
+            _end_leftovers(tree, self.process.pid)
         shutil.rmtree(self.instance_dir, ignore_errors=True)
         return int(self.process.returncode)
 
@@ -309,19 +310,61 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def listening_sockets(pgid: int) -> list[tuple[str, int]]:
-    """TCP listening (address, port) pairs of every process in group `pgid`, read from /proc (Linux)."""
-    inodes: set[str] = set()
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) from /proc/PID/stat, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    return int(fields[1]), int(fields[19])
+
+
+def process_tree(pid: int) -> dict[int, int]:
+    """`pid` and all its descendants, each with its start time (to tell it from a reused pid later)."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
     for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if os.getpgid(int(proc.name)) != pgid:
-                continue
-            for fd in (proc / "fd").iterdir():
-                target = str(fd.readlink())
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
+        info = _stat(int(proc.name))
+        if info is not None:
+            children.setdefault(info[0], []).append(int(proc.name))
+            starts[int(proc.name)] = info[1]
+    tree: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        if current in starts and current not in tree:
+            tree[current] = starts[current]
+            todo += children.get(current, [])
+    return tree
+
+
+def _end_leftovers(tree: dict[int, int], root: int, grace_s: float = 5.0) -> None:
+    def alive() -> list[int]:
+        return [p for p, start in tree.items() if p != root and (info := _stat(p)) is not None and info[1] == start]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        left = alive()
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """TCP listening (address, port) pairs of `pid` and its descendants, read from /proc (Linux)."""
+    inodes: set[str] = set()
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = str(fd.readlink())
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
     found: list[tuple[str, int]] = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), Path(table).open() as rows:
@@ -343,11 +386,11 @@ def _proc_address(hex_host: str) -> str:
     return str(ipaddress.ip_address(native))
 
 
-def exposed_listeners(pgid: int) -> list[tuple[str, int]]:
-    """Listeners of the group that are not on a loopback address (should be none)."""
+def exposed_listeners(pid: int) -> list[tuple[str, int]]:
+    """Listeners of `pid` and its descendants that are not on a loopback address (should be none)."""
     import ipaddress
 
-    return [(h, p) for h, p in listening_sockets(pgid) if not ipaddress.ip_address(h).is_loopback]
+    return [(h, p) for h, p in listening_sockets(pid) if not ipaddress.ip_address(h).is_loopback]
 
 
 def _warm_kinesis(endpoint: str) -> None:
@@ -391,6 +434,8 @@ def launch(
             "GATEWAY_LISTEN": f"{LOCALHOST}:{port}",
             "GATEWAY_SERVER": "hypercorn",
             "LOCALSTACK_HOST": f"{LOCALHOST}:{port}",
+            # Queue URLs as http://127.0.0.1:PORT/queue/REGION/ACCOUNT/NAME: resolvable without DNS tricks.
+            "SQS_ENDPOINT_STRATEGY": "path",
             "DNS_ADDRESS": "0",
             "DISABLE_EVENTS": "1",
             "SKIP_SSL_CERT_DOWNLOAD": "1",
