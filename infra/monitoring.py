@@ -74,9 +74,10 @@ class Monitoring(Construct):
     ) -> cloudwatch.Alarm | None:
         if not self.enabled:
             return None
-        alarm = metric.create_alarm(
+        alarm = cloudwatch.Alarm(
             self,
             construct_id,
+            metric=metric,
             alarm_name=f"{self.prefix}-{construct_id}",
             alarm_description=description,
             threshold=threshold,

@@ -1,4 +1,4 @@
-"""Release: CodeDeploy shifts each `live` alias to the new version (canary, linear or all at once), rolling back on alarms."""
+"""Release: CodeDeploy shifts each `live` alias (canary, linear or all at once) and rolls back on alarms."""
 
 from __future__ import annotations
 

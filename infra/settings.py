@@ -179,8 +179,12 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
     retention = _int(ctx, Ctx.LOG_RETENTION_DAYS, 30, 1, 3653)
     if retention not in LOG_RETENTION_DAYS:
         raise TopologyError(
-            f"context {Ctx.LOG_RETENTION_DAYS}={retention}: CloudWatch Logs accepts {', '.join(map(str, LOG_RETENTION_DAYS))}"
+            f"context {Ctx.LOG_RETENTION_DAYS}={retention}: CloudWatch Logs accepts "
+            + ", ".join(map(str, LOG_RETENTION_DAYS))
         )
+    age = topo.trigger.max_record_age_seconds
+    if 0 <= age < 60:
+        raise TopologyError(f"context {Ctx.MAX_RECORD_AGE_SECONDS}={age}: must be -1 (no limit) or at least 60")
     email = _opt(ctx, Ctx.ALARM_EMAIL, None)
     if email and not _EMAIL.match(email):
         raise TopologyError(f"context {Ctx.ALARM_EMAIL}={email!r}: must be an e-mail address")
@@ -191,7 +195,8 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
     provisioned = _int(ctx, Ctx.API_PROVISIONED_CONCURRENCY, 0, 0, 1000)
     if api_reserved and provisioned > api_reserved:
         raise TopologyError(
-            f"context {Ctx.API_PROVISIONED_CONCURRENCY}={provisioned}: exceeds {Ctx.API_RESERVED_CONCURRENCY}={api_reserved}"
+            f"context {Ctx.API_PROVISIONED_CONCURRENCY}={provisioned}: "
+            f"exceeds {Ctx.API_RESERVED_CONCURRENCY}={api_reserved}"
         )
     return DeploySettings(
         topology=topo,
