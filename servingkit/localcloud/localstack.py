@@ -12,6 +12,7 @@ Every failing step raises `LocalStackError` naming the exact command and the tai
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -287,6 +288,9 @@ class LocalStack:
         """TERM LocalStack, KILL it after `grace_s`, then end any child it left (kinesis-mock runs in
         its own session, so a KILLed gateway would orphan it); returns LocalStack's exit code."""
         if self.process.poll() is None:
+            # LocalStack's gateway waits for idle keep-alive connections before exiting; boto3 clients
+            # this process no longer references still hold some until they are collected.
+            gc.collect()
             tree = process_tree(self.process.pid)
             _signal_group(self.process.pid, signal.SIGTERM)
             try:
@@ -427,7 +431,8 @@ def launch(
     instance = layout.instance_dir(port)
     shutil.rmtree(instance, ignore_errors=True)
     (instance / "volume").mkdir(parents=True)
-    log_path = instance / "localstack.log"
+    log_path = layout.home / "logs" / f"localstack-{port}.log"  # kept after stop() for post-mortems
+    log_path.parent.mkdir(exist_ok=True)
     env = _base_env(layout)
     env.update(
         {
