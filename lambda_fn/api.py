@@ -438,10 +438,14 @@ def model_info(app: ApiGatewayResolver) -> Response[str]:
 
 @_route("GET", "/openapi.json")
 def openapi(app: ApiGatewayResolver) -> Response[str]:
-    """This API's OpenAPI 3.1 document."""
+    """This API's OpenAPI 3.1 document, with the served model's columns when it is loaded."""
     from lambda_fn.api_openapi import openapi_json
 
-    return Response(status_code=200, content_type=JSON, body=openapi_json())
+    try:
+        text = openapi_json(_model(), _settings())
+    except ApiError:
+        text = openapi_json()  # still useful while the model is unavailable
+    return Response(status_code=200, content_type=JSON, body=text)
 
 
 _FUNCTIONS: dict[str, Callable[..., Response[str]]] = {

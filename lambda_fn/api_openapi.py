@@ -16,6 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lambda_fn.api import API_TITLE, API_VERSION, CSV, JSON, ROUTES, build_resolver
+from lambda_fn.config import Settings
+from lambda_fn.model_store import LoadedModel
+from lambda_fn.schema import Signature
 
 Scalar = str | float | int | bool | None
 
@@ -207,8 +210,97 @@ def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def document() -> dict[str, Any]:
-    """Build the document: Powertools' paths, completed with the bodies and error answers."""
+_COLUMN_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "binary": {"type": "string", "contentEncoding": "base64"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "double": {"type": "number"},
+    "float": {"type": "number"},
+    "long": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "integer": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+    "boolean": {"type": "boolean"},
+}
+
+
+def _row_schema(signature: Signature) -> dict[str, Any]:
+    return {
+        "title": "ModelRow",
+        "description": "One row of the model's input columns (its MLflow signature)",
+        "type": "object",
+        "properties": {c.name: dict(_COLUMN_SCHEMAS[c.type]) for c in signature.inputs},
+        "required": [c.name for c in signature.inputs if c.required],
+        "additionalProperties": False,
+    }
+
+
+def _one_of_keys(options: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {key: schema, **(extra or {})},
+                "required": [key],
+                "additionalProperties": False,
+            }
+            for key, schema in options.items()
+        ]
+    }
+
+
+def _specialise(doc: dict[str, Any], signature: Signature, settings: Settings | None) -> None:
+    """Describe the served model's own columns, so clients and fuzzers see exactly what is accepted."""
+    schemas = doc["components"]["schemas"]
+    schemas["ModelRow"] = _row_schema(signature)
+    row = {"$ref": "#/components/schemas/ModelRow"}
+    rows = {"type": "array", "items": row, "minItems": 1}
+    schemas["InvocationsRequest"] = {
+        "title": "InvocationsRequest",
+        "description": "MLflow scoring protocol for this model: exactly one of the four keys",
+        **_one_of_keys(
+            {
+                "dataframe_records": rows,
+                "instances": rows,
+                "inputs": rows,
+                "dataframe_split": {
+                    "type": "object",
+                    "properties": {
+                        "columns": {"const": signature.names},
+                        "data": {"type": "array", "minItems": 1, "items": {"type": "array"}},
+                    },
+                    "required": ["columns", "data"],
+                },
+            },
+            {"params": {"type": "object"}},
+        ),
+    }
+    if settings is not None and settings.feature_hook is None:
+        payload: dict[str, Any] = row
+        if settings.features_field:
+            props: dict[str, Any] = {settings.features_field: row}
+            if settings.id_field:
+                props[settings.id_field] = {"type": ["string", "integer"]}
+            payload = {"type": "object", "properties": props, "required": [settings.features_field]}
+        schemas["PredictRequest"] = {
+            "title": "PredictRequest",
+            "description": "One payload, or a batch of them under instances",
+            "oneOf": [
+                payload,
+                {
+                    "type": "object",
+                    "properties": {"instances": {"type": "array", "items": payload, "minItems": 1}},
+                    "required": ["instances"],
+                    "additionalProperties": False,
+                },
+            ],
+        }
+
+
+def document(model: LoadedModel | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Build the document: Powertools' paths, completed with the bodies and error answers.
+
+    Without a model it is generic (the committed docs/openapi.json); with one, request bodies name the
+    model's columns and types (what GET /openapi.json serves).
+    """
     app = build_resolver("rest")
     doc: dict[str, Any] = json.loads(
         app.get_openapi_json_schema(
@@ -232,8 +324,8 @@ def document() -> dict[str, Any]:
             bodies, ok_model, errors = _OPERATIONS[name]
             if bodies:
                 content = {}
-                for media, model in bodies.items():
-                    schema = model if isinstance(model, dict) else _ref(model, schemas)
+                for media, body_model in bodies.items():
+                    schema = body_model if isinstance(body_model, dict) else _ref(body_model, schemas)
                     content[media] = {"schema": schema}
                 op["requestBody"] = {"required": True, "content": content}
             ok_schema: dict[str, Any] = _ref(ok_model, schemas) if ok_model else {"type": "object"}
@@ -248,11 +340,27 @@ def document() -> dict[str, Any]:
                 }
             op["responses"] = responses
     doc["components"] = {"schemas": {k: schemas[k] for k in sorted(schemas)}}
+    if model is not None and model.signature is not None:
+        _specialise(doc, model.signature, settings)
+        doc["info"]["description"] += f" Served model: {model.name} version {model.version}."
     return doc
 
 
+_BY_MODEL: dict[tuple[str, Settings | None], str] = {}
+
+
+def openapi_json(model: LoadedModel | None = None, settings: Settings | None = None) -> str:
+    """The document as JSON text, built once per model (and once without one)."""
+    if model is None:
+        return _generic()
+    key = (model.sha256, settings)
+    if key not in _BY_MODEL:
+        _BY_MODEL[key] = json.dumps(document(model, settings), indent=2, sort_keys=True) + "\n"
+    return _BY_MODEL[key]
+
+
 @lru_cache(maxsize=1)
-def openapi_json() -> str:
+def _generic() -> str:
     return json.dumps(document(), indent=2, sort_keys=True) + "\n"
 
 

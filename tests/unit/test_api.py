@@ -368,16 +368,32 @@ def test_aws_sample_http_api_event(env: pytest.MonkeyPatch) -> None:
 def test_openapi_document_is_served_and_the_repo_copy_is_current(env: pytest.MonkeyPatch) -> None:
     from lambda_fn.api_openapi import openapi_json
 
-    status, _, served = call("GET", "/openapi.json")
-    assert status == 200
-    assert served == json.loads(openapi_json())
+    generic = json.loads(openapi_json())
     assert DOCS.read_text() == openapi_json(), (
         "docs/openapi.json is stale: python -m lambda_fn.api_openapi > docs/openapi.json"
     )
-    assert served["openapi"].startswith("3.")
-    documented = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
+    assert generic["openapi"].startswith("3.")
+    documented = {(m.upper(), p) for p, ops in generic["paths"].items() for m in ops}
     routed = {(m, r.replace("<name>", "{name}")) for m, r, _ in api.ROUTES}
     assert documented == routed
-    for ops in served["paths"].values():
+    for ops in generic["paths"].values():
         for op in ops.values():
-            assert "200" in op["responses"]
+            assert {"200", "404", "405"} <= set(op["responses"])
+            assert all(r["content"]["application/json"]["schema"] for r in op["responses"].values())
+
+    status, _, served = call("GET", "/openapi.json")
+    assert status == 200
+    assert served["paths"] == generic["paths"]
+    row = served["components"]["schemas"]["ModelRow"]
+    assert row["properties"] == {
+        "zone": {"type": "string"},
+        "distance": {"type": "number"},
+        "hour": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    }
+    assert row["required"] == ["zone", "distance", "hour"] and row["additionalProperties"] is False
+
+
+def test_openapi_is_served_even_when_the_model_is_unavailable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("MODEL_URI", "/nonexistent/model")
+    status, _, doc = call("GET", "/openapi.json")
+    assert status == 200 and "ModelRow" not in doc["components"]["schemas"]
