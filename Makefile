@@ -51,8 +51,12 @@ infra: $(STAMP) ## CDK synth, templates, cdk-nag, Dockerfile
 e2e: $(STAMP) ## the whole pipeline on the embedded emulator
 	$(PY) -m pytest tests/e2e -m e2e -q
 
-localstack-tests: $(STAMP) ## the whole pipeline against LocalStack (installed and started by the tests)
+localstack-tests: $(STAMP) build/model/MLmodel ## the whole pipeline against LocalStack (installed and started by the tests)
+	$(PY) scripts/localstack.py install
 	$(PY) -m pytest tests/localstack -m localstack -q
+
+localstack: $(STAMP) ## LocalStack without Docker on 127.0.0.1:4566 in the foreground (Ctrl-C stops it; PORT=...)
+	$(PY) scripts/localstack.py run --port $(or $(PORT),4566) $(ARGS)
 
 test: lint typecheck unit integration infra e2e localstack-tests ## everything CI runs
 
