@@ -168,6 +168,7 @@ class LocalCloud:
         handler: Callable[[dict[str, Any], Any], Any] | None = None,
         max_concurrency: int = 1,
         warm: bool = True,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         context = dict(ctx or {})
         context.setdefault(Ctx.STAGE, "local")
@@ -181,6 +182,9 @@ class LocalCloud:
         self.handler = handler
         self.max_concurrency = max_concurrency
         self.warm = warm
+        self.extra_env = dict(environment or {})
+        self.last_ledger: dict[Position, tuple[str, str | None]] = {}
+        self.last_collector: Collector | None = None
         self.model_load_seconds: float | None = None
         self.resources: Resources | None = None
         self.poller: KinesisPoller | None = None
@@ -212,6 +216,7 @@ class LocalCloud:
             "MODEL_CACHE_DIR": cache,
             "POWERTOOLS_METRICS_DISABLED": _env_default("POWERTOOLS_METRICS_DISABLED", "true"),
             "POWERTOOLS_LOG_LEVEL": _env_default("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            **self.extra_env,
         }
         others = tuple(name for name in _FIELDS if name not in scorer_env)
         self._stack.enter_context(patched_environ(scorer_env, unset=others))
@@ -268,6 +273,7 @@ class LocalCloud:
             collector.wait(limit, progress)
         finally:
             collector.stop()
+        self.last_ledger, self.last_collector = ledger, collector
         summary = collector.summary(
             ledger,
             endpoint=self.endpoint_url or "",

@@ -339,7 +339,7 @@ class ShardConsumer:
         return len(records)
 
     def gather(self) -> list[StreamRecord]:
-        """Wait for a full batch or for the batching window to pass since the first buffered record."""
+        """A full batch, or what arrived before the batching window (from the first buffered record) closed."""
         trigger = self.p.trigger
         deadline: float | None = None
         while not self.p.stop_event.is_set():
@@ -351,9 +351,11 @@ class ShardConsumer:
                     deadline = now + trigger.batching_window_seconds
                 if now >= deadline:
                     break
-            if self.fetch() == 0 and len(self.buffer) < trigger.batch_size:
-                wait = self.p.idle_poll_s if deadline is None else min(self.p.idle_poll_s, deadline - now)
-                if self.p.stop_event.wait(max(0.0, wait)):
+            if self.fetch() == 0:
+                if not self.buffer:  # nothing on the shard: one idle poll interval, then report an empty batch
+                    self.p.stop_event.wait(self.p.idle_poll_s)
+                    break
+                if deadline is not None and self.p.stop_event.wait(max(0.0, min(self.p.idle_poll_s, deadline - now))):
                     break
         return self._take()
 
