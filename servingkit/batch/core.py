@@ -162,13 +162,12 @@ class ChunkScorer:
         return pa.schema(fields)
 
     def spark_schema(self) -> str:
-        """The scored schema as Spark DDL plus the rejected columns and a status (one mapInPandas output)."""
+        """The scored schema as Spark DDL."""
         parts = [f"`{self.id_field}` string"] if self.id_field else []
         parts += [
             f"prediction {PREDICTION_TYPES[self.prediction_type][1]}",
             "model_name string, model_version string, model_sha256 string",
             "source_file string, source_row bigint",
-            "status string, id string, reason string, detail string, data string",
         ]
         return ", ".join(parts)
 

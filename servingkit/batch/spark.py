@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 _FILE = "__source_file"
 _ROW = "__source_row"
+_STATUS = "__status"
+_R = "__rejected_"  # rejected-only columns in the one mapInPandas output (never clash with ID_FIELD)
 _WORKER_SCORERS: dict[str, ChunkScorer] = {}
 
 
@@ -78,6 +80,7 @@ def _clean_path(path: Any) -> str | None:
 
 def _partition_fn(config_json: str, fmt: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
         import pyarrow as pa
 
         scorer = _worker_scorer(config_json)
@@ -85,13 +88,14 @@ def _partition_fn(config_json: str, fmt: str) -> Callable[[Iterator[pd.DataFrame
         name, version, sha = scorer.model.name, scorer.model.version, scorer.model.sha256
         for pdf in batches:
             files = [_clean_path(p) for p in pdf[_FILE].tolist()]
-            positions = [None if p != p or p is None else int(p) for p in pdf[_ROW].tolist()]
+            positions = [None if pd.isna(p) else int(p) for p in pdf[_ROW].tolist()]
             rows, errors = _rows_of(pdf.drop(columns=[_FILE, _ROW]), fmt, keep_text)
             res = scorer.score(rows, source_file=files, source_rows=positions, pre_errors=errors)
             ns, nr = res.scored.num_rows, res.rejected.num_rows
             scored = res.scored
-            for col, value in (("status", "scored"), ("id", None), ("reason", None), ("detail", None), ("data", None)):
-                scored = scored.append_column(col, pa.array([value] * ns, pa.string()))
+            scored = scored.append_column(_STATUS, pa.array(["scored"] * ns, pa.string()))
+            for col in REJECTED_SCHEMA.names[2:]:
+                scored = scored.append_column(_R + col, pa.nulls(ns, pa.string()))
             rej = res.rejected
             cols: dict[str, Any] = {}
             if scorer.id_field:
@@ -100,11 +104,14 @@ def _partition_fn(config_json: str, fmt: str) -> Callable[[Iterator[pd.DataFrame
             for col, value in (("model_name", name), ("model_version", version), ("model_sha256", sha)):
                 cols[col] = pa.array([value] * nr, pa.string())
             cols["source_file"], cols["source_row"] = rej.column("source_file"), rej.column("source_row")
-            cols["status"] = pa.array(["rejected"] * nr, pa.string())
-            for col in ("id", "reason", "detail", "data"):
-                cols[col] = rej.column(col)
+            cols[_STATUS] = pa.array(["rejected"] * nr, pa.string())
+            for col in REJECTED_SCHEMA.names[2:]:
+                cols[_R + col] = rej.column(col)
             rejected = pa.table(cols, schema=scored.schema)
-            yield pa.concat_tables([scored, rejected]).to_pandas()
+            out = pa.concat_tables([scored, rejected]).to_pandas()
+            # pandas 3 backs text with Arrow-backed "str" columns that PySpark 4.3 cannot serialize yet.
+            text = [c for c, t in zip(out.columns, out.dtypes, strict=True) if t.kind not in "biufcmM"]
+            yield out.astype(dict.fromkeys(text, object)) if text else out
 
     return score_partition
 
@@ -155,26 +162,26 @@ def run_spark(
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
 
-    scored_all = df.mapInPandas(_partition_fn(worker, fmt), scorer.spark_schema())
+    schema = ", ".join(
+        [scorer.spark_schema(), f"{_STATUS} string", *(f"{_R}{c} string" for c in REJECTED_SCHEMA.names[2:])]
+    )
+    scored_all = df.mapInPandas(_partition_fn(worker, fmt), schema)
     scored_all = scored_all.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = scored_all.groupBy("status", "reason").count().collect()
+        counts = scored_all.groupBy(_STATUS, _R + "reason").count().collect()
         out = output.rstrip("/")
         mode = "overwrite" if overwrite else "errorifexists"
         scored_cols = [f"`{n}`" for n in scorer.scored_schema.names]
-        _write(
-            scored_all.where(sf.col("status") == "scored").select(*scored_cols), f"{out}/scored", output_format, mode
-        )
-        _write(
-            scored_all.where(sf.col("status") == "rejected").select(*REJECTED_SCHEMA.names),
-            f"{out}/rejected",
-            output_format,
-            mode,
-        )
+        rejected_cols = [sf.col(c) for c in REJECTED_SCHEMA.names[:2]]
+        rejected_cols += [sf.col(_R + c).alias(c) for c in REJECTED_SCHEMA.names[2:]]
+        scored_df = scored_all.where(sf.col(_STATUS) == "scored").select(*scored_cols)
+        _write(scored_df, f"{out}/scored", output_format, mode)
+        rejected_df = scored_all.where(sf.col(_STATUS) == "rejected").select(*rejected_cols)
+        _write(rejected_df, f"{out}/rejected", output_format, mode)
     finally:
         scored_all.unpersist()
-    reasons = {r["reason"]: int(r["count"]) for r in counts if r["status"] == "rejected"}
-    scored_n = sum(int(r["count"]) for r in counts if r["status"] == "scored")
+    reasons = {r[1]: int(r[2]) for r in counts if r[0] == "rejected"}
+    scored_n = sum(int(r[2]) for r in counts if r[0] == "scored")
     rejected_n = sum(reasons.values())
     summary = Summary(
         engine="spark",
