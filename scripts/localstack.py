@@ -7,6 +7,8 @@
   e2e      the whole pipeline (producer → stream → handler → output stream / DLQ) against LocalStack:
            reuses the one healthy at --endpoint, or starts one for the run and stops it afterwards
   bench    the same pipeline on the embedded moto server (baseline) and on LocalStack, in this run
+  serve    the stack's resources on LocalStack and the local poller running the real handler, until
+           Ctrl-C: put records with the AWS CLI, read predictions back (it prints the commands)
 
 `e2e` and `bench` print a summary; their last line is one JSON object with the figures.
 """
@@ -71,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     say(f"ready in {instance.start_seconds:.1f} s; point the SDK and the AWS CLI at it:")
     print(
         f"export AWS_ENDPOINT_URL={instance.endpoint} AWS_ACCESS_KEY_ID=test "
-        "AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1",
+        "AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1",
         flush=True,
     )
     say(f"log: {instance.log_path}; Ctrl-C stops it (TERM, then KILL after {ls.STOP_GRACE_S:.0f} s)")
@@ -163,6 +165,67 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if result["lost"] == baseline["lost"] == 0 else 1
 
 
+CLI_EXAMPLE = """\
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
+  awsl() {{ aws --endpoint-url {endpoint} "$@"; }}   # AWS CLI v1 ignores AWS_ENDPOINT_URL for SQS
+  ride='{{"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.3, "pickup_datetime": "2024-03-01T08:15:00"}}'
+  # AWS CLI v2 also needs: --cli-binary-format raw-in-base64-out
+  awsl kinesis put-record --stream-name {input} --partition-key r1 --data "{{\\"ride_id\\":\\"r1\\",\\"ride\\":$ride}}"
+  awsl kinesis put-record --stream-name {input} --partition-key r2 --data 'not json'   # goes to the DLQ
+  for shard in $(awsl kinesis list-shards --stream-name {output} --query 'Shards[].ShardId' --output text); do
+    it=$(awsl kinesis get-shard-iterator --stream-name {output} --shard-id $shard \\
+      --shard-iterator-type TRIM_HORIZON --query ShardIterator --output text)
+    awsl kinesis get-records --shard-iterator $it --query 'Records[].Data' --output text | tr '\\t' '\\n' | \\
+      while read -r d; do [ -n "$d" ] && echo "$d" | base64 -d && echo; done
+  done
+  awsl sqs receive-message --queue-url {dlq} --max-number-of-messages 10 --query 'Messages[].Body'"""
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from infra.topology import Ctx
+    from servingkit.localcloud.pipeline import LocalCloud
+
+    instance: ls.LocalStack | None = None
+    endpoint = ls.endpoint_for(args.port)
+    if ls.health(endpoint) is None:
+        instance = ls.launch(args.port, log=say)
+    else:
+        endpoint = ls.ensure_running(endpoint, log=say)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        with LocalCloud(
+            endpoint_url=endpoint,
+            ctx={Ctx.PREFIX: args.prefix},
+            model_dir=ROOT / "build" / "model",
+            release=ROOT / "build" / "release.json",
+        ) as cloud:
+            assert cloud.resources is not None
+            topo = cloud.resources.topology
+            say(f"scoring {topo.input_stream.name} → {topo.output_stream.name} / {topo.dlq_name} on {endpoint}")
+            print(
+                CLI_EXAMPLE.format(
+                    endpoint=endpoint,
+                    input=topo.input_stream.name,
+                    output=topo.output_stream.name,
+                    dlq=cloud.resources.dlq_url,
+                ),
+                flush=True,
+            )
+            say("Ctrl-C stops the poller" + (" and LocalStack" if instance else ""))
+            while True:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    finally:
+        if instance is not None:
+            instance.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--port", type=int, default=ls.DEFAULT_PORT, help="port on 127.0.0.1 (run: 0 = a free port)")
         p.add_argument("--services", default=",".join(ls.DEFAULT_SERVICES))
         p.set_defaults(fn=fn)
+    serve = sub.add_parser("serve", help="resources + poller on LocalStack until Ctrl-C (for the AWS CLI)")
+    serve.add_argument("--port", type=int, default=ls.DEFAULT_PORT, help="reuse or start LocalStack on this port")
+    serve.add_argument("--prefix", default="serving-local", help="resource name prefix (infra.topology)")
+    serve.set_defaults(fn=cmd_serve)
     for name, fn, helptext in (
         ("e2e", cmd_e2e, "the whole pipeline against LocalStack"),
         ("bench", cmd_bench, "embedded moto vs LocalStack, same pipeline, same run"),
