@@ -364,6 +364,8 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
     if predict_fn is None and not hasattr(estimator, "predict"):
         raise ModelLoadError(f"loaded object {type(estimator).__name__} has no predict method")
     names = getattr(estimator, "feature_names_in_", None)
+    if local.is_dir():
+        _self_check(local, mlmodel, signature, estimator if predict_fn is None else None, predict_fn, names)
     meta = mlmodel.get("metadata") or {}
     name = settings.model_name or meta.get("name") or _default_name(settings.model_uri)
     version = (
@@ -386,6 +388,56 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
         feature_names=[str(n) for n in names] if names is not None else None,
         _predict=predict_fn,
     )
+
+
+def _self_check(
+    path: Path,
+    mlmodel: dict[str, Any],
+    signature: Signature | None,
+    estimator: Any,
+    predict_fn: Callable[[Any], Any] | None,
+    names: Any,
+) -> None:
+    """Score the model's own input example once: a model that cannot is broken, not fed poison.
+
+    This is what lets the scorer treat later row failures as bad rows (dead-lettered) rather than
+    as a broken deployment (batch retried).
+    """
+    info = mlmodel.get("saved_input_example_info") or {}
+    example = path / str(info.get("artifact_path", "input_example.json"))
+    if info.get("type", "dataframe") != "dataframe" or not example.is_file():
+        return
+    import json
+
+    import pandas as pd
+
+    try:
+        raw = json.loads(example.read_text())
+        if isinstance(raw, dict) and "columns" in raw and "data" in raw:
+            frame = pd.DataFrame(raw["data"], columns=raw["columns"])
+        else:
+            frame = pd.DataFrame(raw)
+    except (ValueError, TypeError, OSError):
+        return  # an example we cannot read proves nothing either way
+    probe = LoadedModel(
+        name="",
+        version="",
+        sha256="",
+        uri="",
+        format="",
+        signature=signature,
+        load_seconds=0,
+        loaded_at=0,
+        estimator=estimator,
+        feature_names=[str(n) for n in names] if names is not None else None,
+        _predict=predict_fn,
+    )
+    try:
+        probe.predict(frame)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the model itself is unusable
+        raise ModelLoadError(
+            f"model loaded but cannot score its own input example ({example.name}): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _default_name(uri: str) -> str:

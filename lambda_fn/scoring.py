@@ -19,6 +19,10 @@ from lambda_fn.records import Reason
 from lambda_fn.schema import validate
 
 Hook = Callable[[list[Any]], Any]
+# A model failing on every one of at least this many rows is broken, not fed poison: the batch is
+# retried instead of dead-lettered. Smaller all-failing batches are dead-lettered row by row (the
+# model store's load-time self-check catches models that cannot score at all).
+SYSTEMIC_MIN_ROWS = 8
 
 
 class ModelBatchError(RuntimeError):
@@ -80,7 +84,7 @@ def apply_hook(hook: Hook, features: list[Any]) -> tuple[list[Any], dict[int, Ro
         except Exception as exc:  # noqa: BLE001 - user code
             rows.append(None)
             errors[i] = RowError(Reason.HOOK_ERROR, f"feature hook failed: {type(exc).__name__}: {exc}")
-    if errors and len(errors) == len(features) and len(features) > 1:
+    if errors and len(errors) == len(features) and len(features) >= SYSTEMIC_MIN_ROWS:
         first = errors[0].detail
         raise ModelBatchError(f"feature hook fails on every row ({first}); treating as a deployment fault")
     return rows, errors
@@ -115,7 +119,7 @@ def score_batch(
     _predict_into(model, checked.frame, kept, result, budget)
     result.predict_seconds = time.perf_counter() - started
     result.scored = sum(1 for i in kept if i not in result.errors)
-    if result.scored == 0 and len(kept) > 1:
+    if result.scored == 0 and len(kept) >= SYSTEMIC_MIN_ROWS:
         sample = result.errors[kept[0]].detail
         raise ModelBatchError(f"model fails on every row of the batch ({sample})")
     return result

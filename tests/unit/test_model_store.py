@@ -113,3 +113,14 @@ def test_declared_input_schema_replaces_the_signature(artifacts: dict[str, Path]
     )
     m = _load(artifacts["skops"], INPUT_SCHEMA=schema)
     assert m.signature is not None and m.signature.names == ["zone", "distance", "hour"]
+
+
+def test_a_model_that_cannot_score_its_own_input_example_fails_to_load(tmp_path: Path) -> None:
+    import json
+
+    path = save_mlflow_model(tmp_path / "m")
+    example = json.loads((path / "input_example.json").read_text()) if (path / "input_example.json").exists() else None
+    if example is None:  # save_mlflow_model writes no example: add one the model cannot use
+        (path / "input_example.json").write_text(json.dumps({"columns": ["zone"], "data": [["a"]]}))
+    with pytest.raises(ModelLoadError, match="cannot score its own input example"):
+        _load(path)

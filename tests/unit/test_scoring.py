@@ -8,7 +8,7 @@ from lambda_fn.config import ConfigError
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason
 from lambda_fn.schema import Signature
-from lambda_fn.scoring import ModelBatchError, load_hook, score_batch
+from lambda_fn.scoring import SYSTEMIC_MIN_ROWS, ModelBatchError, load_hook, score_batch
 
 SIG = Signature.from_columns([{"name": "x", "type": "double"}])
 
@@ -93,7 +93,9 @@ def test_a_hook_failing_everywhere_raises() -> None:
         raise RuntimeError("bug")
 
     with pytest.raises(ModelBatchError, match="hook"):
-        score_batch([{"x": 1.0}, {"x": 2.0}], loaded(CountingModel()), hook)
+        score_batch([{"x": float(i)} for i in range(SYSTEMIC_MIN_ROWS)], loaded(CountingModel()), hook)
+    small = score_batch([{"x": 1.0}, {"x": 2.0}], loaded(CountingModel()), hook)
+    assert {e.reason for e in small.errors.values()} == {Reason.HOOK_ERROR} and len(small.errors) == 2
 
 
 def test_load_hook_errors_name_the_setting() -> None:
@@ -102,3 +104,9 @@ def test_load_hook_errors_name_the_setting() -> None:
         load_hook("no_such_module_xyz:f")
     with pytest.raises(ConfigError, match="no function"):
         load_hook("lambda_fn.hooks:nope")
+
+
+def test_small_batches_failing_in_the_model_are_dead_lettered_not_retried_forever() -> None:
+    out = score_batch([{"x": 13.0}, {"x": 13.0}], loaded(CountingModel()))
+    assert {e.reason for e in out.errors.values()} == {Reason.MODEL_ERROR}
+    assert len(out.errors) == 2
