@@ -43,6 +43,7 @@ POISON_KINDS = (
 )
 KPL_GROUP = 20
 _PUT_MAX = 500
+_HIDE_S = 900  # messages read by the collector stay hidden (not deleted) until the run ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,9 @@ def _poison(kind: str, label: str, ride: dict[str, Any]) -> bytes:
     if kind == "bad_distance_type":
         return json.dumps({"ride_id": label, "ride": {**ride, "trip_distance": "far"}}).encode()
     if kind == "missing_pickup_time":
-        return json.dumps({"ride_id": label, "ride": {k: v for k, v in ride.items() if k != "pickup_datetime"}}).encode()
+        return json.dumps(
+            {"ride_id": label, "ride": {k: v for k, v in ride.items() if k != "pickup_datetime"}}
+        ).encode()
     if kind == "kpl_corrupt":
         from lambda_fn.records import KPL_MAGIC
 
@@ -367,6 +370,7 @@ class Collector:
         self.errors: list[str] = []
         self._ledger: dict[Position, Any] | None = None
         self._seen_messages: set[str] = set()
+        self._handles: list[tuple[str, str]] = []
         self._thread = threading.Thread(target=self._loop, name="collector", daemon=True)
         self.last_read = time.time()
 
@@ -381,8 +385,23 @@ class Collector:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop reading and make the messages read visible again: the queues are left as found."""
         self.stop_event.set()
         self._thread.join(30)
+        by_queue: dict[str, list[str]] = {}
+        for url, handle in self._handles:
+            by_queue.setdefault(url, []).append(handle)
+        for url, handles in by_queue.items():
+            for start in range(0, len(handles), 10):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                    for i, h in enumerate(handles[start : start + 10])
+                ]
+                try:
+                    self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+                except Exception as exc:  # noqa: BLE001 - they become visible anyway after _HIDE_S
+                    self.errors.append(f"could not unhide messages: {exc}")
+                    break
 
     def expect(self, ledger: dict[Position, Any]) -> None:
         self._ledger = ledger
@@ -404,7 +423,9 @@ class Collector:
     def _read_queue(self, url: str, into: list[dict[str, Any]]) -> int:
         n = 0
         while True:
-            resp = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            resp = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=_HIDE_S
+            )
             messages = resp.get("Messages", [])
             if not messages:
                 return n
@@ -412,10 +433,7 @@ class Collector:
             self._seen_messages.update(m["MessageId"] for m in messages)
             with self.lock:
                 into.extend(json.loads(m["Body"]) for m in fresh)
-            self.sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            )
+                self._handles.extend((url, m["ReceiptHandle"]) for m in messages)
             n += len(fresh)
 
     def _loop(self) -> None:
@@ -494,7 +512,9 @@ class Collector:
             if arrival is not None:
                 latencies.append((read_at - arrival) * 1000)
             if len(s.samples) < n_samples:
-                s.samples.append({"id": body.get("id"), "prediction": body.get("prediction"), "model": body.get("model")})
+                s.samples.append(
+                    {"id": body.get("id"), "prediction": body.get("prediction"), "model": body.get("model")}
+                )
         reasons: Counter[str] = Counter()
         for body in dead:
             pos = _position(body)

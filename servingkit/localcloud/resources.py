@@ -7,6 +7,7 @@ scorer's environment is returned under the names of `lambda_fn.config.Env`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -65,10 +66,9 @@ class Resources:
 
 def _stream(kinesis: Any, spec: StreamSpec) -> str:
     """Create a stream with the declared shard count (on-demand streams too: locally the count is fixed)."""
-    try:
+    # ResourceInUse: already there (an earlier run against the same endpoint), reuse it.
+    with contextlib.suppress(kinesis.exceptions.ResourceInUseException):
         kinesis.create_stream(StreamName=spec.name, ShardCount=spec.shards)
-    except kinesis.exceptions.ResourceInUseException:
-        pass  # already there (an earlier run against the same endpoint): reuse it
     deadline = time.monotonic() + _ACTIVE_WAIT_S
     while True:
         desc = kinesis.describe_stream_summary(StreamName=spec.name)["StreamDescriptionSummary"]

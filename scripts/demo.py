@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""`make demo`: the whole pipeline on this machine, no AWS account.
+
+Trains the demo model if needed, starts an AWS emulator on 127.0.0.1 (moto, embedded) or uses
+LocalStack (`--target localstack`) or any endpoint in $AWS_ENDPOINT_URL, creates the stack's resources
+from infra.topology, uploads the model, runs the local Kinesis poller with the real handler, produces
+rides (1% malformed) and accounts for every one. Exits 1 if a record is lost. `--serve` then keeps it
+all running with the API on a printed URL until Ctrl-C. The last output line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from servingkit.localcloud.pipeline import LocalCloud, PipelineSummary
+
+MODEL_DIR = ROOT / "build" / "model"
+RELEASE = ROOT / "build" / "release.json"
+
+
+def err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def ensure_model() -> None:
+    if (MODEL_DIR / "MLmodel").is_file() and RELEASE.is_file():
+        return
+    err(f"{MODEL_DIR} is missing: training the demo model first (about 10 s) ...")
+    from servingkit.train import train
+
+    result = train(export_dir=MODEL_DIR)
+    err(f"trained: rmse {result.rmse:.2f} min, sha256 {result.sha256}")
+
+
+def resolve_endpoint(target: str, endpoint: str | None) -> tuple[str | None, str]:
+    """(endpoint URL or None for the embedded emulator, label of the target)."""
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
+    if target == "localstack":
+        from servingkit.localcloud import localstack
+
+        err("LocalStack: reusing or starting it (the first start installs it) ...")
+        return localstack.ensure_running(endpoint, log=err), "localstack"
+    if endpoint:
+        return endpoint, "endpoint"
+    return None, "embedded-moto"
+
+
+class Bars:
+    """tqdm bars for producing and accounting; silent when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            label = {"produce": "produced ", "collect": "accounted"}.get(stage, stage)
+            bar = self.bars[stage] = tqdm(total=total, desc=label, unit="rec", file=sys.stderr, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def table(s: PipelineSummary, cloud: LocalCloud, target: str) -> str:
+    topo = cloud.topology
+    trig = topo.trigger
+    ms = "n/a" if s.latency_ms_p50 is None else f"{s.latency_ms_p50:,.0f} ms / {s.latency_ms_p99:,.0f} ms"
+    rows = [
+        ("target", f"{target} {s.endpoint}"),
+        ("streams", f"{topo.input_stream.name} ({s.input_shards} shards) -> {topo.output_stream.name}"),
+        ("trigger", f"batch {trig.batch_size}, window {trig.batching_window_seconds} s, bisect {trig.bisect_on_error}"),
+        ("model", f"{cloud.release.name} v{cloud.release.version} sha256 {cloud.release.sha256[:12]}..."),
+        ("records in", f"{s.records_in:,} ({s.poison_in} malformed, {s.kpl_user_records} inside KPL aggregates)"),
+        ("predicted", f"{s.predicted:,}"),
+        ("dead-lettered", f"{s.dead_lettered:,}  " + ", ".join(f"{k}={v}" for k, v in s.dlq_reasons.items())),
+        ("on-failure", f"{s.skipped_on_failure:,}"),
+        ("LOST", f"{s.lost:,}"),
+        ("duplicates", f"{s.duplicates:,}"),
+        ("misrouted", f"{s.misrouted:,}"),
+        (
+            "throughput",
+            f"{s.throughput_rps:,.0f} records/s end to end ({s.seconds:.2f} s; produce {s.produce_seconds:.2f} s)",
+        ),
+        ("latency p50/p99", ms + "  (read time - approximate arrival)"),
+        ("invocations", f"{s.poller.get('invocations')} (retries {s.poller.get('retries')})"),
+        ("model load", f"{s.model_load_seconds} s (before traffic)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    lines.append("  sample predictions (minutes):")
+    lines += [f"    {x['id']}: {x['prediction']:.1f}" for x in s.samples if isinstance(x.get("prediction"), float)]
+    return "\n".join(lines)
+
+
+CLI = """\
+Try the pipeline with the AWS CLI (fake credentials; nothing leaves this machine):
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={region}
+  RIDE='{{"ride_id": "r1", "ride": {{"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.3,
+        "pickup_datetime": "2026-03-02T08:15:00"}}}}'
+  aws --endpoint-url {endpoint} kinesis put-record --stream-name {input} --partition-key r1 \\
+    --cli-binary-format raw-in-base64-out --data "$RIDE"
+  SHARD=$(aws --endpoint-url {endpoint} kinesis list-shards --stream-name {output} \\
+    --query 'Shards[0].ShardId' --output text)
+  IT=$(aws --endpoint-url {endpoint} kinesis get-shard-iterator --stream-name {output} --shard-id $SHARD \\
+    --shard-iterator-type TRIM_HORIZON --query ShardIterator --output text)
+  aws --endpoint-url {endpoint} kinesis get-records --shard-iterator $IT --limit 3 \\
+    --query 'Records[].Data' --output text | tr '\\t' '\\n' | while read d; do echo "$d" | base64 -d; echo; done
+  aws --endpoint-url {endpoint} sqs receive-message --queue-url {dlq} --max-number-of-messages 1
+API (the same model, loaded from the emulator's S3):
+  curl -s {url}/health
+  curl -s {url}/predict -H 'Content-Type: application/json' -d "$RIDE"
+Ctrl-C stops everything."""
+
+
+def serve(cloud: LocalCloud, host: str, port: int) -> None:
+    """Serve the API handler (the same model, from the emulator's S3) until Ctrl-C; the poller keeps running."""
+    from servingkit.http_local import make_server
+
+    assert cloud.resources is not None
+    server, url = make_server(host=host, port=port)
+    print(
+        CLI.format(
+            region=cloud.region,
+            endpoint=cloud.endpoint_url,
+            input=cloud.topology.input_stream.name,
+            output=cloud.topology.output_stream.name,
+            dlq=cloud.resources.dlq_url,
+            url=url,
+        ),
+        flush=True,
+    )
+    print(f"serving the API on {url}; the poller keeps scoring {cloud.topology.input_stream.name}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        err("stopping ...")
+    finally:
+        server.server_close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    started = time.perf_counter()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=10_000, help="records to produce (default 10,000)")
+    parser.add_argument("--shards", type=int, help="input stream shards (default: the topology's)")
+    parser.add_argument("--poison-rate", type=float, default=0.01, help="share of malformed records (default 0.01)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--target", choices=("embedded", "localstack"), default="embedded", help="embedded moto or LocalStack"
+    )
+    parser.add_argument("--endpoint-url", help="an existing emulator endpoint (default: $AWS_ENDPOINT_URL)")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for every record to be accounted for")
+    parser.add_argument("--serve", action="store_true", help="keep running and serve the API until Ctrl-C")
+    parser.add_argument("--host", default="127.0.0.1", help="API bind address with --serve (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="API port with --serve (0: any free port)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    if args.records < 1 or not 0 <= args.poison_rate < 1:
+        parser.error("--records must be >= 1 and --poison-rate in [0, 1)")
+
+    ensure_model()
+    endpoint, target = resolve_endpoint(args.target, args.endpoint_url)
+    bars = Bars(not args.no_progress)
+    err(f"starting the local cloud on {endpoint or 'an embedded moto server'} ...")
+    summary: PipelineSummary | None = None
+    try:
+        with LocalCloud(endpoint_url=endpoint, shards=args.shards, model_dir=MODEL_DIR, release=RELEASE) as cloud:
+            try:
+                summary = cloud.run(
+                    args.records, poison_rate=args.poison_rate, seed=args.seed, timeout_s=args.timeout, progress=bars
+                )
+            finally:
+                bars.close()
+            print(table(summary, cloud, target), flush=True)
+            if args.serve:
+                serve(cloud, args.host, args.port)
+    except KeyboardInterrupt:
+        if summary is None:
+            err("interrupted before every record was accounted for")
+            return 130
+    finally:
+        if target == "localstack":
+            from servingkit.localcloud import localstack
+
+            localstack.stop()  # only an instance this process started; a reused one keeps running
+    ok = summary.lost == 0 and summary.misrouted == 0
+    if not ok:
+        err(f"FAILED: {summary.lost} records lost, {summary.misrouted} misrouted")
+    figures = {
+        "target": target,
+        "records": summary.records_in,
+        "predicted": summary.predicted,
+        "dead_lettered": summary.dead_lettered,
+        "skipped_on_failure": summary.skipped_on_failure,
+        "lost": summary.lost,
+        "duplicates": summary.duplicates,
+        "shards": summary.input_shards,
+        "throughput_rps": summary.throughput_rps,
+        "latency_ms_p50": summary.latency_ms_p50,
+        "latency_ms_p99": summary.latency_ms_p99,
+        "pipeline_seconds": summary.seconds,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "ok": ok,
+    }
+    print(json.dumps(figures), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
