@@ -98,15 +98,18 @@ class SyncApi(Construct):
         )
         integration = apigw.LambdaIntegration(target, allow_test_invoke=False)
         self.routes = api_routes()
+        self.methods: list[apigw.Method] = []
         for method, path in self.routes:
             resource = self.api.root.resource_for_path(path)
             params = {f"method.request.path.{p}": True for p in re.findall(r"{(\w+)}", path)}
-            resource.add_method(
-                method,
-                integration,
-                request_validator=validator,
-                request_parameters=params or None,
-                request_models={"application/json": json_object} if method == "POST" else None,
+            self.methods.append(
+                resource.add_method(
+                    method,
+                    integration,
+                    request_validator=validator,
+                    request_parameters=params or None,
+                    request_models={"application/json": json_object} if method == "POST" else None,
+                )
             )
         stage = self.api.deployment_stage
         self.api_key: apigw.IApiKey | None = None
@@ -138,11 +141,12 @@ class SyncApi(Construct):
                         f"AwsSolutions-IAM5[Resource::{arn}/{m}{_PARAM.sub('*', p)}]",
                         "The wildcard is the {name} segment of an Open Inference Protocol route: the model name.",
                     )
-            acknowledge(
-                self.api,
-                "AwsSolutions-COG4",
-                "api_auth=iam: every method requires SigV4-signed IAM callers (execute-api:Invoke); no user pool.",
-            )
+            for m in self.methods:
+                acknowledge(
+                    m,
+                    "AwsSolutions-COG4",
+                    "api_auth=iam: the method requires SigV4-signed IAM callers (execute-api:Invoke); no user pool.",
+                )
         else:
             plan = self.api.add_usage_plan(
                 "UsagePlan",
@@ -153,21 +157,21 @@ class SyncApi(Construct):
             )
             self.api_key = self.api.add_api_key("Key", api_key_name=f"{api_name}-default")
             plan.add_api_key(self.api_key)
-            for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            for m, rule in ((m, r) for m in self.methods for r in ("AwsSolutions-APIG4", "AwsSolutions-COG4")):
                 acknowledge(
-                    self.api,
+                    m,
                     rule,
                     "api_auth=api-key: every method requires an API key bound to a throttled, quota-limited"
                     " usage plan; deploy with -c api_auth=iam for SigV4-signed callers.",
                 )
         acknowledge(
-            self.api,
+            stage,
             "AwsSolutions-APIG3",
             "A WAF web ACL is account policy (rules, cost); stage throttling and the usage plan bound abuse."
             " Associate an existing ACL with the stage ARN if the account has one.",
         )
         acknowledge(
-            self.api,
+            self.api.node.find_child("CloudWatchRole"),
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
             "API Gateway's account-level logging role: AWS's documented policy for it, scoped to logs actions.",
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -74,6 +74,16 @@ class ServingFunction(Construct):
             role=self.role,
             log_group=self.log_group,
         )
+        # CDK makes the function depend on its role, which `Role: !GetAtt` already implies (cfn-lint W3005);
+        # keep only the dependency on the role's policy (logs must be writable before the first invocation).
+        cfn_function = self.function.node.default_child
+        policy = self.role.node.try_find_child("DefaultPolicy")
+        if isinstance(cfn_function, CfnResource) and policy is not None:
+            stack = Stack.of(self)
+            cfn_function.add_override(
+                "DependsOn",
+                [stack.get_logical_id(policy.node.default_child)],  # type: ignore[arg-type]
+            )
         # CodeDeploy shifts the alias between the old and the new version; callers only ever see `live`.
         self.alias = lambda_.Alias(
             self,

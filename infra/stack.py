@@ -157,7 +157,9 @@ def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True, out
     if nag:
         from cdk_nag import AwsSolutionsChecks
 
-        Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+        # Any unacknowledged finding fails synthesis; acknowledgments are written into the template (audit trail).
+        checks = AwsSolutionsChecks(app, verbose=True, write_suppressions_to_cloud_formation=True)
+        Validations.of(app).add_plugins(checks)
     return app
 
 
