@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 from lambda_fn.config import Metric, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason, UserRecord, decode_event, map_payloads
+from lambda_fn.rollout import Shadow, ShadowInput, VariantEmitter, Variants, emit_shadow, emit_variant_stats
 from lambda_fn.scoring import Hook, score_batch
 from lambda_fn.sinks import SQS_MAX_BYTES, Entry, Sink
 
@@ -51,6 +52,10 @@ class StreamRuntime:
     hook: Hook | None = None
     features_field: str | None = None
     id_field: str | None = None
+    # Rollout (lambda_fn.rollout): A/B variants replace `model` for scoring; a shadow scores beside it.
+    variants: Variants | None = None
+    shadow: Shadow | None = None
+    variant_metrics: VariantEmitter | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +89,21 @@ def _output_entry(i: int, rec: UserRecord, prediction: Any, model_json: str) -> 
         f'"sub_sequence_number":{sub},"partition_key":{_quote(rec.partition_key)}}}}}'
     )
     return Entry(ref=i, data=data.encode(), key=key)
+
+
+def _route_key(rec: UserRecord) -> str:
+    """A/B routing key: the record id, else the partition key (stable for a producer's entity)."""
+    rid = rec.record_id
+    return str(rid) if rid is not None and rid != "" else rec.partition_key
+
+
+def _source(rec: UserRecord) -> dict[str, Any]:
+    return {
+        "shard_id": rec.shard_id,
+        "sequence_number": rec.sequence_number,
+        "sub_sequence_number": rec.sub_sequence_number,
+        "partition_key": rec.partition_key,
+    }
 
 
 def _json_scalar(value: Any) -> str:
@@ -131,25 +151,58 @@ def process_batch(
     metrics = metrics or _NoMetrics()
     records = decode_event(event)
     map_payloads(records, rt.features_field, rt.id_field)
-    model = rt.model()
 
     live = [i for i, r in enumerate(records) if r.reason is None]
-    result = score_batch([records[i].features for i in live], model, rt.hook)
-    identity = model.identity
-    model_json = _encode(identity)
+    features = [records[i].features for i in live]
+    # With A/B variants each live record is scored by its variant's model and labelled with it.
+    row_identity: list[dict[str, str]] | None = None
+    if rt.variants is None:
+        model = rt.model()
+        result = score_batch(features, model, rt.hook)
+        identity: dict[str, str] | None = model.identity
+        model_json = _encode(identity)
+        jsons = [model_json]
+        arm_of: list[int] = [0] * len(live)
+    else:
+        routed = rt.variants.score(features, [_route_key(records[i]) for i in live], rt.hook)
+        result, identity, arm_of = routed.result, None, routed.arm_of
+        jsons = [_encode(x) for x in routed.identities]
+        row_identity = [routed.identities[a] for a in arm_of]
     outputs: list[Entry] = []
+    failed_identity: dict[int, dict[str, str]] = {}
     for j, i in enumerate(live):
         err = result.errors.get(j)
         if err is not None:
             records[i].fail(err.reason, err.detail)
+            if row_identity is not None:
+                failed_identity[i] = row_identity[j]
         else:
-            outputs.append(_output_entry(i, records[i], result.predictions[j], model_json))
+            outputs.append(_output_entry(i, records[i], result.predictions[j], jsons[arm_of[j]]))
+
+    # The shadow works on its own thread while the primary writes; it is waited for within its bound.
+    shadow_run = None
+    if rt.shadow is not None:
+        shadow_run = rt.shadow.start(
+            ShadowInput(
+                features=features,
+                primary=result.predictions,
+                primary_ok=[j not in result.errors for j in range(len(live))],
+                primary_model=identity if identity is not None else (row_identity or []),
+                ids=[records[i].record_id for i in live],
+                keys=[_route_key(records[i]) for i in live],
+                sources=[_source(records[i]) for i in live],
+            )
+        )
 
     put = rt.output.put(outputs)
     for i in put.too_large:
         records[i].fail(Reason.OUTPUT_TOO_LARGE, "the prediction record exceeds Kinesis' 1 MiB record limit")
 
-    dead = [Entry(i, dead_letter_body(r, identity), r.reason or "") for i, r in enumerate(records) if r.reason]
+    dead = [
+        Entry(i, dead_letter_body(r, failed_identity.get(i, identity)), r.reason or "")
+        for i, r in enumerate(records)
+        if r.reason
+    ]
     dlq = rt.dlq.put(dead)
 
     failed_refs = set(put.failed) | set(dlq.failed)
@@ -170,6 +223,10 @@ def process_batch(
         seconds=time.perf_counter() - started,
     )
     _emit(metrics, summary, result.predict_seconds)
+    if rt.variants is not None and rt.variant_metrics is not None:
+        emit_variant_stats(routed.stats, rt.variant_metrics)
+    if shadow_run is not None:
+        emit_shadow(shadow_run.wait(), metrics)
     reasons: dict[str, int] = {}
     for r in records:
         if r.reason:
@@ -186,6 +243,7 @@ def process_batch(
             "predict_calls": result.predict_calls,
             "batch_ms": round(summary.seconds * 1000, 2),
             "model": identity,
+            **({"variants": {s.name: s.rows for s in routed.stats}} if rt.variants is not None else {}),
         },
     )
     if failures:

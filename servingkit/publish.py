@@ -1,0 +1,366 @@
+"""Publish a model from MLflow into the model bucket, and promote registry versions with aliases.
+
+`publish()` takes any MLflow model URI (`models:/name@alias`, `models:/name/3`, `runs:/<run>/model`,
+`models:/m-<id>`) or a local MLflow directory or model file, downloads it with mlflow, computes the
+artifact sha256 the function verifies at load (`lambda_fn.model_store.artifact_sha256`), and copies it
+under a content-addressed key:
+
+    s3://<bucket>/<prefix>/<name>/<sha256>/model/...      the artifact (MODEL_URI points here)
+    s3://<bucket>/<prefix>/<name>/<sha256>/release.json   the release manifest
+
+A key names exactly one content, so a release is never changed in place: an existing object with other
+content makes `publish` refuse (`PublishConflictError`); publishing the same content again is a no-op. The
+running function reads only S3 and never needs the MLflow tracking server. The S3 client is plain
+boto3, so the emulator is reached through the SDK's standard `AWS_ENDPOINT_URL_S3` variable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from infra.topology import Ctx
+from lambda_fn.model_store import MLMODEL, artifact_sha256, fetch, file_sha256
+from lambda_fn.schema import SchemaError, Signature
+
+MANIFEST = "release.json"
+MANIFEST_FORMAT = 1
+DEFAULT_PREFIX = "models"
+ALIASES = ("champion", "challenger")
+_SHA_META = "sha256"  # user metadata on each uploaded object: its file digest, for idempotent re-publishing
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class PublishError(RuntimeError):
+    """Publishing cannot proceed; the message says why and what to do."""
+
+
+class PublishConflictError(PublishError):
+    """The content-addressed location already holds different content: releases are immutable."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the model came from in MLflow (all optional for a local directory)."""
+
+    uri: str
+    registered_model: str | None = None
+    registered_version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class PublishResult:
+    manifest: dict[str, Any]
+    model_uri: str
+    manifest_uri: str
+    uploaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    already_published: bool = False
+    verified: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str:
+        return str(self.manifest["sha256"])
+
+    def context(self) -> dict[str, str]:
+        """CDK context for this release, by the keys infra.topology reads."""
+        return {
+            Ctx.MODEL_URI: self.model_uri,
+            Ctx.MODEL_SHA256: self.sha256,
+            Ctx.MODEL_NAME: str(self.manifest["name"]),
+            Ctx.MODEL_VERSION: str(self.manifest["version"]),
+        }
+
+    def deploy_command(self) -> str:
+        return "cdk deploy " + " ".join(f"-c {k}={shlex.quote(v)}" for k, v in self.context().items())
+
+
+def slug(name: str) -> str:
+    """A key-safe form of a model name (registered names may hold spaces or slashes)."""
+    out = _SLUG.sub("-", name).strip("-.")
+    if not out:
+        raise PublishError(f"model name {name!r} has no characters usable in an S3 key; pass --name")
+    return out
+
+
+# --------------------------------------------------------------------------- MLflow side
+
+
+def resolve_source(uri: str, tracking_uri: str | None = None) -> Source:
+    """Registry facts about a models:/ or runs:/ URI (version, alias, run), without downloading."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "runs":
+        run_id = parsed.netloc or parsed.path.strip("/").split("/", 1)[0]
+        return Source(uri, run_id=run_id or None)
+    if parsed.scheme != "models":
+        return Source(uri)
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.utils.models import _parse_model_uri
+
+    target = _parse_model_uri(uri)
+    if target.model_id and not target.name:  # models:/m-<id>: a logged model, not a registry version
+        return Source(uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name = str(target.name)
+    try:
+        if target.alias:
+            mv = client.get_model_version_by_alias(name, target.alias)
+        elif target.version:
+            mv = client.get_model_version(name, str(target.version))
+        else:  # models:/name/latest or models:/name/<stage>
+            from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+            name, version = get_model_name_and_version(client, uri)  # type: ignore[no-untyped-call]
+            mv = client.get_model_version(name, version)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for every lookup failure
+        raise PublishError(f"cannot resolve {uri} in the MLflow registry: {exc}") from None
+    return Source(uri, mv.name, str(mv.version), target.alias, mv.run_id)
+
+
+def download(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
+    """A local path to the artifact: the directory or file itself, or mlflow's download into `dest`."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        local = Path(urlparse(uri).path if scheme == "file" else uri)
+        if not local.exists():
+            raise PublishError(f"{uri} is neither an MLflow model URI nor an existing file or directory")
+        return local
+    import mlflow.artifacts
+
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(dest), tracking_uri=tracking_uri, registry_uri=tracking_uri
+        )
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for every download failure
+        raise PublishError(f"mlflow could not download {uri}: {exc}") from None
+    return Path(path)
+
+
+def _mlmodel(path: Path) -> dict[str, Any]:
+    if not (path.is_dir() and (path / MLMODEL).is_file()):
+        return {}
+    import yaml
+
+    data = yaml.safe_load((path / MLMODEL).read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _signature(mlmodel: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        sig = Signature.from_mlmodel(dict(mlmodel))
+    except SchemaError:
+        sig = None
+    if sig is not None:
+        return sig.to_dict()
+    raw = mlmodel.get("signature")
+    return dict(raw) if isinstance(raw, dict) else None
+
+
+# --------------------------------------------------------------------------- S3 side
+
+
+def _s3() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def _files(path: Path) -> list[tuple[Path, str]]:
+    """(file, relative key) pairs, sorted; the same set artifact_sha256 digests."""
+    if path.is_file():
+        return [(path, path.name)]
+    files = [p for p in path.rglob("*") if p.is_file() and p.name != ".complete"]
+    return sorted(((p, p.relative_to(path).as_posix()) for p in files), key=lambda t: t[1])
+
+
+def _existing(s3: Any, bucket: str, prefix: str) -> set[str]:
+    from botocore.exceptions import ClientError
+
+    keys: set[str] = set()
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.update(obj["Key"] for obj in page.get("Contents", []))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise PublishError(f"bucket {bucket!r} does not exist (the CDK stack exports the model bucket)") from None
+        raise PublishError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+    return keys
+
+
+def _read_manifest(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise PublishConflictError(f"s3://{bucket}/{key} exists and is not a release manifest; refusing to replace it")
+    return data
+
+
+def publish(
+    uri: str,
+    bucket: str,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    name: str | None = None,
+    version: str | None = None,
+    tracking_uri: str | None = None,
+    s3: Any | None = None,
+    verify: bool = True,
+    tag_registry: bool = True,
+) -> PublishResult:
+    """Copy the model at `uri` into the bucket under its sha256 and write its release manifest."""
+    s3 = s3 or _s3()
+    source = resolve_source(uri, tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
+        local = download(uri, Path(tmp) / "download", tracking_uri)
+        sha = artifact_sha256(local)
+        mlmodel = _mlmodel(local)
+        meta = mlmodel.get("metadata") or {}
+        run_id = source.run_id or mlmodel.get("run_id")
+        model_name = name or source.registered_model or meta.get("name") or local.stem
+        model_version = version or source.registered_version or (run_id[:12] if run_id else sha[:12])
+        base = f"{prefix.strip('/')}/{slug(str(model_name))}/{sha}"
+        is_dir = local.is_dir()
+        files = _files(local)
+        digests = {rel: file_sha256(p) for p, rel in files}
+        artifact_base = f"{base}/model" if is_dir else base
+        model_uri = f"s3://{bucket}/{artifact_base}" if is_dir else f"s3://{bucket}/{base}/{files[0][1]}"
+        manifest_key = f"{base}/{MANIFEST}"
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "name": str(model_name),
+            "version": str(model_version),
+            "sha256": sha,
+            "model_uri": model_uri,
+            "signature": _signature(mlmodel),
+            "flavors": sorted((mlmodel.get("flavors") or {}).keys()),
+            "source": {
+                "uri": uri,
+                "registered_model": source.registered_model,
+                "registered_version": source.registered_version,
+                "alias": source.alias,
+                "run_id": run_id,
+            },
+            "files": [{"path": rel, "size": p.stat().st_size, "sha256": digests[rel]} for p, rel in files],
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        result = PublishResult(manifest, model_uri, f"s3://{bucket}/{manifest_key}")
+
+        existing = _existing(s3, bucket, base + "/")
+        if manifest_key in existing:
+            old = _read_manifest(s3, bucket, manifest_key)
+            if old.get("sha256") != sha:
+                raise PublishConflictError(
+                    f"{result.manifest_uri} records sha256 {old.get('sha256')} but this artifact is {sha}; "
+                    "releases are immutable, refusing to overwrite"
+                )
+            result.manifest = old  # the first publication's manifest (and its created date) stands
+            result.already_published = True
+        expected = {f"{artifact_base}/{rel}" for _, rel in files} | {manifest_key}
+        strangers = sorted(existing - expected)
+        if strangers:
+            raise PublishConflictError(
+                f"s3://{bucket}/{base}/ holds objects that are not part of this artifact ({', '.join(strangers[:5])}); "
+                "refusing to publish into it"
+            )
+        for path, rel in files:
+            key = f"{artifact_base}/{rel}"
+            digest = digests[rel]
+            if key in existing:
+                remote = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(_SHA_META)
+                if remote != digest:
+                    raise PublishConflictError(
+                        f"s3://{bucket}/{key} already exists with different content (sha256 {remote or 'unknown'}, "
+                        f"this file {digest}); releases are immutable, refusing to overwrite"
+                    )
+                result.unchanged.append(key)
+                continue
+            s3.upload_file(
+                str(path), bucket, key, ExtraArgs={"Metadata": {_SHA_META: digest}, "ChecksumAlgorithm": "SHA256"}
+            )
+            result.uploaded.append(key)
+        if not result.already_published:
+            # Written last: a manifest means the whole artifact is in place.
+            s3.put_object(
+                Bucket=bucket,
+                Key=manifest_key,
+                Body=(json.dumps(manifest, indent=2) + "\n").encode(),
+                ContentType="application/json",
+            )
+        if verify:
+            verify_published(model_uri, sha, s3)
+            result.verified = True
+    if tag_registry and source.registered_model and source.registered_version:
+        result.warnings.extend(_tag_version(source, result, tracking_uri))
+    return result
+
+
+def verify_published(model_uri: str, sha256: str, s3: Any | None = None) -> None:
+    """Download what the function will download and check the digest it will check."""
+    with tempfile.TemporaryDirectory(prefix="verify-") as cache:
+        local, _ = fetch(model_uri, cache, s3 or _s3())
+        actual = artifact_sha256(local)
+        shutil.rmtree(cache, ignore_errors=True)
+    if actual != sha256:
+        raise PublishError(f"verification failed: {model_uri} has sha256 {actual}, expected {sha256}")
+
+
+def _tag_version(source: Source, result: PublishResult, tracking_uri: str | None) -> list[str]:
+    """Record where the release lives on the registry version; a failure is a warning, not an error."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    assert source.registered_model and source.registered_version
+    try:
+        client.set_model_version_tag(
+            source.registered_model, source.registered_version, "servingkit.model_uri", result.model_uri
+        )
+        client.set_model_version_tag(
+            source.registered_model, source.registered_version, "servingkit.sha256", result.sha256
+        )
+    except Exception as exc:  # noqa: BLE001 - tagging is a convenience; the release is already complete
+        return [f"could not tag {source.registered_model} v{source.registered_version} in the registry: {exc}"]
+    return []
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+def promote(
+    name: str, aliases: Mapping[str, str], tracking_uri: str | None = None
+) -> dict[str, tuple[str | None, str]]:
+    """Point registry aliases (champion / challenger) at versions; returns {alias: (previous, new)}."""
+    if not aliases:
+        raise PublishError("nothing to promote: give --champion and/or --challenger")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        model = client.get_registered_model(name)
+        for version in aliases.values():
+            client.get_model_version(name, str(version))
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for every lookup failure
+        raise PublishError(f"cannot promote in registered model {name!r}: {exc}") from None
+    current = dict(model.aliases or {})
+    changes: dict[str, tuple[str | None, str]] = {}
+    for alias, version in aliases.items():
+        client.set_registered_model_alias(name, alias, str(version))
+        previous = current.get(alias)
+        changes[alias] = (None if previous is None else str(previous), str(version))
+    return changes
