@@ -37,6 +37,7 @@ FIGURES = (
     "dead_lettered",
     "lost",
     "duplicates",
+    "produce_seconds",
     "seconds",
     "throughput_rps",
     "latency_ms_p50",
