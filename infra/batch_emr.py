@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_emrserverless as emr
@@ -41,6 +42,24 @@ def _code_dir() -> str:
     for pkg in CODE_PACKAGES:
         shutil.copytree(ROOT / pkg, staging / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return str(staging)
+
+
+def _nag_resource(stack: Stack, arn: str) -> str:
+    """An ARN as cdk-nag names it in a finding id: Ref -> <Name>, GetAtt -> <Name.Attr>, Join concatenated."""
+
+    def render(node: Any) -> str:
+        if isinstance(node, str):
+            return node
+        if isinstance(node, dict) and "Ref" in node:
+            return f"<{node['Ref']}>"
+        if isinstance(node, dict) and "Fn::GetAtt" in node:
+            return "<{}.{}>".format(*node["Fn::GetAtt"])
+        if isinstance(node, dict) and "Fn::Join" in node:
+            sep, parts = node["Fn::Join"]
+            return str(sep).join(render(p) for p in parts)
+        return str(node)
+
+    return render(stack.resolve(arn))
 
 
 def _prefix(value: str) -> str:
@@ -82,9 +101,7 @@ class BatchScoringJob(Construct):
         self.input_prefix, self.output_prefix = _prefix(input_prefix), _prefix(output_prefix)
         self.model_prefix = _prefix(model_prefix)
 
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self.application = emr.CfnApplication(
             self,
             "Application",
@@ -160,7 +177,7 @@ class BatchScoringJob(Construct):
         )
         acknowledge(
             self.role,
-            f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(self.log_group.node.default_child)}.Arn>:*]",  # type: ignore[arg-type]
+            f"AwsSolutions-IAM5[Resource::{_nag_resource(stack, f'{self.log_group.log_group_arn}:*')}]",
             "Log streams of this one log group (the job creates one stream per driver and executor).",
         )
 
@@ -186,15 +203,10 @@ class BatchScoringJob(Construct):
                 conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
             )
         )
-        stack = Stack.of(self)
-        shown = stack.resolve(bucket.bucket_arn)
-        if isinstance(shown, dict) and "Fn::GetAtt" in shown:
-            shown = f"<{shown['Fn::GetAtt'][0]}.Arn>"
-        elif not isinstance(shown, str):
-            shown = "<bucket>"
+        shown = _nag_resource(Stack.of(self), bucket.arn_for_objects(f"{prefix}/*"))
         acknowledge(
             self.role,
-            f"AwsSolutions-IAM5[Resource::{shown}/{prefix}/*]",
+            f"AwsSolutions-IAM5[Resource::{shown}]",
             f"Batch scoring reads or writes every object under the {sid.lower()} prefix {prefix!r}, and no other.",
         )
 
