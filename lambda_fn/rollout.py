@@ -306,6 +306,10 @@ class Shadow:
         self._load_failed_until = 0.0
         self._load_error = ""
 
+    def close(self) -> None:
+        """Stop accepting work; a run in progress finishes on its own."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def start(self, job: ShadowInput) -> ShadowRun:
         """Never raises and never blocks: the work happens on the worker thread."""
         rows = len(job.features)

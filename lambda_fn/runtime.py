@@ -12,6 +12,7 @@ from typing import Any
 
 from lambda_fn.config import Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel, load_model
+from lambda_fn.rollout import Rollout, emf_variant_emitter, rollout_from
 from lambda_fn.scoring import load_hook
 from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
 from lambda_fn.stream import StreamRuntime
@@ -61,6 +62,18 @@ def drain_load_times() -> list[float]:
 
 
 @lru_cache(maxsize=1)
+def rollout() -> Rollout:
+    """A/B variants and shadow from MODEL_VARIANTS / SHADOW_*; their models load lazily via get_model."""
+    settings = get_settings()
+    sink = None
+    if settings.shadow_output_stream_name:
+        # Few attempts: the shadow's time is bounded, and its output is best effort by design.
+        policy = RetryPolicy(max_attempts=3, base_delay_s=settings.output_base_delay_ms / 1000)
+        sink = KinesisSink(client("kinesis"), settings.shadow_output_stream_name, policy)
+    return rollout_from(settings, get_model, sink, load_hook(settings.feature_hook))
+
+
+@lru_cache(maxsize=1)
 def stream_runtime() -> StreamRuntime:
     settings = get_settings()
     stream_name, dlq_url = settings.require_stream_outputs()
@@ -72,11 +85,18 @@ def stream_runtime() -> StreamRuntime:
         hook=load_hook(settings.feature_hook),
         features_field=settings.features_field,
         id_field=settings.id_field,
+        variants=rollout().variants,
+        shadow=rollout().shadow,
+        variant_metrics=emf_variant_emitter,
     )
 
 
 def reset() -> None:
     """Forget everything cached (tests and the local runtime change the environment between runs)."""
     _models.clear()
+    shadow = rollout().shadow if rollout.cache_info().currsize else None
+    if shadow is not None:
+        shadow.close()
+    rollout.cache_clear()
     stream_runtime.cache_clear()
     get_settings.cache_clear()
