@@ -124,8 +124,8 @@ class SyncApi(Construct):
                     iam.PolicyStatement(
                         actions=["execute-api:Invoke"],
                         resources=[
-                            self.api.arn_for_execute_api(m, _PARAM.sub("*", p), stage.stage_name)
-                            for m, p in self.routes
+                            self.api.arn_for_execute_api(verb, _PARAM.sub("*", path), stage.stage_name)
+                            for verb, path in self.routes
                         ],
                     )
                 ],
@@ -134,16 +134,16 @@ class SyncApi(Construct):
             api_id = stack.resolve(stack.get_logical_id(self.api.node.default_child))  # type: ignore[arg-type]
             stage_id = stack.resolve(stack.get_logical_id(stage.node.default_child))  # type: ignore[arg-type]
             arn = f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/<{stage_id}>"
-            for m, p in self.routes:
-                if "{" in p:
+            for verb, path in self.routes:
+                if "{" in path:
                     acknowledge(
                         self.invoke_policy,
-                        f"AwsSolutions-IAM5[Resource::{arn}/{m}{_PARAM.sub('*', p)}]",
+                        f"AwsSolutions-IAM5[Resource::{arn}/{verb}{_PARAM.sub('*', path)}]",
                         "The wildcard is the {name} segment of an Open Inference Protocol route: the model name.",
                     )
-            for m in self.methods:
+            for api_method in self.methods:
                 acknowledge(
-                    m,
+                    api_method,
                     "AwsSolutions-COG4",
                     "api_auth=iam: the method requires SigV4-signed IAM callers (execute-api:Invoke); no user pool.",
                 )
@@ -157,9 +157,9 @@ class SyncApi(Construct):
             )
             self.api_key = self.api.add_api_key("Key", api_key_name=f"{api_name}-default")
             plan.add_api_key(self.api_key)
-            for m, rule in ((m, r) for m in self.methods for r in ("AwsSolutions-APIG4", "AwsSolutions-COG4")):
+            for api_method, rule in ((x, r) for x in self.methods for r in ("AwsSolutions-APIG4", "AwsSolutions-COG4")):
                 acknowledge(
-                    m,
+                    api_method,
                     rule,
                     "api_auth=api-key: every method requires an API key bound to a throttled, quota-limited"
                     " usage plan; deploy with -c api_auth=iam for SigV4-signed callers.",
