@@ -168,10 +168,19 @@ def main() -> int:
     parser.add_argument("--shards", type=int, help="input stream shards (default: the topology's)")
     parser.add_argument("--poison-rate", type=float, default=0.01, help="share of malformed records (default 0.01)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rate", type=float, help="produce at this many records/s (default: as fast as possible)")
     parser.add_argument(
         "--target", choices=("embedded", "localstack"), default="embedded", help="embedded moto or LocalStack"
     )
     parser.add_argument("--endpoint-url", help="an existing emulator endpoint (default: $AWS_ENDPOINT_URL)")
+    parser.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="topology context, as `cdk deploy -c` (e.g. -c batch_size=100 -c batching_window_seconds=0)",
+    )
     parser.add_argument("--timeout", type=float, help="seconds to wait for every record to be accounted for")
     parser.add_argument("--serve", action="store_true", help="keep running and serve the API until Ctrl-C")
     parser.add_argument("--host", default="127.0.0.1", help="API bind address with --serve (default 127.0.0.1)")
@@ -182,16 +191,30 @@ def main() -> int:
     if args.records < 1 or not 0 <= args.poison_rate < 1:
         parser.error("--records must be >= 1 and --poison-rate in [0, 1)")
 
+    ctx = {}
+    for item in args.context:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"-c {item!r}: expected KEY=VALUE")
+        ctx[key.strip()] = value.strip()
+
     ensure_model()
     endpoint, target = resolve_endpoint(args.target, args.endpoint_url)
     bars = Bars(not args.no_progress)
     err(f"starting the local cloud on {endpoint or 'an embedded moto server'} ...")
     summary: PipelineSummary | None = None
     try:
-        with LocalCloud(endpoint_url=endpoint, shards=args.shards, model_dir=MODEL_DIR, release=RELEASE) as cloud:
+        with LocalCloud(
+            endpoint_url=endpoint, ctx=ctx, shards=args.shards, model_dir=MODEL_DIR, release=RELEASE
+        ) as cloud:
             try:
                 summary = cloud.run(
-                    args.records, poison_rate=args.poison_rate, seed=args.seed, timeout_s=args.timeout, progress=bars
+                    args.records,
+                    poison_rate=args.poison_rate,
+                    seed=args.seed,
+                    timeout_s=args.timeout,
+                    progress=bars,
+                    rate=args.rate,
                 )
             finally:
                 bars.close()
@@ -219,6 +242,7 @@ def main() -> int:
         "lost": summary.lost,
         "duplicates": summary.duplicates,
         "shards": summary.input_shards,
+        "rate": args.rate,
         "throughput_rps": summary.throughput_rps,
         "latency_ms_p50": summary.latency_ms_p50,
         "latency_ms_p99": summary.latency_ms_p99,

@@ -23,7 +23,11 @@ FAKE_CREDENTIALS = {
 # Variables that could send requests elsewhere or pick real credentials; cleared while pointed locally.
 _SHADOWING = (
     "AWS_PROFILE",
-    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE")
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
 
 
 @dataclass

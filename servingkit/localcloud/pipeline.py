@@ -261,6 +261,7 @@ class LocalCloud:
         timeout_s: float | None = None,
         progress: Progress | None = None,
         samples: int = 5,
+        rate: float | None = None,
     ) -> PipelineSummary:
         """Produce `records` user records and account for every one of them."""
         assert self.resources is not None and self.poller is not None, "use LocalCloud as a context manager"
@@ -269,7 +270,7 @@ class LocalCloud:
         collector.start()
         try:
             started = time.time()
-            ledger = produce(self.clients["kinesis"], self.resources.topology.input_stream.name, units, progress)
+            ledger = produce(self.clients["kinesis"], self.resources.topology.input_stream.name, units, progress, rate)
             produced = time.time()
             collector.expect(ledger)
             limit = timeout_s if timeout_s is not None else 60.0 + records / 200
@@ -298,13 +299,26 @@ def _env_default(name: str, default: str) -> str:
 
 
 # -- producer ------------------------------------------------------------------------------------
-def produce(kinesis: Any, stream: str, units: Sequence[Unit], progress: Progress | None = None) -> dict[Position, Any]:
-    """PutRecords in chunks of 500, resending only failed entries; the ledger maps positions to labels."""
+def produce(
+    kinesis: Any,
+    stream: str,
+    units: Sequence[Unit],
+    progress: Progress | None = None,
+    rate: float | None = None,
+) -> dict[Position, Any]:
+    """PutRecords in chunks of up to 500, resending only failed entries, as fast as possible or paced at
+    `rate` records/s (chunks every ~100 ms); the ledger maps positions to (label, poison kind)."""
     ledger: dict[Position, tuple[str, str | None]] = {}
     total = sum(len(u.items) for u in units)
     done = 0
-    for start in range(0, len(units), _PUT_MAX):
-        pending = list(units[start : start + _PUT_MAX])
+    step = _PUT_MAX if not rate else max(1, min(_PUT_MAX, int(rate / 10)))
+    began = time.monotonic()
+    for start in range(0, len(units), step):
+        if rate:
+            ahead = began + done / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        pending = list(units[start : start + step])
         attempt = 0
         while pending:
             resp = kinesis.put_records(
@@ -550,6 +564,7 @@ class Collector:
                 "bisections": st.bisections,
                 "retries": st.retries,
                 "records_to_on_failure": st.records_to_on_failure,
+                "handler_seconds": round(st.handler_seconds, 3),
                 "errors": list(poller.errors) + self.errors,
             }
         return s
@@ -587,11 +602,18 @@ def run_pipeline(
     timeout_s: float | None = None,
     progress: Progress | None = None,
     region: str = DEFAULT_REGION,
+    rate: float | None = None,
 ) -> PipelineSummary:
     """Set up, produce, score and account for `records` records on `endpoint_url` (None: embedded moto)."""
     with LocalCloud(
         endpoint_url=endpoint_url, ctx=ctx, shards=shards, model_dir=model_dir, release=release, region=region
     ) as cloud:
         return cloud.run(
-            records, poison_rate=poison_rate, kpl_share=kpl_share, seed=seed, timeout_s=timeout_s, progress=progress
+            records,
+            poison_rate=poison_rate,
+            kpl_share=kpl_share,
+            seed=seed,
+            timeout_s=timeout_s,
+            progress=progress,
+            rate=rate,
         )

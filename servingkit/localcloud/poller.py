@@ -79,6 +79,7 @@ class PollerStats:
     records_checkpointed: int = 0
     records_to_on_failure: int = 0
     on_failure_messages: int = 0
+    handler_seconds: float = 0.0
     checkpoints: dict[str, str] = field(default_factory=dict)
 
 
@@ -232,10 +233,14 @@ class KinesisPoller:
         with self.lock:
             self.stats.invocations += 1
         with self._invoke_slots:
+            began = time.perf_counter()
             try:
                 response = self.handler(event, context)
             except Exception as exc:
                 raise FunctionError(f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                with self.lock:
+                    self.stats.handler_seconds += time.perf_counter() - began
         return first_failure(response, batch)
 
     def backoff(self, attempt: int) -> None:
@@ -270,7 +275,7 @@ class KinesisPoller:
                 try:
                     self.sqs.send_message(QueueUrl=self.on_failure_url, MessageBody=json.dumps(message))
                     break
-                except Exception as exc:  # noqa: BLE001 - destination down: keep trying, never drop silently
+                except Exception as exc:
                     attempt += 1
                     if self.stop_event.is_set():
                         raise
@@ -414,7 +419,9 @@ class ShardConsumer:
                 attempts += 1
                 with p.lock:
                     p.stats.function_errors += 1
-                log.warning("function error on %s (%d records, attempt %d): %s", self.shard_id, len(batch), attempts, exc)
+                log.warning(
+                    "function error on %s (%d records, attempt %d): %s", self.shard_id, len(batch), attempts, exc
+                )
                 if p.trigger.bisect_on_error and len(batch) > 1:
                     with p.lock:
                         p.stats.bisections += 1
