@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import App, CfnOutput, Environment, Stack, Tags, Validations
@@ -125,7 +128,7 @@ class ServingStack(Stack):
             "ScorerFunctionName": scorer.function.function_name,
             "ApiFunctionName": api_fn.function.function_name,
             "DeploymentApplication": release.application.application_name,
-            "ModelUri": scorer_environment_uri(s, bucket),
+            "ModelUri": s.model.env_uri(bucket),
         }
         if api.api_key is not None:
             outputs["ApiKeyId"] = api.api_key.key_id
@@ -137,14 +140,11 @@ class ServingStack(Stack):
             CfnOutput(self, key, value=value)
 
 
-def scorer_environment_uri(s: DeploySettings, bucket: str) -> str:
-    return s.model.env_uri(bucket)
-
-
 def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True, outdir: str | None = None) -> App:
     """The CDK app: `app.py` calls this with cdk.json's context; tests call it with their own."""
     app = App(context={**cdk_json_context(), **(context or {})}, outdir=outdir)
-    ctx = {key: app.node.try_get_context(key) for key in vars(Ctx).values() if isinstance(key, str)}
+    keys = [value for name, value in vars(Ctx).items() if not name.startswith("_")]
+    ctx = {key: app.node.try_get_context(key) for key in keys}
     settings = deploy_settings({k: v for k, v in ctx.items() if v is not None})
     stage = settings.topology.stage
     ServingStack(
@@ -165,9 +165,6 @@ def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True, out
 
 def cdk_json_context() -> dict[str, Any]:
     """cdk.json's context (feature flags, stage): the CLI passes it too; tests and scripts get the same."""
-    import json
-    from pathlib import Path
-
     path = Path(__file__).resolve().parents[1] / "cdk.json"
     context: dict[str, Any] = json.loads(path.read_text()).get("context", {})
     return context
@@ -175,7 +172,5 @@ def cdk_json_context() -> dict[str, Any]:
 
 def _environment() -> Environment | None:
     """Account/region from the CLI's profile when deploying; environment-agnostic otherwise (synth offline)."""
-    import os
-
     account, region = os.environ.get("CDK_DEFAULT_ACCOUNT"), os.environ.get("CDK_DEFAULT_REGION")
     return Environment(account=account, region=region) if account and region else None
