@@ -43,6 +43,8 @@ POISON_KINDS = (
 )
 KPL_GROUP = 20
 _PUT_MAX = 500
+_IDLE_S = 0.1  # collector pause when nothing new arrived (GetRecords: 5 calls/s per shard in AWS)
+_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"})
 _HIDE_S = 900  # messages read by the collector stay hidden (not deleted) until the run ends
 
 
@@ -352,18 +354,32 @@ def read_arrivals(kinesis: Any, stream: str) -> dict[tuple[str, str], float]:
         it = kinesis.get_shard_iterator(StreamName=stream, ShardId=sid, ShardIteratorType="TRIM_HORIZON")[
             "ShardIterator"
         ]
-        while it:
-            resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
+        empty = 0
+        while it and empty < 20:
+            try:
+                resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
+            except Exception as exc:
+                if _error_code(exc) not in _THROTTLED:
+                    raise
+                time.sleep(0.2)
+                continue
             for r in resp["Records"]:
                 ts = r["ApproximateArrivalTimestamp"]
                 out[(sid, str(r["SequenceNumber"]))] = ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
-            if not resp["Records"] and resp.get("MillisBehindLatest", 0) == 0:
-                break
+            if not resp["Records"]:
+                if resp.get("MillisBehindLatest", 0) == 0:
+                    break
+                empty += 1
             it = resp.get("NextShardIterator")
     return out
 
 
 # -- collector -----------------------------------------------------------------------------------
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
 def _position(body: Mapping[str, Any]) -> Position:
     src = body.get("source", body)
     sub = src.get("sub_sequence_number")
@@ -385,6 +401,8 @@ class Collector:
         self._ledger: dict[Position, Any] | None = None
         self._seen_messages: set[str] = set()
         self._handles: list[tuple[str, str]] = []
+        self._positions: set[Position] = set()
+        self._last_seq: dict[str, str] = {}
         self._thread = threading.Thread(target=self._loop, name="collector", daemon=True)
         self.last_read = time.time()
 
@@ -418,19 +436,44 @@ class Collector:
                     break
 
     def expect(self, ledger: dict[Position, Any]) -> None:
-        self._ledger = ledger
+        with self.lock:
+            self._ledger = ledger
+            self._positions |= _skipped_positions(ledger, self.batch_failures)
 
     def _read_stream(self) -> int:
         n = 0
+        stream = self.res.topology.output_stream.name
         for sid, it in list(self._iterators.items()):
             if not it:
                 continue
-            resp = self.kinesis.get_records(ShardIterator=it, Limit=10_000)
+            try:
+                resp = self.kinesis.get_records(ShardIterator=it, Limit=10_000)
+            except Exception as exc:
+                code = _error_code(exc)
+                if code in _THROTTLED:
+                    continue  # GetRecords is limited to 5 calls/s per shard: try again next round
+                if code != "ExpiredIteratorException":
+                    raise
+                last = self._last_seq.get(sid)
+                kwargs: dict[str, Any] = (
+                    {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": last}
+                    if last
+                    else {"ShardIteratorType": "TRIM_HORIZON"}
+                )
+                self._iterators[sid] = self.kinesis.get_shard_iterator(StreamName=stream, ShardId=sid, **kwargs)[
+                    "ShardIterator"
+                ]
+                continue
             now = time.time()
             self._iterators[sid] = resp.get("NextShardIterator")
-            rows = [(now, json.loads(r["Data"])) for r in resp["Records"]]
+            records = resp["Records"]
+            if not records:
+                continue
+            self._last_seq[sid] = str(records[-1]["SequenceNumber"])
+            rows = [(now, json.loads(r["Data"])) for r in records]
             with self.lock:
                 self.outputs.extend(rows)
+                self._positions.update(_position(body) for _, body in rows)
             n += len(rows)
         return n
 
@@ -445,8 +488,13 @@ class Collector:
                 return n
             fresh = [m for m in messages if m["MessageId"] not in self._seen_messages]
             self._seen_messages.update(m["MessageId"] for m in messages)
+            bodies = [json.loads(m["Body"]) for m in fresh]
             with self.lock:
-                into.extend(json.loads(m["Body"]) for m in fresh)
+                into.extend(bodies)
+                if into is self.dead:
+                    self._positions.update(_position(b) for b in bodies)
+                elif self._ledger is not None:
+                    self._positions |= _skipped_positions(self._ledger, bodies)
                 self._handles.extend((url, m["ReceiptHandle"]) for m in messages)
             n += len(fresh)
 
@@ -462,14 +510,13 @@ class Collector:
             if got:
                 self.last_read = time.time()
             else:
-                self.stop_event.wait(0.05)
+                self.stop_event.wait(_IDLE_S)
 
     def accounted(self) -> int:
+        """Records of the ledger seen as a prediction, a dead letter or inside an on-failure range."""
         ledger = self._ledger or {}
         with self.lock:
-            keys = {_position(o) for _, o in self.outputs} | {_position(d) for d in self.dead}
-            skipped = _skipped_positions(ledger, self.batch_failures)
-        return len((keys | skipped) & ledger.keys())
+            return len(self._positions & ledger.keys())
 
     def wait(self, timeout_s: float, progress: Progress | None = None) -> bool:
         total = len(self._ledger or {})
