@@ -23,7 +23,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,8 +204,29 @@ def install(layout: Layout | None = None, *, log: Log = _quiet) -> Layout:
     layout = layout or Layout.default()
     if is_installed(layout):
         return layout
-    started = time.monotonic()
     layout.home.mkdir(parents=True, exist_ok=True)
+    with _install_lock(layout):  # a parallel test worker or make target may be installing right now
+        if not is_installed(layout):
+            _install(layout, log)
+    return layout
+
+
+@contextlib.contextmanager
+def _install_lock(layout: Layout) -> Iterator[None]:
+    import fcntl
+
+    with (layout.home / "install.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _install(layout: Layout, log: Log) -> None:
+    started = time.monotonic()
+    if shutil.which("node") is None:
+        raise LocalStackError("kinesis-mock (LocalStack's Kinesis) needs Node.js on PATH; install Node 18 or newer")
     if _python_version(str(layout.python)) != PYTHON_VERSION:
         python = find_python()
         log(f"creating {layout.venv} with {python}")
@@ -229,7 +250,6 @@ def install(layout: Layout | None = None, *, log: Log = _quiet) -> Layout:
         json.dumps({"fingerprint": _fingerprint(), "version": VERSION, "seconds": time.monotonic() - started})
     )
     log(f"LocalStack {VERSION} installed in {time.monotonic() - started:.1f} s")
-    return layout
 
 
 # -- run -----------------------------------------------------------------------------------------

@@ -94,3 +94,12 @@ def test_ensure_running_never_starts_anything_but_loopback():
     # Nothing answers at 127.0.0.2:9, and an address other than 127.0.0.1 is never started here.
     with pytest.raises(ls.LocalStackError, match=r"only 127\.0\.0\.1 can be started"):
         ls.ensure_running("http://127.0.0.2:9")
+
+
+def test_install_without_node_says_kinesis_mock_needs_it(monkeypatch, tmp_path):
+    real_which = ls.shutil.which
+    monkeypatch.setattr(ls.shutil, "which", lambda name, *a, **k: None if name == "node" else real_which(name))
+
+    with pytest.raises(ls.LocalStackError, match=r"needs Node\.js"):
+        ls.install(ls.Layout(tmp_path))
+    assert not ls.is_installed(ls.Layout(tmp_path))
