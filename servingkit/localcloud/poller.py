@@ -202,7 +202,11 @@ class KinesisPoller:
 
     def start(self) -> KinesisPoller:
         self.stop_event.clear()
-        for consumer in self.discover():
+        consumers = self.discover()
+        for consumer in consumers:  # positions are taken now, so LATEST means "after start()" as in Lambda
+            if consumer.iterator is None:
+                consumer.iterator = consumer._new_iterator()
+        for consumer in consumers:
             thread = threading.Thread(target=consumer.run, name=f"poller-{consumer.shard_id}", daemon=True)
             self._threads.append(thread)
             thread.start()

@@ -284,3 +284,15 @@ def test_shards_are_consumed_concurrently_in_order_and_stop_cleanly() -> None:
         delivered = [x for b in handler.batches if b[0] in set(seqs(kin, sid)) for x in b]
         assert delivered == seqs(kin, sid)
         assert poller.stats.checkpoints[sid] == seqs(kin, sid)[-1]
+
+
+def test_latest_is_taken_at_start_so_records_put_right_after_are_delivered() -> None:
+    kin = FakeKinesis({SHARD: 2})
+    handler = Recorder()
+    poller, _ = make(kin, handler, batch_size=10, starting_position="LATEST")
+    with poller:
+        kin.add(SHARD, "right-after-start", time.time())
+        deadline = time.monotonic() + 5
+        while poller.stats.records_checkpointed < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert handler.batches == [seqs(kin)[2:]]
