@@ -22,7 +22,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from infra.topology import TopologyError
+from lambda_fn.config import ConfigError
 from servingkit.localcloud.pipeline import LocalCloud, PipelineSummary
+from servingkit.localcloud.resources import ResourceError
 
 MODEL_DIR = ROOT / "build" / "model"
 RELEASE = ROOT / "build" / "release.json"
@@ -221,6 +224,9 @@ def main() -> int:
             print(table(summary, cloud, target), flush=True)
             if args.serve:
                 serve(cloud, args.host, args.port)
+    except (TopologyError, ResourceError, ConfigError) as exc:
+        err(f"error: {exc}")
+        return 2
     except KeyboardInterrupt:
         if summary is None:
             err("interrupted before every record was accounted for")
