@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-type", choices=("auto", *PREDICTION_TYPES), default="auto")
     p.add_argument("--strict", action="store_true", help="reject rows with fields the model does not know")
     p.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk (local) or Arrow batch (spark)")
+    p.add_argument("--workers", type=int, default=2, help="scoring threads (local engine)")
     p.add_argument("--rows-per-file", type=int, default=1_000_000, help="rows per output part (local engine)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (local engine)")
@@ -80,8 +81,8 @@ def config_from(args: argparse.Namespace) -> JobConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.chunk_size < 1 or args.rows_per_file < 1:
-        print("error: --chunk-size and --rows-per-file must be positive", file=sys.stderr)
+    if min(args.chunk_size, args.rows_per_file, args.workers) < 1:
+        print("error: --chunk-size, --rows-per-file and --workers must be positive", file=sys.stderr)
         return 2
     try:
         config = config_from(args)
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 output_format=args.output_format,
                 chunk_size=args.chunk_size,
                 rows_per_file=args.rows_per_file,
+                workers=args.workers,
                 overwrite=args.overwrite,
                 progress=not args.no_progress,
             )

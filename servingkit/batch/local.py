@@ -1,8 +1,9 @@
 """The `local` engine: stream the dataset chunk by chunk through the scoring core on one machine.
 
-Memory holds one chunk (plus one Parquet row group being decoded and one output row group being
-written), never the dataset: inputs are read in batches, S3 objects go through a temporary file one
-at a time, and outputs are written as they are produced.
+Chunks are scored by `workers` threads (native code single-threaded in each) so that one chunk's
+predict call, which releases the GIL, overlaps the next chunk's decoding and validation. Memory holds
+workers + 1 chunks (plus one Parquet row group being decoded), never the dataset: inputs are read in
+batches, S3 objects go through a temporary file one at a time, and outputs are written as produced.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import json
 import resource
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servingkit.batch.core import REJECTED_SCHEMA, ChunkScorer, JobConfig
+from servingkit.batch.core import REJECTED_SCHEMA, ChunkResult, ChunkScorer, JobConfig
 from servingkit.batch.io import (
     PartWriter,
     ensure_empty,
@@ -92,6 +95,7 @@ def run_local(
     rows_per_file: int = 1_000_000,
     overwrite: bool = False,
     progress: bool = True,
+    workers: int = 2,
     s3: Any | None = None,
 ) -> Summary:
     """Score every input file into `<output>/scored` and `<output>/rejected`; returns the summary."""
@@ -113,6 +117,21 @@ def run_local(
         scored_w: PartWriter | None = None
         rejected_w = PartWriter(f"{out}/rejected", output_format, REJECTED_SCHEMA, rows_per_file, s3, work)
         bar = tqdm(total=total, unit="rows", unit_scale=True, disable=not progress, file=sys.stderr)
+        pending: deque[Future[ChunkResult]] = deque()
+
+        def drain(keep: int) -> None:
+            nonlocal rows_in
+            while len(pending) > keep:
+                result = pending.popleft().result()
+                assert scored_w is not None
+                scored_w.write(result.scored)
+                rejected_w.write(result.rejected)
+                for reason, count in result.reasons.items():
+                    reasons[reason] = reasons.get(reason, 0) + count
+                rows_in += result.rows
+                bar.update(result.rows)
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="score", initializer=_one_native_thread)
         try:
             for f in files:
                 with _local_copy(f.uri, work, s3) as path:
@@ -126,20 +145,20 @@ def run_local(
                             scored_w = PartWriter(
                                 f"{out}/scored", output_format, scorer.scored_schema, rows_per_file, s3, work
                             )
-                        result = scorer.score(
-                            chunk.rows,
-                            source_file=f.uri,
-                            first_row=chunk.first_row,
-                            source_rows=chunk.positions,
-                            pre_errors=chunk.errors,
+                        pending.append(
+                            pool.submit(
+                                scorer.score,
+                                chunk.rows,
+                                source_file=f.uri,
+                                first_row=chunk.first_row,
+                                source_rows=chunk.positions,
+                                pre_errors=chunk.errors,
+                            )
                         )
-                        scored_w.write(result.scored)
-                        rejected_w.write(result.rejected)
-                        for reason, count in result.reasons.items():
-                            reasons[reason] = reasons.get(reason, 0) + count
-                        rows_in += result.rows
-                        bar.update(result.rows)
+                        drain(workers)  # results are written in input order; memory holds workers + 1 chunks
+                    drain(0)  # before the S3 copy of this file is deleted
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             if scored_w is not None:
                 scored_w.close()
@@ -164,6 +183,15 @@ def run_local(
         raise RuntimeError(f"row accounting broken: {rows_in} in, {summary.scored} scored, {summary.rejected} rejected")
     put_text(f"{out}/_summary.json", json.dumps(summary.to_dict(), indent=2), s3)
     return summary
+
+
+def _one_native_thread() -> None:
+    """Each scoring thread runs native code (OpenMP, BLAS) single-threaded: the threads themselves are the
+    parallelism (one predicts while another validates, the GIL released), and nested thread pools
+    oversubscribe the cores, which costs far more than it gains."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def _sample(rows: list[Any], errors: dict[int, Any]) -> list[Any]:

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Batch scoring throughput and peak memory: local and spark engines next to the pandas floor.
+
+On a generated taxi dataset (servingkit.taxi, default 1,000,000 rows) in the model's columns:
+  floor       pandas.read_parquet + one predict on the whole file (no validation, no output written);
+  local       scripts' local engine: chunked read, the Lambda's scoring core, Parquet output;
+  local-hook  the same on raw ride columns through FEATURE_HOOK (the demo's taxi_features);
+  local-4x    the local engine on four times the data: peak memory must not grow with the dataset;
+  spark       the spark engine on local[2] (mapInPandas, same core).
+Each run is a separate process; peak memory is the peak resident set of its whole process tree (the
+JVM and Python workers included for Spark), sampled from /proc. Times exclude the model load.
+The last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FEATURES = ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"]
+
+
+def make_dataset(n: int, root: Path) -> dict[str, Path]:
+    """The model-column file and the raw-ride file, with row groups small enough for Spark to split."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from servingkit.taxi import rides
+
+    cols = rides(n, seed=2026)
+    ids = pd.Series([f"ride-{i:07d}" for i in range(n)])
+    raw = pd.DataFrame({"ride_id": ids, **{k: v for k, v in cols.items() if k != "duration"}})
+    when = pd.to_datetime(raw["pickup_datetime"])
+    model = pd.DataFrame(
+        {
+            "ride_id": ids,
+            "PU_DO": raw["PULocationID"].astype(str) + "_" + raw["DOLocationID"].astype(str),
+            "trip_distance": raw["trip_distance"],
+            "pickup_hour": when.dt.hour.astype("int64"),
+            "pickup_dow": when.dt.day_of_week.astype("int64"),
+        }
+    )
+    out = {"model": root / "model" / "rides.parquet", "raw": root / "raw" / "rides.parquet"}
+    for name, frame in (("model", model), ("raw", raw)):
+        out[name].parent.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out[name], row_group_size=131_072)
+    big = root / "model4"
+    big.mkdir()
+    for i in range(4):
+        shutil.copy(out["model"], big / f"rides-{i}.parquet")
+    out["model4"] = big
+    return out
+
+
+def model_env(hook: bool) -> dict[str, str]:
+    from servingkit.batch import model_env as env_of
+
+    release = json.loads((ROOT / "build" / "release.json").read_text())
+    env = env_of(release=release, MODEL_URI=str(ROOT / "build" / "model"), FEATURES_FIELD="")
+    env = {k: v for k, v in env.items() if v}
+    if not hook:
+        env.pop("FEATURE_HOOK", None)
+    return env
+
+
+# --------------------------------------------------------------------------- one run (child process)
+
+
+def child(kind: str, data: str, out: str, chunk: int) -> dict[str, Any]:
+    from servingkit.batch import JobConfig
+
+    if kind == "floor":
+        import pandas as pd
+
+        from lambda_fn.config import settings_from
+        from lambda_fn.model_store import load_model
+
+        model = load_model(settings_from(model_env(hook=False)))
+        started = time.perf_counter()
+        frame = pd.read_parquet(data)
+        predictions = model.estimator.predict(frame[FEATURES])
+        seconds = time.perf_counter() - started
+        return {"rows": len(predictions), "seconds": seconds}
+    config = JobConfig(model_env(hook=kind == "local-hook"))
+    if kind == "spark":
+        from servingkit.batch.spark import run_spark, session
+
+        spark = session("local[2]", chunk_size=min(chunk, 50_000))
+        spark.sparkContext.setLogLevel("ERROR")
+        summary = run_spark([data], out, config, spark=spark)
+        spark.stop()
+    else:
+        from servingkit.batch import run_local
+
+        summary = run_local([data], out, config, chunk_size=chunk, progress=False)
+    assert summary.rejected == 0, summary.reasons
+    return {"rows": summary.rows_in, "seconds": summary.seconds}
+
+
+# --------------------------------------------------------------------------- parent: run and sample memory
+
+
+def _tree_rss_kb(pid: int) -> int:
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def measure(kind: str, data: Path, work: Path, chunk: int) -> dict[str, Any]:
+    out = work / f"out-{kind}-{chunk}"
+    cmd = [sys.executable, __file__, "--child", kind, str(data), str(out), "--chunk-size", str(chunk)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    result["rows_per_s"] = round(result["rows"] / result["seconds"])
+    result["seconds"] = round(result["seconds"], 2)
+    result["peak_mb"] = round(peak / 1024)
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--chunk-size", type=int, default=100_000)
+    p.add_argument("--skip-spark", action="store_true")
+    p.add_argument("--child", nargs=3, metavar=("KIND", "DATA", "OUT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child, args.chunk_size)))
+        return
+    if not (ROOT / "build" / "release.json").exists():
+        sys.exit("build/release.json is missing: run `make model` first")
+
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        work = Path(tmp)
+        t = time.perf_counter()
+        files = make_dataset(args.rows, work)
+        print(f"dataset: {args.rows:,} rows generated in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        runs = [
+            ("floor", files["model"], args.chunk_size),
+            ("local", files["model"], args.chunk_size),
+            ("local-small-chunks", files["model"], args.chunk_size // 4),
+            ("local-hook", files["raw"], args.chunk_size),
+            ("local-4x", files["model4"], args.chunk_size),
+        ]
+        if not args.skip_spark:
+            runs.append(("spark", files["model"], args.chunk_size))
+        results: dict[str, dict[str, Any]] = {}
+        for name, data, chunk in runs:
+            kind = "local" if name.startswith("local") and name != "local-hook" else name
+            results[name] = measure(kind, data, work, chunk)
+            r = results[name]
+            print(
+                f"{name:<20} {r['rows']:>9,} rows {r['seconds']:>7.2f} s {r['rows_per_s']:>9,} rows/s "
+                f"peak {r['peak_mb']:>5} MB",
+                file=sys.stderr,
+            )
+    floor = results["floor"]
+    figures: dict[str, Any] = {
+        "rows": args.rows,
+        "chunk_size": args.chunk_size,
+        "runs": results,
+        "local_time_vs_floor": round(results["local"]["seconds"] / floor["seconds"], 2),
+        "local_memory_4x_data_vs_1x": round(results["local-4x"]["peak_mb"] / results["local"]["peak_mb"], 2),
+        "local_memory_vs_floor": round(results["local"]["peak_mb"] / floor["peak_mb"], 2),
+    }
+    if "spark" in results:
+        figures["spark_time_vs_floor"] = round(results["spark"]["seconds"] / floor["seconds"], 2)
+    print(
+        f"local engine: {figures['local_time_vs_floor']}x the floor's time; peak memory on 4x the data: "
+        f"{figures['local_memory_4x_data_vs_1x']}x",
+        file=sys.stderr,
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
