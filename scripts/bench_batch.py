@@ -153,11 +153,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--chunk-size", type=int, default=100_000)
+    p.add_argument("--repeat", type=int, default=2, help="runs of the floor and the local engine (best kept)")
     p.add_argument("--skip-spark", action="store_true")
     p.add_argument("--child", nargs=3, metavar=("KIND", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, args.chunk_size)))
+        kind, data, out = args.child
+        print(json.dumps(child(kind, data, out, args.chunk_size)))
         return
     if not (ROOT / "build" / "release.json").exists():
         sys.exit("build/release.json is missing: run `make model` first")
@@ -179,7 +181,10 @@ def main() -> None:
         results: dict[str, dict[str, Any]] = {}
         for name, data, chunk in runs:
             kind = "local" if name.startswith("local") and name != "local-hook" else name
-            results[name] = measure(kind, data, work, chunk)
+            # The machine may be shared: the floor and the local engine take the best of `--repeat` runs.
+            repeat = args.repeat if name in ("floor", "local") else 1
+            tries = [measure(kind, data, work, chunk) for _ in range(repeat)]
+            results[name] = min(tries, key=lambda r: r["seconds"])
             r = results[name]
             print(
                 f"{name:<20} {r['rows']:>9,} rows {r['seconds']:>7.2f} s {r['rows_per_s']:>9,} rows/s "
