@@ -37,6 +37,7 @@ MANIFEST_FORMAT = 1
 DEFAULT_PREFIX = "models"
 ALIASES = ("champion", "challenger")
 _SHA_META = "sha256"  # user metadata on each uploaded object: its file digest, for idempotent re-publishing
+DOWNLOAD_ONLY_FILES = ("registered_model_meta",)
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -148,6 +149,15 @@ def download(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
     return Path(path)
 
 
+def _stage(path: Path, dest: Path) -> Path:
+    """The artifact without files MLflow adds on download (`registered_model_meta` records how the model
+    was referenced), so `models:/m/1`, `models:/m@champion` and `runs:/...` give the same content and key."""
+    if path.is_file() or not any((path / name).exists() for name in DOWNLOAD_ONLY_FILES):
+        return path
+    shutil.copytree(path, dest, ignore=shutil.ignore_patterns(*DOWNLOAD_ONLY_FILES))
+    return dest
+
+
 def _mlmodel(path: Path) -> dict[str, Any]:
     if not (path.is_dir() and (path / MLMODEL).is_file()):
         return {}
@@ -228,7 +238,7 @@ def publish(
     s3 = s3 or _s3()
     source = resolve_source(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
-        local = download(uri, Path(tmp) / "download", tracking_uri)
+        local = _stage(download(uri, Path(tmp) / "download", tracking_uri), Path(tmp) / "stage")
         sha = artifact_sha256(local)
         mlmodel = _mlmodel(local)
         meta = mlmodel.get("metadata") or {}
