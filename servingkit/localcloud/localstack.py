@@ -431,6 +431,13 @@ def _warm_kinesis(endpoint: str) -> None:
     client.list_streams(Limit=1)
 
 
+def _prune_logs(directory: Path, keep: int = 20) -> None:
+    """Free ports make one log per run; keep the most recent ones."""
+    logs = sorted(directory.glob("localstack-*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in logs[keep:]:
+        old.unlink(missing_ok=True)
+
+
 def launch(
     port: int = DEFAULT_PORT,
     *,
@@ -453,6 +460,7 @@ def launch(
     (instance / "volume").mkdir(parents=True)
     log_path = layout.home / "logs" / f"localstack-{port}.log"  # kept after stop() for post-mortems
     log_path.parent.mkdir(exist_ok=True)
+    _prune_logs(log_path.parent)
     env = _base_env(layout)
     env.update(
         {
