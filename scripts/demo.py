@@ -35,13 +35,15 @@ def err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def ensure_model() -> None:
-    if (MODEL_DIR / "MLmodel").is_file() and RELEASE.is_file():
+def ensure_model(model_dir: Path, release: Path) -> None:
+    if (model_dir / "MLmodel").is_file() and release.is_file():
         return
-    err(f"{MODEL_DIR} is missing: training the demo model first (about 10 s) ...")
+    if model_dir != MODEL_DIR:
+        raise SystemExit(f"{model_dir} is not a model directory (or {release} is missing)")
+    err(f"{model_dir} is missing: training the demo model first (about 10 s) ...")
     from servingkit.train import train
 
-    result = train(export_dir=MODEL_DIR)
+    result = train(export_dir=model_dir)
     err(f"trained: rmse {result.rmse:.2f} min, sha256 {result.sha256}")
 
 
@@ -188,6 +190,8 @@ def main() -> int:
     parser.add_argument("--serve", action="store_true", help="keep running and serve the API until Ctrl-C")
     parser.add_argument("--host", default="127.0.0.1", help="API bind address with --serve (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="API port with --serve (0: any free port)")
+    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="exported MLflow model (build/model)")
+    parser.add_argument("--release", type=Path, default=RELEASE, help="its release.json with the pinned sha256")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
@@ -201,14 +205,14 @@ def main() -> int:
             parser.error(f"-c {item!r}: expected KEY=VALUE")
         ctx[key.strip()] = value.strip()
 
-    ensure_model()
+    ensure_model(args.model_dir, args.release)
     endpoint, target = resolve_endpoint(args.target, args.endpoint_url)
     bars = Bars(not args.no_progress)
     err(f"starting the local cloud on {endpoint or 'an embedded moto server'} ...")
     summary: PipelineSummary | None = None
     try:
         with LocalCloud(
-            endpoint_url=endpoint, ctx=ctx, shards=args.shards, model_dir=MODEL_DIR, release=RELEASE
+            endpoint_url=endpoint, ctx=ctx, shards=args.shards, model_dir=args.model_dir, release=args.release
         ) as cloud:
             try:
                 summary = cloud.run(

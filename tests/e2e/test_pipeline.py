@@ -18,21 +18,6 @@ import pytest
 from lambda_fn.config import Env
 from servingkit.localcloud.pipeline import LocalCloud, PipelineSummary
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The demo model: build/ when `make model` ran, else trained once into a temporary folder."""
-    model, meta = ROOT / "build" / "model", ROOT / "build" / "release.json"
-    if (model / "MLmodel").is_file() and meta.is_file():
-        return model, meta
-    from servingkit.train import train
-
-    out = tmp_path_factory.mktemp("release")
-    train(rows=20_000, tracking_uri=f"sqlite:///{out / 'mlruns.db'}", export_dir=out / "model", register=False)
-    return out / "model", out / "release.json"
-
 
 @pytest.fixture(autouse=True)
 def _no_stray_settings(clean_env: pytest.MonkeyPatch) -> Iterator[None]:
