@@ -184,7 +184,7 @@ class KinesisPoller:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def discover(self) -> list[ShardConsumer]:
-        """One consumer per open shard that exists now."""
+        """One consumer per shard that exists now (a closed shard is read to its end, then its thread ends)."""
         shards: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -300,6 +300,7 @@ class ShardConsumer:
         self.iterator: str | None = None
         self.last_read: str | None = None  # last sequence number taken from the stream into the buffer
         self.checkpoint: str | None = None
+        self.closed = False  # GetRecords returned no next iterator: the shard was closed by resharding
 
     # -- reading --------------------------------------------------------------------------------
     def _new_iterator(self) -> str:
@@ -316,6 +317,8 @@ class ShardConsumer:
 
     def fetch(self) -> int:
         """One GetRecords call into the buffer; returns how many records arrived."""
+        if self.closed:
+            return 0
         if self.iterator is None:
             self.iterator = self._new_iterator()
         try:
@@ -330,6 +333,7 @@ class ShardConsumer:
                 return 0
             raise
         self.iterator = resp.get("NextShardIterator")
+        self.closed = self.iterator is None
         records = resp.get("Records", [])
         for r in records:
             data = r["Data"]
@@ -361,6 +365,8 @@ class ShardConsumer:
                 if now >= deadline:
                     break
             if self.fetch() == 0:
+                if not self.buffer and self.closed:
+                    break
                 if not self.buffer:  # nothing on the shard: one idle poll interval, then report an empty batch
                     self.p.stop_event.wait(self.p.idle_poll_s)
                     break
@@ -472,7 +478,7 @@ class ShardConsumer:
         return len(batch)
 
     def run(self) -> None:
-        while not self.p.stop_event.is_set():
+        while not self.p.stop_event.is_set() and not (self.closed and not self.buffer):
             try:
                 self.step()
             except Exception as exc:  # noqa: BLE001 - keep the shard alive; the error is recorded and logged

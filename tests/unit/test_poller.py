@@ -296,3 +296,23 @@ def test_latest_is_taken_at_start_so_records_put_right_after_are_delivered() -> 
         while poller.stats.records_checkpointed < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
     assert handler.batches == [seqs(kin)[2:]]
+
+
+def test_a_closed_shard_is_read_to_its_end_then_its_thread_ends() -> None:
+    kin = FakeKinesis({SHARD: 5})
+    real = kin.get_records
+
+    def closing(ShardIterator: str, Limit: int) -> dict[str, Any]:
+        resp = real(ShardIterator, Limit)
+        return {**resp, "NextShardIterator": None} if not resp["Records"] else resp
+
+    kin.get_records = closing  # type: ignore[method-assign]
+    handler = Recorder()
+    poller, _ = make(kin, handler, batch_size=10)
+    poller.start()
+    deadline = time.monotonic() + 5
+    while any(t.is_alive() for t in poller._threads) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.is_alive() for t in poller._threads)
+    assert handler.batches == [seqs(kin)] and poller.stats.checkpoints[SHARD] == seqs(kin)[-1]
+    poller.stop()
