@@ -27,7 +27,7 @@ from infra.topology import Ctx, Topology, topology
 from lambda_fn.config import _FIELDS
 from servingkit.localcloud.emulator import DEFAULT_REGION, patched_environ, pointed_at, start_emulator
 from servingkit.localcloud.poller import KinesisPoller
-from servingkit.localcloud.resources import Release, Resources, provision
+from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, Release, Resources, provision
 
 Progress = Callable[[str, int, int], None]
 Position = tuple[str, str, int | None]  # shard id, sequence number, sub-sequence number (KPL) or None
@@ -167,8 +167,8 @@ class LocalCloud:
         endpoint_url: str | None = None,
         ctx: Mapping[str, Any] | None = None,
         shards: int | None = None,
-        model_dir: str | Path = "build/model",
-        release: str | Path = "build/release.json",
+        model_dir: str | Path = DEFAULT_MODEL_DIR,
+        release: str | Path = DEFAULT_RELEASE,
         region: str = DEFAULT_REGION,
         handler: Callable[[dict[str, Any], Any], Any] | None = None,
         max_concurrency: int = 1,
@@ -644,8 +644,8 @@ def run_pipeline(
     kpl_share: float = 0.05,
     seed: int = 42,
     ctx: Mapping[str, Any] | None = None,
-    model_dir: str | Path = "build/model",
-    release: str | Path = "build/release.json",
+    model_dir: str | Path = DEFAULT_MODEL_DIR,
+    release: str | Path = DEFAULT_RELEASE,
     timeout_s: float | None = None,
     progress: Progress | None = None,
     region: str = DEFAULT_REGION,

@@ -20,6 +20,9 @@ from lambda_fn.config import Env, Metric
 from lambda_fn.model_store import artifact_sha256
 
 _ACTIVE_WAIT_S = 60.0
+_BUILD = Path(__file__).resolve().parents[2] / "build"
+DEFAULT_MODEL_DIR = _BUILD / "model"  # what `make model` exports, wherever the caller runs from
+DEFAULT_RELEASE = _BUILD / "release.json"
 
 
 class ResourceError(RuntimeError):
@@ -36,7 +39,7 @@ class Release:
     sha256: str
 
     @classmethod
-    def load(cls, model_dir: str | Path = "build/model", release: str | Path = "build/release.json") -> Release:
+    def load(cls, model_dir: str | Path = DEFAULT_MODEL_DIR, release: str | Path = DEFAULT_RELEASE) -> Release:
         model_dir, release = Path(model_dir), Path(release)
         if not (model_dir / "MLmodel").is_file():
             raise ResourceError(f"{model_dir} is not an MLflow model directory; run `make model` first")
