@@ -111,6 +111,7 @@ class SyncApi(Construct):
                     request_models={"application/json": json_object} if method == "POST" else None,
                 )
             )
+        self._gateway_responses(iam_auth)
         stage = self.api.deployment_stage
         self.api_key: apigw.IApiKey | None = None
         self.invoke_policy: iam.ManagedPolicy | None = None
@@ -176,6 +177,27 @@ class SyncApi(Construct):
             "API Gateway's account-level logging role: AWS's documented policy for it, scoped to logs actions.",
         )
 
-    @property
-    def stack(self) -> Stack:
-        return Stack.of(self)
+    def _gateway_responses(self, iam_auth: bool) -> None:
+        """Answers API Gateway gives itself (auth, throttling, validation) in the function's error shape."""
+
+        def body(code: str) -> dict[str, str]:
+            return {
+                "application/json": '{"error": {"code": "' + code + '", "message": $context.error.messageString}, '
+                '"request_id": "$context.requestId"}'
+            }
+
+        self.api.add_gateway_response("Default4xx", type=apigw.ResponseType.DEFAULT_4_XX, templates=body("bad_request"))
+        self.api.add_gateway_response("Default5xx", type=apigw.ResponseType.DEFAULT_5_XX, templates=body("unavailable"))
+        self.api.add_gateway_response(
+            "BadBody", type=apigw.ResponseType.BAD_REQUEST_BODY, templates=body("invalid_request")
+        )
+        self.api.add_gateway_response("Throttled", type=apigw.ResponseType.THROTTLED, templates=body("throttled"))
+        if not iam_auth:
+            # A REST API answers an undeclared path with 403 "Missing Authentication Token"; with API keys
+            # (no SigV4 to be missing) that can only mean an unknown route: say 404, as the function does.
+            self.api.add_gateway_response(
+                "UnknownRoute",
+                type=apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+                status_code="404",
+                templates=body("not_found"),
+            )

@@ -430,3 +430,22 @@ def test_model_read_is_limited_to_the_served_artifacts(rollout: Synth) -> None:
         assert key in text, key
     listing = [st for st in statements(rollout, "ScorerRole") if actions(st) == ["s3:ListBucket"]]
     assert all(st["Condition"]["StringLike"]["s3:prefix"] for st in listing) and len(listing) == 3
+
+
+def test_gateway_answers_in_the_functions_error_shape(default: Synth, provisioned: Synth) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in default.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "BAD_REQUEST_BODY", "THROTTLED", "MISSING_AUTHENTICATION_TOKEN"} <= set(
+        responses
+    )
+    unknown = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert unknown["StatusCode"] == "404"
+    body = json.loads(unknown["ResponseTemplates"]["application/json"].replace("$context.error.messageString", '"m"'))
+    assert body == {"error": {"code": "not_found", "message": "m"}, "request_id": "$context.requestId"}
+    # With IAM auth a missing token means an unsigned request: API Gateway's 403 stays.
+    iam_types = {
+        r["Properties"]["ResponseType"] for r in provisioned.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert "MISSING_AUTHENTICATION_TOKEN" not in iam_types and "DEFAULT_4XX" in iam_types
