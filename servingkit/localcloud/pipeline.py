@@ -10,6 +10,7 @@ throughput and end-to-end latency (reader's clock minus the input record's appro
 from __future__ import annotations
 
 import json
+import os
 import random
 import secrets
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.topology import Ctx, Topology, topology
-from lambda_fn.config import _FIELDS
+from lambda_fn.config import _FIELDS, Env
 from servingkit.localcloud.emulator import DEFAULT_REGION, patched_environ, pointed_at, start_emulator
 from servingkit.localcloud.poller import KinesisPoller
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, Release, Resources, provision
@@ -73,7 +74,8 @@ class PipelineSummary:
     skipped_on_failure: int = 0
     lost: int = 0
     duplicates: int = 0
-    misrouted: int = 0
+    misrouted: int = 0  # a good record dead-lettered or a poison record predicted
+    foreign: int = 0  # results of records this run did not produce (an earlier run on the same resources)
     id_mismatches: int = 0
     produce_seconds: float = 0.0
     seconds: float = 0.0
@@ -218,7 +220,7 @@ class LocalCloud:
         self._stack.callback(shutil.rmtree, cache, True)
         scorer_env = {
             **self.resources.environment,
-            "MODEL_CACHE_DIR": cache,
+            Env.MODEL_CACHE_DIR: cache,
             "POWERTOOLS_METRICS_DISABLED": _env_default("POWERTOOLS_METRICS_DISABLED", "true"),
             "POWERTOOLS_LOG_LEVEL": _env_default("POWERTOOLS_LOG_LEVEL", "WARNING"),
             **self.extra_env,
@@ -295,8 +297,6 @@ class LocalCloud:
 
 
 def _env_default(name: str, default: str) -> str:
-    import os
-
     return os.environ.get(name, default)
 
 
@@ -410,7 +410,7 @@ class Collector:
         stream = self.res.topology.output_stream.name
         self._iterators = {
             s["ShardId"]: self.kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                StreamName=stream, ShardId=s["ShardId"], ShardIteratorType="LATEST"
             )["ShardIterator"]
             for s in self.kinesis.list_shards(StreamName=stream)["Shards"]
         }
@@ -561,7 +561,7 @@ class Collector:
             seen.add(pos)
             item = ledger.get(pos)
             if item is None:
-                s.misrouted += 1
+                s.foreign += 1
                 continue
             s.predicted += 1
             if item[1] is not None:
@@ -584,10 +584,12 @@ class Collector:
                 continue
             seen.add(pos)
             item = ledger.get(pos)
-            if item is None or item[1] is None:
+            if item is None:
+                s.foreign += 1
+                continue
+            if item[1] is None:
                 s.misrouted += 1
-            if item is not None:
-                s.dead_lettered += 1
+            s.dead_lettered += 1
             reasons[str(body.get("reason"))] += 1
         skipped = _skipped_positions(ledger, failures) - seen
         s.skipped_on_failure = len(skipped)
