@@ -37,8 +37,11 @@ ASSET_EXCLUDE = [
 ]
 
 
-def image_code(handler: str, architecture: str) -> lambda_.DockerImageCode:
-    """Image asset from the repository's Dockerfile; synth only hashes the context, deploy builds it."""
+def image_code(handler: str, architecture: str, base_image: str | None = None) -> lambda_.DockerImageCode:
+    """Image asset from the repository's Dockerfile; synth only hashes the context, deploy builds it.
+
+    `base_image` overrides the Dockerfile's BASE_IMAGE (e.g. the same tag pinned by digest).
+    """
     platform = ecr_assets.Platform.LINUX_ARM64 if architecture == "arm64" else ecr_assets.Platform.LINUX_AMD64
     return lambda_.DockerImageCode.from_image_asset(
         str(ROOT),
@@ -47,4 +50,5 @@ def image_code(handler: str, architecture: str) -> lambda_.DockerImageCode:
         platform=platform,
         exclude=ASSET_EXCLUDE,
         ignore_mode=IgnoreMode.DOCKER,
+        build_args={"BASE_IMAGE": base_image} if base_image else None,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -39,16 +39,35 @@ class Monitoring(Construct):
         self.alarms: list[cloudwatch.Alarm] = []
         self.topic: sns.Topic | None = None
         if enabled:
+            stack = Stack.of(self)
+            # Only this account's alarms (no confused deputy through the CloudWatch service principal).
+            from_our_alarms = {
+                "StringEquals": {"aws:SourceAccount": stack.account},
+                "ArnLike": {
+                    "aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
+                },
+            }
+            cloudwatch_service = iam.ServicePrincipal("cloudwatch.amazonaws.com")
             # CloudWatch cannot publish to a topic under the AWS-managed SNS key: a customer key that allows it.
             key = kms.Key(self, "AlarmKey", enable_key_rotation=True, description=f"{prefix} alarm topic")
             key.add_to_resource_policy(
                 iam.PolicyStatement(
                     actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    principals=[cloudwatch_service],
                     resources=["*"],  # in a key policy "*" means this key
+                    conditions=from_our_alarms,
                 )
             )
             self.topic = sns.Topic(self, "Alarms", display_name=f"{prefix} alarms", master_key=key, enforce_ssl=True)
+            # enforce_ssl gives the topic an explicit policy, which replaces SNS's default: allow the alarms back in.
+            self.topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    actions=["sns:Publish"],
+                    principals=[cloudwatch_service],
+                    resources=[self.topic.topic_arn],
+                    conditions=from_our_alarms,
+                )
+            )
             if alarm_email:
                 self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=prefix)

@@ -23,6 +23,7 @@ Rollout = Literal["canary", "linear", "all-at-once"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_IMAGE = re.compile(r"^[a-z0-9.-]+(?::\d+)?(?:/[a-z0-9._-]+)+(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922)
@@ -62,6 +63,7 @@ class DeploySettings:
     model_name: str | None
     model_version: str | None
     architecture: Architecture
+    base_image: str | None
     scorer: FunctionSizing
     api: FunctionSizing
     api_provisioned_concurrency: int
@@ -164,6 +166,15 @@ def _variants(ctx: Mapping[str, Any]) -> tuple[Variant, ...]:
     return tuple(out)
 
 
+def _base_image(ctx: Mapping[str, Any]) -> str | None:
+    image = _opt(ctx, Ctx.BASE_IMAGE, None)
+    if image is not None and (not _IMAGE.match(image) or (":" not in image.split("/")[-1] and "@" not in image)):
+        raise TopologyError(
+            f"context {Ctx.BASE_IMAGE}={image!r}: must be registry/repository:tag and/or @sha256:<64 hex>"
+        )
+    return image
+
+
 def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
     """Validate the whole context once; the stack only reads the result."""
     ctx = ctx or {}
@@ -204,6 +215,7 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
         model_name=_opt(ctx, Ctx.MODEL_NAME, None),
         model_version=_opt(ctx, Ctx.MODEL_VERSION, None),
         architecture=_choice(ctx, Ctx.ARCHITECTURE, "arm64", ("arm64", "x86_64")),  # type: ignore[arg-type]
+        base_image=_base_image(ctx),
         # The scorer takes long batches (a cold model load plus up to batch_size rows); the API answers one request.
         scorer=FunctionSizing(
             _int(ctx, Ctx.MEMORY_MB, 2048, 128, 10_240),

@@ -45,6 +45,7 @@ class ServingStack(Stack):
             description="Scores Kinesis batches: one predict per batch, poison records to the DLQ",
             handler=STREAM_HANDLER,
             architecture=s.architecture,
+            base_image=s.base_image,
             sizing=s.scorer,
             environment=scorer_environment(
                 s, model_bucket=bucket, output_stream=streams.output.stream_name, dlq_url=streams.dlq.queue_url
@@ -58,6 +59,7 @@ class ServingStack(Stack):
             description="Synchronous predictions behind API Gateway (no stream or queue rights)",
             handler=API_HANDLER,
             architecture=s.architecture,
+            base_image=s.base_image,
             sizing=s.api,
             environment=api_environment(s, model_bucket=bucket),
             log_retention_days=s.log_retention_days,

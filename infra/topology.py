@@ -42,6 +42,7 @@ class Ctx:
     # CDK only (infra/settings.py): functions, API, release, monitoring, rollout models.
     MODEL_KEY = "model_key"  # key or prefix inside the stack's own model bucket (instead of model_uri)
     ARCHITECTURE = "architecture"  # arm64 | x86_64
+    BASE_IMAGE = "base_image"  # Lambda base image override, e.g. pinned by digest: repo:tag@sha256:...
     MEMORY_MB = "memory_mb"
     TIMEOUT_SECONDS = "timeout_seconds"
     RESERVED_CONCURRENCY = "reserved_concurrency"

@@ -52,6 +52,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "stage": "qa",
         "rollout": "all-at-once",
         "alarm_email": "ops@example.com",
+        "base_image": "public.ecr.aws/lambda/python:3.11.2026.02.28.00@sha256:" + "ab" * 32,
         "shadow_model_uri": "s3://example-models/taxi/3",
         "shadow_model_sha256": OTHER_SHA,
         "model_variants": json.dumps(

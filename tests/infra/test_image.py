@@ -47,6 +47,17 @@ def test_build_context_holds_only_the_image_inputs(default: Synth) -> None:
     ), files
 
 
+def test_base_image_override_is_a_build_arg(default: Synth, rollout: Synth) -> None:
+    def build_args(s: Synth) -> dict[str, str] | None:
+        manifest = json.loads((s.outdir / f"ServingKit-{s.context.get('stage', 'dev')}.assets.json").read_text())
+        (image,) = manifest["dockerImages"].values()
+        args: dict[str, str] | None = image["source"].get("dockerBuildArgs")
+        return args
+
+    assert build_args(default) is None  # the Dockerfile's pinned default
+    assert build_args(rollout) == {"BASE_IMAGE": rollout.context["base_image"]}
+
+
 @pytest.fixture(scope="session")
 def image_python(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A fresh venv with requirements.txt only (as the Dockerfile installs it) and a copy of lambda_fn/ only."""

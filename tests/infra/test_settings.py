@@ -37,6 +37,8 @@ def test_defaults() -> None:
         ({**BASE, "api_timeout_seconds": 60}, Ctx.API_TIMEOUT_SECONDS),
         ({**BASE, "log_retention_days": 10}, Ctx.LOG_RETENTION_DAYS),
         ({**BASE, "api_auth": "cognito"}, Ctx.API_AUTH),
+        ({**BASE, "base_image": "public.ecr.aws/lambda/python"}, Ctx.BASE_IMAGE),
+        ({**BASE, "base_image": "python:3.11@sha256:abc"}, Ctx.BASE_IMAGE),
         ({**BASE, "rollout": "blue-green"}, Ctx.ROLLOUT),
         ({**BASE, "alarms": "maybe"}, Ctx.ALARMS),
         ({**BASE, "alarm_email": "not-an-address"}, Ctx.ALARM_EMAIL),
