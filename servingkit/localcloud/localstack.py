@@ -335,12 +335,14 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) from /proc/PID/stat, or None if it is gone."""
+    """(parent pid, start time in clock ticks) from /proc/PID/stat, or None if it is gone (or a zombie)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    if fields[0] in ("Z", "X"):
+        return None
     return int(fields[1]), int(fields[19])
 
 
@@ -428,7 +430,10 @@ def _warm_kinesis(endpoint: str) -> None:
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
-    client.list_streams(Limit=1)
+    try:
+        client.list_streams(Limit=1)
+    finally:
+        client.close()  # an idle keep-alive connection would hold up LocalStack's shutdown
 
 
 def _prune_logs(directory: Path, keep: int = 20) -> None:
