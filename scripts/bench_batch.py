@@ -5,7 +5,8 @@ On a generated taxi dataset (servingkit.taxi, default 1,000,000 rows) in the mod
   floor       pandas.read_parquet + one predict on the whole file (no validation, no output written);
   local       scripts' local engine: chunked read, the Lambda's scoring core, Parquet output;
   local-hook  the same on raw ride columns through FEATURE_HOOK (the demo's taxi_features);
-  local-4x    the local engine on four times the data: peak memory must not grow with the dataset;
+  local-4x    the local engine on four times the data: peak memory must not grow with the dataset
+              (floor-4x: the floor on the same four files, whose memory does grow);
   spark       the spark engine on local[2] (mapInPandas, same core).
 Each run is a separate process; peak memory is the peak resident set of its whole process tree (the
 JVM and Python workers included for Spark), sampled from /proc. Times exclude the model load.
@@ -175,12 +176,13 @@ def main() -> None:
             ("local-small-chunks", files["model"], args.chunk_size // 4),
             ("local-hook", files["raw"], args.chunk_size),
             ("local-4x", files["model4"], args.chunk_size),
+            ("floor-4x", files["model4"], args.chunk_size),
         ]
         if not args.skip_spark:
             runs.append(("spark", files["model"], args.chunk_size))
         results: dict[str, dict[str, Any]] = {}
         for name, data, chunk in runs:
-            kind = "local" if name.startswith("local") and name != "local-hook" else name
+            kind = "local" if name.startswith("local") and name != "local-hook" else name.removesuffix("-4x")
             # The machine may be shared: the floor and the local engine take the best of `--repeat` runs.
             repeat = args.repeat if name in ("floor", "local") else 1
             tries = [measure(kind, data, work, chunk) for _ in range(repeat)]
@@ -199,6 +201,7 @@ def main() -> None:
         "local_time_vs_floor": round(results["local"]["seconds"] / floor["seconds"], 2),
         "local_memory_4x_data_vs_1x": round(results["local-4x"]["peak_mb"] / results["local"]["peak_mb"], 2),
         "local_memory_vs_floor": round(results["local"]["peak_mb"] / floor["peak_mb"], 2),
+        "floor_memory_4x_data_vs_1x": round(results["floor-4x"]["peak_mb"] / floor["peak_mb"], 2),
     }
     if "spark" in results:
         figures["spark_time_vs_floor"] = round(results["spark"]["seconds"] / floor["seconds"], 2)

@@ -358,8 +358,12 @@ class PartWriter:
         self._close_part()
 
 
+OUTPUT_ENTRIES = ("scored", "rejected", "_summary.json")
+
+
 def ensure_empty(target: str, overwrite: bool, s3: Any | None) -> None:
-    """Refuse to mix a new run's parts with an old one's unless asked to replace it."""
+    """Refuse to mix a new run's parts with an old one's; `overwrite` deletes only what a run writes
+    (scored/, rejected/, _summary.json), never anything else under the output."""
     if target.startswith("s3://"):
         client = s3 or s3_client()
         bucket, prefix = split_s3(target.rstrip("/") + "/")
@@ -370,14 +374,20 @@ def ensure_empty(target: str, overwrite: bool, s3: Any | None) -> None:
         ]
         if keys and not overwrite:
             raise BatchJobError(f"output {target} is not empty ({len(keys)} objects); pass --overwrite to replace it")
-        for i in range(0, len(keys), 1000):
-            client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
+        ours = [k for k in keys if k[len(prefix) :].split("/", 1)[0] in OUTPUT_ENTRIES]
+        for i in range(0, len(ours), 1000):
+            client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in ours[i : i + 1000]]})
         return
     path = Path(target)
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise BatchJobError(f"output {target} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(path)
+        for name in OUTPUT_ENTRIES:
+            entry = path / name
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def put_text(target: str, text: str, s3: Any | None) -> None:

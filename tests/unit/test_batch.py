@@ -204,7 +204,11 @@ def test_refuses_to_mix_runs_unless_overwrite(model_dir: Path, tmp_path: Path) -
     run_local(*args, progress=False)
     with pytest.raises(BatchJobError, match="not empty"):
         run_local(*args, progress=False)
+    (tmp_path / "out" / "README.txt").write_text("kept")  # overwrite replaces only what a run writes
+    (tmp_path / "out" / "scored" / "part-00099.parquet").write_text("stale part")
     assert run_local(*args, progress=False, overwrite=True).scored == 92
+    assert (tmp_path / "out" / "README.txt").read_text() == "kept"
+    assert [p.name for p in (tmp_path / "out" / "scored").iterdir()] == ["part-00000.parquet"]
 
 
 def test_configuration_errors_fail_before_scoring(model_dir: Path, tmp_path: Path) -> None:
