@@ -130,11 +130,14 @@ def resolve_source(uri: str, tracking_uri: str | None = None) -> Source:
     return Source(uri, mv.name, str(mv.version), target.alias, mv.run_id)
 
 
+def _is_local(uri: str) -> bool:
+    return urlparse(uri).scheme in ("", "file")
+
+
 def download(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
     """A local path to the artifact: the directory or file itself, or mlflow's download into `dest`."""
-    scheme = urlparse(uri).scheme
-    if scheme in ("", "file"):
-        local = Path(urlparse(uri).path if scheme == "file" else uri)
+    if _is_local(uri):
+        local = Path(urlparse(uri).path if uri.startswith("file:") else uri)
         if not local.exists():
             raise PublishError(f"{uri} is neither an MLflow model URI nor an existing file or directory")
         return local
@@ -150,8 +153,9 @@ def download(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
 
 
 def _stage(path: Path, dest: Path) -> Path:
-    """The artifact without files MLflow adds on download (`registered_model_meta` records how the model
-    was referenced), so `models:/m/1`, `models:/m@champion` and `runs:/...` give the same content and key."""
+    """A downloaded artifact without the files MLflow adds on download (`registered_model_meta` records how
+    the model was referenced), so `models:/m/1`, `models:/m@champion` and `runs:/...` give one content and
+    one key. A local directory is published as it is, so its digest matches one computed beforehand."""
     if path.is_file() or not any((path / name).exists() for name in DOWNLOAD_ONLY_FILES):
         return path
     shutil.copytree(path, dest, ignore=shutil.ignore_patterns(*DOWNLOAD_ONLY_FILES))
@@ -238,7 +242,9 @@ def publish(
     s3 = s3 or _s3()
     source = resolve_source(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
-        local = _stage(download(uri, Path(tmp) / "download", tracking_uri), Path(tmp) / "stage")
+        local = download(uri, Path(tmp) / "download", tracking_uri)
+        if not _is_local(uri):
+            local = _stage(local, Path(tmp) / "stage")
         sha = artifact_sha256(local)
         mlmodel = _mlmodel(local)
         meta = mlmodel.get("metadata") or {}

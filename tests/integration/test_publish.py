@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,9 +148,12 @@ def test_republishing_is_a_no_op_and_different_content_is_refused(registry: Regi
         publish(f"models:/{NAME}/1", BUCKET, tracking_uri=registry.uri, s3=aws.s3)
 
 
-def test_local_directory_and_missing_bucket(aws: Aws, tiny_mlflow_dir: Path) -> None:
-    result = publish(str(tiny_mlflow_dir), BUCKET, s3=aws.s3, prefix="releases")
-    sha = artifact_sha256(tiny_mlflow_dir)
+def test_local_directory_is_published_as_is_and_missing_bucket(aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path) -> None:
+    local = tmp_path / "export"
+    shutil.copytree(tiny_mlflow_dir, local)
+    (local / "registered_model_meta").write_text("model_name: tiny\nmodel_version: '1'\n")  # as an export has
+    result = publish(str(local), BUCKET, s3=aws.s3, prefix="releases")
+    sha = artifact_sha256(local)  # e.g. the digest scripts/train.py wrote into build/release.json
     assert result.model_uri == f"s3://{BUCKET}/releases/tiny/{sha}/model"
     assert result.manifest["version"] == sha[:12] and result.manifest["source"]["registered_model"] is None
     with pytest.raises(PublishError, match="does not exist"):
