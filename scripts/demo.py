@@ -109,6 +109,9 @@ def table(s: PipelineSummary, cloud: LocalCloud, target: str) -> str:
         ("invocations", f"{s.poller.get('invocations')} (retries {s.poller.get('retries')})"),
         ("model load", f"{s.model_load_seconds} s (before traffic)"),
     ]
+    errors = s.poller.get("errors") or []
+    if errors:
+        rows.append(("errors", f"{len(errors)}: " + "; ".join(errors[:3])))
     width = max(len(k) for k, _ in rows)
     lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
     lines.append("  sample predictions (minutes):")
