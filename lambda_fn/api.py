@@ -235,12 +235,12 @@ def _score(rows: list[Any], model: LoadedModel, hook: Hook | None = None) -> lis
 
 
 RouteFn = Callable[..., Response[str]]
-ROUTES: list[tuple[str, str, str]] = []  # (method, rule, function name): the 405 check and the docs use it
+ROUTES: list[tuple[str, str, RouteFn]] = []  # (method, rule, function): resolvers, the 405 check and the docs
 
 
 def _route(method: str, rule: str) -> Callable[[RouteFn], RouteFn]:
     def register(fn: RouteFn) -> RouteFn:
-        ROUTES.append((method, rule, fn.__name__))
+        ROUTES.append((method, rule, fn))
         return fn
 
     return register
@@ -448,19 +448,6 @@ def openapi(app: ApiGatewayResolver) -> Response[str]:
     return Response(status_code=200, content_type=JSON, body=text)
 
 
-_FUNCTIONS: dict[str, Callable[..., Response[str]]] = {
-    "predict": predict,
-    "invocations": invocations,
-    "v2_model_metadata": v2_model_metadata,
-    "v2_model_ready": v2_model_ready,
-    "v2_infer": v2_infer,
-    "v2_live": v2_live,
-    "v2_ready": v2_ready,
-    "health": health,
-    "ping": ping,
-    "model_info": model_info,
-    "openapi": openapi,
-}
 _PATTERNS = [(method, re.compile("^" + re.sub(r"<\w+>", r"[^/]+", rule) + "/*$")) for method, rule, _ in ROUTES]
 
 
@@ -493,9 +480,9 @@ def build_resolver(kind: str) -> ApiGatewayResolver:
         app = APIGatewayHttpResolver()
     else:
         app = LambdaFunctionUrlResolver()
-    for method, rule, name in ROUTES:
-        fn = _FUNCTIONS[name]
-        app.route(rule, method, summary=(fn.__doc__ or "").split("\n")[0], operation_id=name)(_bind(app, fn))
+    for method, rule, fn in ROUTES:
+        summary = (fn.__doc__ or "").split("\n")[0]
+        app.route(rule, method, summary=summary, operation_id=fn.__name__)(_bind(app, fn))
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[str]:

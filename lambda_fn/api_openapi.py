@@ -315,7 +315,7 @@ def document(model: LoadedModel | None = None, settings: Settings | None = None)
     schemas: dict[str, Any] = {}
     error_ref = _ref(ErrorResponse, schemas)
     rid_header = {"X-Request-Id": {"description": "The request id", "schema": {"type": "string"}}}
-    methods = {name: method.lower() for method, _, name in ROUTES}
+    methods = {fn.__name__: method.lower() for method, _, fn in ROUTES}
     for path_item in doc["paths"].values():
         for method, op in path_item.items():
             name = op["operationId"]
