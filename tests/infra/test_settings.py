@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -75,3 +77,10 @@ def test_environment_parses_with_the_lambdas_own_settings() -> None:
 def test_own_bucket_key_becomes_an_s3_uri() -> None:
     s = deploy_settings({"model_key": "/models/taxi/1/", "model_sha256": SHA})
     assert api_environment(s, model_bucket="kit-bucket")[Env.MODEL_URI] == "s3://kit-bucket/models/taxi/1"
+
+
+def test_settings_and_topology_do_not_import_the_cdk() -> None:
+    # The local cloud reads infra.topology (and may validate with infra.settings): it must not pay CDK's start-up.
+    probe = "import sys, infra.topology, infra.settings, infra.environment; print('aws_cdk' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
