@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -405,6 +406,49 @@ def emit_shadow(report: ShadowReport, metrics: Any) -> None:
         logger.info("shadow scored", extra=report.log_extra())
     else:
         logger.warning(f"shadow {report.status}", extra=report.log_extra())
+
+
+# --------------------------------------------------------------------------- synchronous requests
+
+
+def choose(ro: Rollout, key: str | None, primary: ModelFactory) -> tuple[LoadedModel, dict[str, str]]:
+    """The model for one API request and the identity to answer with (a variant's, when variants are set).
+
+    A request is routed as a whole by `key` (its first id); without one, by a random key, so it still
+    follows the weights but is not sticky."""
+    if ro.variants is None:
+        model = primary()
+        return model, model.identity
+    arm = ro.variants.pick(key or uuid.uuid4().hex)
+    model = arm.model()
+    return model, {**model.identity, "variant": arm.name}
+
+
+def after_request(
+    ro: Rollout,
+    features: Sequence[Any],
+    predictions: Sequence[Any],
+    identity: dict[str, str],
+    ids: Sequence[Any] = (),
+    emit: VariantEmitter = emf_variant_emitter,
+) -> ShadowReport | None:
+    """Per-variant metrics and the shadow for an answered request; bounded by SHADOW_TIMEOUT_MS, never raises.
+
+    The caller has its response already: nothing here can change it."""
+    if "variant" in identity:
+        n = float(len(predictions))
+        emit(identity["variant"], [(Metric.RECORDS_IN, "Count", n), (Metric.RECORDS_SCORED, "Count", n)])
+    if ro.shadow is None:
+        return None
+    job = ShadowInput(list(features), list(predictions), [True] * len(predictions), identity, ids=list(ids))
+    report = ro.shadow.start(job).wait()
+    from aws_lambda_powertools.metrics import EphemeralMetrics
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE)
+    emf = EphemeralMetrics(namespace=namespace, service=service_name())
+    emit_shadow(report, emf)
+    emf.flush_metrics()
+    return report
 
 
 # --------------------------------------------------------------------------- wiring

@@ -19,10 +19,13 @@ from lambda_fn.model_store import LoadedModel
 from lambda_fn.rollout import (
     SHADOW_LOAD_BACKOFF_S,
     Arm,
+    Rollout,
     Router,
     Shadow,
     ShadowInput,
     Variants,
+    after_request,
+    choose,
     compare,
     rollout_from,
     route_point,
@@ -317,3 +320,25 @@ def test_slow_shadow_delays_the_primary_at_most_its_timeout_then_is_skipped_whil
     assert metrics.values[Metric.SHADOW_SKIPPED] == [40]
     assert slow.calls == 1
     shadow.close()
+
+
+def test_api_requests_are_routed_whole_by_key_and_shadowed_without_touching_the_answer() -> None:
+    primary, other = loaded("primary", Affine(1.0)), loaded("other", Affine(3.0))
+    plain = Rollout()
+    assert choose(plain, "k", lambda: primary) == (primary, primary.identity)
+
+    ro = Rollout(variants=Variants([Arm("a", 1, lambda: primary), Arm("b", 1, lambda: other)]))
+    picks = {choose(ro, f"user-{i}", lambda: primary)[1]["variant"] for i in range(50)}
+    assert picks == {"a", "b"}
+    model, identity = choose(ro, "user-7", lambda: primary)
+    assert identity == {**model.identity, "variant": ro.variants.pick("user-7").name}  # type: ignore[union-attr]
+
+    emitted: list[tuple[str, list[tuple[str, str, float]]]] = []
+    ro.shadow = Shadow(lambda: loaded("shadow", Affine(1, broken=True)), timeout_s=5)
+    rows = [{"x": float(i)} for i in range(10)]
+    predictions = [float(i) for i in range(10)]
+    report = after_request(ro, rows, predictions, identity, [], lambda v, m: emitted.append((v, list(m))))
+    assert report is not None and report.status == "failed" and predictions == [float(i) for i in range(10)]
+    counts = [(Metric.RECORDS_IN, "Count", 10.0), (Metric.RECORDS_SCORED, "Count", 10.0)]
+    assert emitted == [(identity["variant"], counts)]
+    ro.shadow.close()
