@@ -21,8 +21,13 @@ from lambda_fn.stream import process_batch
 logger = Logger(service=service_name())
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE))
 
-# Powertools prints the cold-start metric even when metrics are disabled; honour the switch here.
-_COLD_START_METRIC = os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() not in ("1", "true")
+# With metrics disabled (local runs), Powertools still prints the cold-start metric and keeps
+# accumulating the metric set (auto-flushing it every 100 metrics): honour the switch here.
+def _metrics_enabled() -> bool:
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() not in ("1", "true")
+
+
+_METRICS_ENABLED = _metrics_enabled()
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     get_settings()
@@ -31,10 +36,12 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
 def _emit_load_metrics() -> None:
     for seconds in runtime.drain_load_times():
         metrics.add_metric(name=Metric.MODEL_LOAD_TIME, unit=MetricUnit.Milliseconds, value=seconds * 1000)
+    if not _metrics_enabled():
+        metrics.clear_metrics()
 
 
 @logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics(capture_cold_start_metric=_COLD_START_METRIC)
+@metrics.log_metrics(capture_cold_start_metric=_METRICS_ENABLED)
 def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Kinesis event source mapping with ReportBatchItemFailures."""
     try:
@@ -45,7 +52,7 @@ def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 # REST v1, HTTP API v2 and function URL events all carry API Gateway's request id at this path.
 @logger.inject_lambda_context(clear_state=True, correlation_id_path="requestContext.requestId")
-@metrics.log_metrics(capture_cold_start_metric=_COLD_START_METRIC)
+@metrics.log_metrics(capture_cold_start_metric=_METRICS_ENABLED)
 def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway (REST v1, HTTP v2) and function URL events."""
     from lambda_fn.api import handle
