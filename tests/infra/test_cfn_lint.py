@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.infra.conftest import Synth
+from tests.infra.synth import Synth
 
 
 def test_cfn_lint_clean(default: Synth, provisioned: Synth, rollout: Synth, tmp_path: Path) -> None:

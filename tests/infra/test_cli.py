@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.infra.conftest import ROOT, SHA, cli_env
+from tests.infra.synth import ROOT, SHA, cli_env
 
 CONTEXT = ["-c", "model_uri=s3://example-models/taxi/1", "-c", f"model_sha256={SHA}", "-c", "stage=ci"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from infra.image import API_HANDLER, STREAM_HANDLER
 from lambda_fn.config import Env
-from tests.infra.conftest import ROOT, Synth
+from tests.infra.synth import ROOT, Synth
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.node import prefer_wheel_node
-from tests.infra.conftest import BASE, Synth
+from tests.infra.synth import BASE, Synth
 
 
 def test_variant_passes_awssolutions_and_records_each_acknowledgment(every: Synth) -> None:

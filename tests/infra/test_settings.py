@@ -13,7 +13,7 @@ from infra.environment import api_environment, scorer_environment
 from infra.settings import deploy_settings
 from infra.topology import Ctx, TopologyError
 from lambda_fn.config import Env, settings_from
-from tests.infra.conftest import BASE, SHA
+from tests.infra.synth import BASE, SHA
 
 
 def test_defaults() -> None:

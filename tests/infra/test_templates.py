@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match, Template
 
 from infra.image import API_HANDLER, STREAM_HANDLER
 from lambda_fn.config import Env, Metric
-from tests.infra.conftest import OTHER_SHA, SHA, Synth
+from tests.infra.synth import OTHER_SHA, SHA, Synth
 
 _TEMPLATES: dict[str, Template] = {}
 
