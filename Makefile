@@ -77,6 +77,7 @@ test: lint typecheck unit integration infra e2e localstack-tests ## everything C
 bench: $(STAMP) build/model/MLmodel ## benchmarks (print figures, last line JSON)
 	$(PY) scripts/bench_stream.py
 	$(PY) scripts/bench_coldstart.py
+	$(PY) scripts/bench_rollout.py
 	$(PY) scripts/bench_api.py
 
 clean:
