@@ -342,3 +342,31 @@ def test_api_requests_are_routed_whole_by_key_and_shadowed_without_touching_the_
     counts = [(Metric.RECORDS_IN, "Count", 10.0), (Metric.RECORDS_SCORED, "Count", 10.0)]
     assert emitted == [(identity["variant"], counts)]
     ro.shadow.close()
+
+
+def test_shadow_beside_variants_compares_with_the_variant_that_answered() -> None:
+    ma, mb = loaded("alpha", Affine(1.0)), loaded("beta", Affine(3.0))
+    sink = MemorySink()
+    shadow = Shadow(lambda: loaded("shadow", Affine(1.0)), timeout_s=5, sink=sink)
+    out = MemorySink()
+    rt = StreamRuntime(
+        model=lambda: ma,
+        output=out,
+        dlq=MemorySink(),
+        features_field="f",
+        id_field="id",
+        variants=Variants([Arm("a", 1, lambda: ma), Arm("b", 1, lambda: mb)]),
+        shadow=shadow,
+    )
+    metrics = Recorder()
+    assert process_batch(kinesis_event(payloads(100), start_seq=1), rt, metrics) == {"batchItemFailures": []}
+    served = {o["id"]: o for o in out.json()}
+    records = sink.json()
+    assert len(records) == 100
+    for r in records:
+        assert r["primary"]["model"] == served[r["id"]]["model"]
+        assert r["primary"]["prediction"] == served[r["id"]]["prediction"]
+    # The shadow equals variant a (x * 1); b (x * 3) agrees with it only at x == 0.
+    agree = sum(1 for o in served.values() if o["model"]["variant"] == "a" or o["prediction"] == 0)
+    assert metrics.values[Metric.SHADOW_AGREEMENT] == [pytest.approx(agree)]
+    shadow.close()
