@@ -4,12 +4,15 @@
 On a generated taxi dataset (servingkit.taxi, default 1,000,000 rows) in the model's columns:
   floor       pandas.read_parquet + one predict on the whole file (no validation, no output written);
   local       scripts' local engine: chunked read, the Lambda's scoring core, Parquet output;
+  local-small-chunks  the same with a quarter of the chunk size: memory follows the chunk size;
   local-hook  the same on raw ride columns through FEATURE_HOOK (the demo's taxi_features);
   local-4x    the local engine on four times the data: peak memory must not grow with the dataset
               (floor-4x: the floor on the same four files, whose memory does grow);
   spark       the spark engine on local[2] (mapInPandas, same core).
-Each run is a separate process; peak memory is the peak resident set of its whole process tree (the
-JVM and Python workers included for Spark), sampled from /proc. Times exclude the model load.
+Wall times depend on what else the machine runs, so CPU times (all threads of the measured process;
+the driver's only for Spark) are reported too. Each run is a separate process; peak memory is the
+peak resident set of its whole process tree (the JVM and Python workers included for Spark), sampled
+from /proc. Times exclude the model load.
 The last line is one JSON object with the figures.
 """
 
@@ -88,11 +91,11 @@ def child(kind: str, data: str, out: str, chunk: int) -> dict[str, Any]:
         from lambda_fn.model_store import load_model
 
         model = load_model(settings_from(model_env(hook=False)))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         frame = pd.read_parquet(data)
         predictions = model.estimator.predict(frame[FEATURES])
         seconds = time.perf_counter() - started
-        return {"rows": len(predictions), "seconds": seconds}
+        return {"rows": len(predictions), "seconds": seconds, "cpu_seconds": round(time.process_time() - cpu, 2)}
     config = JobConfig(model_env(hook=kind == "local-hook"))
     if kind == "spark":
         from servingkit.batch.spark import run_spark, session
@@ -106,7 +109,7 @@ def child(kind: str, data: str, out: str, chunk: int) -> dict[str, Any]:
 
         summary = run_local([data], out, config, chunk_size=chunk, progress=False)
     assert summary.rejected == 0, summary.reasons
-    return {"rows": summary.rows_in, "seconds": summary.seconds}
+    return {"rows": summary.rows_in, "seconds": summary.seconds, "cpu_seconds": round(summary.cpu_seconds, 2)}
 
 
 # --------------------------------------------------------------------------- parent: run and sample memory
@@ -190,7 +193,7 @@ def main() -> None:
             r = results[name]
             print(
                 f"{name:<20} {r['rows']:>9,} rows {r['seconds']:>7.2f} s {r['rows_per_s']:>9,} rows/s "
-                f"peak {r['peak_mb']:>5} MB",
+                f"cpu {r['cpu_seconds']:>7.2f} s peak {r['peak_mb']:>5} MB",
                 file=sys.stderr,
             )
     floor = results["floor"]
@@ -199,6 +202,8 @@ def main() -> None:
         "chunk_size": args.chunk_size,
         "runs": results,
         "local_time_vs_floor": round(results["local"]["seconds"] / floor["seconds"], 2),
+        # CPU time does not depend on what else the machine runs: the load-independent view of the same ratio.
+        "local_cpu_vs_floor": round(results["local"]["cpu_seconds"] / floor["cpu_seconds"], 2),
         "local_memory_4x_data_vs_1x": round(results["local-4x"]["peak_mb"] / results["local"]["peak_mb"], 2),
         "local_memory_vs_floor": round(results["local"]["peak_mb"] / floor["peak_mb"], 2),
         "floor_memory_4x_data_vs_1x": round(results["floor-4x"]["peak_mb"] / floor["peak_mb"], 2),

@@ -46,6 +46,7 @@ class Summary:
     rejected: int
     seconds: float  # scoring time: reading, scoring and writing, after the model is loaded
     load_seconds: float
+    cpu_seconds: float  # CPU time of this process while scoring (all its threads; the driver's for Spark)
     peak_memory_mb: float
     output: str
     rejected_output: str
@@ -63,6 +64,7 @@ class Summary:
         out["rows_per_second"] = round(self.rows_per_second, 1)
         out["seconds"] = round(self.seconds, 3)
         out["load_seconds"] = round(self.load_seconds, 3)
+        out["cpu_seconds"] = round(self.cpu_seconds, 3)
         out["peak_memory_mb"] = round(self.peak_memory_mb, 1)
         return out
 
@@ -106,7 +108,7 @@ def run_local(
     scorer = ChunkScorer.from_config(config, s3)
     ensure_empty(output, overwrite, s3)
     load_seconds = time.perf_counter() - started
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     out = output.rstrip("/")
     known = all(f.format == "parquet" and not f.uri.startswith("s3://") for f in files)
     total = _parquet_rows([f.uri for f in files]) if known else None
@@ -171,6 +173,7 @@ def run_local(
         rejected=rejected_w.rows,
         seconds=time.perf_counter() - started,
         load_seconds=load_seconds,
+        cpu_seconds=time.process_time() - cpu_started,
         peak_memory_mb=peak_rss_mb(),
         output=f"{out}/scored",
         rejected_output=f"{out}/rejected",

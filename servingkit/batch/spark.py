@@ -160,7 +160,7 @@ def run_spark(
     env = {**config.model_env, Env.MODEL_SHA256: scorer.model.sha256}
     worker = json.dumps({"env": env, "prediction_type": kind, "strict": config.strict}, sort_keys=True)
     load_seconds = time.perf_counter() - started
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
 
     schema = ", ".join(
         [scorer.spark_schema(), f"{_STATUS} string", *(f"{_R}{c} string" for c in REJECTED_SCHEMA.names[2:])]
@@ -191,6 +191,7 @@ def run_spark(
         rejected=rejected_n,
         seconds=time.perf_counter() - started,
         load_seconds=load_seconds,
+        cpu_seconds=time.process_time() - cpu_started,
         peak_memory_mb=peak_rss_mb(),
         output=f"{out}/scored",
         rejected_output=f"{out}/rejected",

@@ -78,3 +78,26 @@ def test_json_lines_nested_features_same_results(spark: Any, model_dir: Path, tm
     ra = table(tmp_path / "local" / "rejected", ["data"])[cols]
     rb = table(tmp_path / "spark" / "rejected", ["data"])[cols]
     pd.testing.assert_frame_equal(ra, rb)
+
+
+def test_csv_dataset_same_results(spark: Any, model_dir: Path, tmp_path: Path) -> None:
+    from tests.unit.test_batch import good_rows
+
+    (tmp_path / "in").mkdir()
+    frame = pd.DataFrame(good_rows(0, 30)).astype({"distance": object, "hour": object})
+    frame.loc[4, "distance"] = "far"
+    frame.loc[21, "hour"] = None
+    frame.iloc[:15].to_csv(tmp_path / "in" / "a.csv", index=False)
+    frame.iloc[15:].to_csv(tmp_path / "in" / "b.csv", index=False)
+    cfg = JobConfig(model_env(MODEL_URI=str(model_dir), ID_FIELD="id"))
+    local, distributed = both(spark, [str(tmp_path / "in")], tmp_path, cfg)
+
+    assert (distributed.scored, distributed.rejected) == (local.scored, local.rejected) == (28, 2)
+    cols = ["id", "prediction", "source_file"]
+    a = table(tmp_path / "local" / "scored", ["id"])[cols]
+    b = table(tmp_path / "spark" / "scored", ["id"])[cols]
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    cols = ["id", "reason", "detail", "data"]
+    pd.testing.assert_frame_equal(
+        table(tmp_path / "local" / "rejected", ["id"])[cols], table(tmp_path / "spark" / "rejected", ["id"])[cols]
+    )
