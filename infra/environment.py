@@ -29,6 +29,7 @@ def _common(s: DeploySettings, model_bucket: str) -> dict[str, str]:
     if s.shadow:
         env[Env.SHADOW_MODEL_URI] = s.shadow.env_uri(model_bucket)
         env[Env.SHADOW_MODEL_SHA256] = s.shadow.sha256
+        env[Env.SHADOW_TIMEOUT_MS] = str(s.shadow_timeout_ms)
     if s.variants:
         env[Env.MODEL_VARIANTS] = json.dumps(
             [
@@ -48,11 +49,19 @@ def _checked(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def scorer_environment(s: DeploySettings, *, model_bucket: str, output_stream: str, dlq_url: str) -> dict[str, str]:
-    """Stream scorer: the model, both sinks and the payload mapping."""
-    return _checked({**_common(s, model_bucket), Env.OUTPUT_STREAM_NAME: output_stream, Env.DLQ_URL: dlq_url})
+def scorer_environment(
+    s: DeploySettings, *, model_bucket: str, output_stream: str, dlq_url: str, shadow_stream: str | None = None
+) -> dict[str, str]:
+    """Stream scorer: the model, both sinks, the payload mapping, and the shadow's own stream if any."""
+    env = {**_common(s, model_bucket), Env.OUTPUT_STREAM_NAME: output_stream, Env.DLQ_URL: dlq_url}
+    if shadow_stream:
+        env[Env.SHADOW_OUTPUT_STREAM_NAME] = shadow_stream
+    return _checked(env)
 
 
 def api_environment(s: DeploySettings, *, model_bucket: str) -> dict[str, str]:
-    """API function: the same model and mapping, no sinks, and the request size cap."""
+    """API function: the same model and mapping, no sinks, and the request size cap.
+
+    No shadow stream either: the API function has no stream rights; its shadow results go to metrics and logs.
+    """
     return _checked({**_common(s, model_bucket), Env.API_MAX_BODY_BYTES: str(s.api_max_body_bytes)})

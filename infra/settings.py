@@ -80,6 +80,7 @@ class DeploySettings:
     iterator_age_alarm_seconds: int
     api_p99_alarm_ms: int
     shadow: ModelRef | None = None
+    shadow_timeout_ms: int = 500
     variants: tuple[Variant, ...] = field(default_factory=tuple)
 
     def models(self) -> list[ModelRef]:
@@ -155,8 +156,8 @@ def _variants(ctx: Mapping[str, Any]) -> tuple[Variant, ...]:
         if not _NAME.match(name):
             raise TopologyError(f"context {where}.name={name!r}: must be 1-64 letters, digits, '.', '_' or '-'")
         weight = item.get("weight")
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 100:
-            raise TopologyError(f"context {where}.weight={weight!r}: must be a number in (0, 100]")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight < float("inf"):
+            raise TopologyError(f"context {where}.weight={weight!r}: must be a positive number (a relative share)")
         out.append(
             Variant(name, _s3_ref(f"{where}.uri", item.get("uri"), f"{where}.sha256", item.get("sha256")), weight)
         )
@@ -241,5 +242,6 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
         iterator_age_alarm_seconds=_int(ctx, Ctx.ITERATOR_AGE_ALARM_SECONDS, 300, 1, 604_800),
         api_p99_alarm_ms=_int(ctx, Ctx.API_P99_ALARM_MS, 1000, 10, 29_000),
         shadow=shadow,
+        shadow_timeout_ms=_int(ctx, Ctx.SHADOW_TIMEOUT_MS, 500, 1, 60_000),
         variants=_variants(ctx),
     )

@@ -35,7 +35,7 @@ class ServingStack(Stack):
         Tags.of(self).add("stage", topo.stage)
 
         store = ModelStore(self, "ModelStore", log_retention_days=s.log_retention_days)
-        streams = Streams(self, "Streams", topology=topo)
+        streams = Streams(self, "Streams", topology=topo, shadow=s.shadow is not None)
         bucket = store.bucket.bucket_name
 
         scorer = ServingFunction(
@@ -48,7 +48,11 @@ class ServingStack(Stack):
             base_image=s.base_image,
             sizing=s.scorer,
             environment=scorer_environment(
-                s, model_bucket=bucket, output_stream=streams.output.stream_name, dlq_url=streams.dlq.queue_url
+                s,
+                model_bucket=bucket,
+                output_stream=streams.output.stream_name,
+                dlq_url=streams.dlq.queue_url,
+                shadow_stream=streams.shadow.stream_name if streams.shadow else None,
             ),
             log_retention_days=s.log_retention_days,
         )
@@ -69,6 +73,8 @@ class ServingStack(Stack):
         for fn in (scorer, api_fn):
             store.grant_read_models(fn.role, s.models())
         streams.output.grant_write(scorer.role)
+        if streams.shadow is not None:
+            streams.shadow.grant_write(scorer.role)
         streams.dlq.grant_send_messages(scorer.role)
 
         StreamTrigger(
@@ -132,6 +138,8 @@ class ServingStack(Stack):
             "DeploymentApplication": release.application.application_name,
             "ModelUri": s.model.env_uri(bucket),
         }
+        if streams.shadow is not None:
+            outputs["ShadowStreamName"] = streams.shadow.stream_name
         if api.api_key is not None:
             outputs["ApiKeyId"] = api.api_key.key_id
         if api.invoke_policy is not None:

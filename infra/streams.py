@@ -45,10 +45,12 @@ def _queue(scope: Construct, construct_id: str, name: str) -> sqs.Queue:
 class Streams(Construct):
     """Everything records travel through: in, out, and the two places failures are kept (never dropped)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, topology: Topology) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, topology: Topology, shadow: bool = False) -> None:
         super().__init__(scope, construct_id)
         self.input = _stream(self, "Input", topology.input_stream)
         self.output = _stream(self, "Output", topology.output_stream)
+        # A shadow model's predictions never share the output stream: consumers cannot mistake them.
+        self.shadow = _stream(self, "ShadowOutput", topology.shadow_stream) if shadow else None
         # Poison records (undecodable, invalid, model-rejected), written by the handler with the original payload.
         self.dlq = _queue(self, "DeadLetters", topology.dlq_name)
         # Batch metadata from the event source mapping when retries or the record age run out.

@@ -64,6 +64,7 @@ class Ctx:
     API_P99_ALARM_MS = "api_p99_alarm_ms"
     SHADOW_MODEL_URI = "shadow_model_uri"
     SHADOW_MODEL_SHA256 = "shadow_model_sha256"
+    SHADOW_TIMEOUT_MS = "shadow_timeout_ms"
     MODEL_VARIANTS = "model_variants"  # JSON list of {name, uri, sha256, weight}
 
 
@@ -114,6 +115,12 @@ class Topology:
     @property
     def on_failure_queue_name(self) -> str:
         return f"{self.prefix}-batch-failures"
+
+    @property
+    def shadow_stream(self) -> StreamSpec:
+        """Where a shadow model's predictions go (SHADOW_OUTPUT_STREAM_NAME), apart from the real output."""
+        out = self.output_stream
+        return StreamSpec(f"{self.prefix}-shadow-predictions", out.mode, out.shards, out.retention_hours)
 
     def lambda_environment(self) -> dict[str, str]:
         """Payload-mapping variables of the scorer, by their names in lambda_fn.config."""

@@ -453,3 +453,19 @@ def test_gateway_answers_in_the_functions_error_shape(default: Synth, provisione
         r["Properties"]["ResponseType"] for r in provisioned.resources("AWS::ApiGateway::GatewayResponse").values()
     }
     assert "MISSING_AUTHENTICATION_TOKEN" not in iam_types and "DEFAULT_4XX" in iam_types
+
+
+def test_shadow_predictions_get_their_own_stream_written_by_the_scorer_only(rollout: Synth, default: Synth) -> None:
+    assert len(default.resources("AWS::Kinesis::Stream")) == 2  # no shadow configured, no shadow stream
+    shadow = _logical_id(rollout, "AWS::Kinesis::Stream", "serving-qa-shadow-predictions")
+    props = rollout.resources("AWS::Kinesis::Stream")[shadow]["Properties"]
+    assert props["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    fns = functions(rollout)
+    assert fns[STREAM_HANDLER]["Environment"]["Variables"][Env.SHADOW_OUTPUT_STREAM_NAME] == {"Ref": shadow}
+    assert fns[STREAM_HANDLER]["Environment"]["Variables"][Env.SHADOW_TIMEOUT_MS] == "500"
+    assert Env.SHADOW_OUTPUT_STREAM_NAME not in fns[API_HANDLER]["Environment"]["Variables"]
+    (write,) = [st for st in statements(rollout, "ScorerRole") if "kinesis:PutRecords" in actions(st)]
+    output = _logical_id(rollout, "AWS::Kinesis::Stream", "serving-qa-predictions")
+    assert write["Resource"] == [{"Fn::GetAtt": [output, "Arn"]}, {"Fn::GetAtt": [shadow, "Arn"]}]
+    assert not [st for st in statements(rollout, "ApiFunctionRole") if "kinesis:PutRecords" in actions(st)]
+    assert rollout.template["Outputs"]["ShadowStreamName"]["Value"] == {"Ref": shadow}
