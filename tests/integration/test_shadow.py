@@ -49,7 +49,7 @@ def _expected(model_dir: Path, rows: list[dict[str, Any]]) -> list[float]:
 
 
 def _records(aws: Aws, stream: str) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for shard in aws.kinesis.list_shards(StreamName=stream)["Shards"]:
         it = aws.kinesis.get_shard_iterator(
             StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
@@ -167,7 +167,7 @@ def test_ab_variants_route_stably_and_label_every_output(
     ]
     clean_env.setenv("MODEL_VARIANTS", json.dumps(variants))
     clean_env.setenv("POWERTOOLS_METRICS_DISABLED", "false")
-    rows = [{"id": f"rider-{i}", "features": tiny_row(i)} for i in range(200)]
+    rows: list[dict[str, Any]] = [{"id": f"rider-{i}", "features": tiny_row(i)} for i in range(200)]
     event = kinesis_event(rows)
 
     assert handler.stream_handler(event, FakeContext()) == {"batchItemFailures": []}
