@@ -321,7 +321,10 @@ class Shadow:
             if self._pending is not None and not self._pending.done():
                 detail = "the previous shadow run is still going (slower than SHADOW_TIMEOUT_MS)"
                 return ShadowRun(None, deadline, rows, ShadowReport("skipped", rows, detail=detail))
-            future = self._pool.submit(self._run, job)
+            try:
+                future = self._pool.submit(self._run, job)
+            except RuntimeError as exc:  # closed: the container is being reset
+                return ShadowRun(None, deadline, rows, ShadowReport("failed", rows, detail=str(exc)))
             self._pending = future
         future.add_done_callback(_log_late)
         return ShadowRun(future, deadline, rows, None)
