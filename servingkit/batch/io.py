@@ -178,7 +178,8 @@ def text_rows(table: pa.Table | pa.RecordBatch, keep_text: Sequence[str] = ()) -
     cols: dict[str, Any] = {}
     mixed: list[str] = []
     for name, column in zip(names, table.columns, strict=True):
-        if name in keep_text or not pa.types.is_string(column.type) or column.null_count == len(column):
+        text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)  # pandas 3 "str" -> large
+        if name in keep_text or not text or column.null_count == len(column):
             cols[name] = column
             continue
         for target in (pa.int64(), pa.float64()):
