@@ -23,6 +23,7 @@ import inspect
 import json
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,10 +51,11 @@ from lambda_fn.api_inputs import (
     v2_datatype,
     v2_rows,
 )
-from lambda_fn.config import ConfigError, Settings, get_settings, service_name
+from lambda_fn.config import ConfigError, Metric, Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason
 from lambda_fn.scoring import Hook, ModelBatchError, apply_hook, load_hook, score_batch
+from lambda_fn.stream import MetricsLike
 
 API_TITLE = "Model serving API"
 API_VERSION = "1.0.0"
@@ -565,11 +567,25 @@ def _too_large(kind: str, limit: int, request_id: str) -> dict[str, Any]:
     return _with_request_id(result, request_id)
 
 
-def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handle(event: dict[str, Any], context: Any, metrics: MetricsLike | None = None) -> dict[str, Any]:
     """Route one API event; every answer carries the request id (X-Request-Id header, and error bodies)."""
+    started = time.perf_counter()
     kind = payload_kind(event)
     request_id = _request_id(event, context)
     limit = _max_body()
     if _body_size(event) > limit:
-        return _too_large(kind, limit, request_id)
-    return _with_request_id(resolver(kind).resolve(event, context), request_id)
+        result = _too_large(kind, limit, request_id)
+    else:
+        result = _with_request_id(resolver(kind).resolve(event, context), request_id)
+    if metrics is not None:
+        _emit(metrics, int(result["statusCode"]), time.perf_counter() - started)
+    return result
+
+
+def _emit(metrics: MetricsLike, status: int, seconds: float) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics.add_metric(name=Metric.API_REQUESTS, unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=Metric.API_LATENCY, unit=MetricUnit.Milliseconds, value=seconds * 1000)
+    metrics.add_metric(name=Metric.API_CLIENT_ERRORS, unit=MetricUnit.Count, value=int(400 <= status < 500))
+    metrics.add_metric(name=Metric.API_SERVER_ERRORS, unit=MetricUnit.Count, value=int(status >= 500))

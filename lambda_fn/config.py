@@ -77,6 +77,11 @@ class Metric:
     SHADOW_MEAN_ABS_DIFF = "ShadowMeanAbsDiff"
     SHADOW_LATENCY = "ShadowPredictLatencyMs"
     SHADOW_UNPUBLISHED = "ShadowRecordsUnpublished"
+    # Sync API (one datapoint per request): traffic, latency and answers by class.
+    API_REQUESTS = "ApiRequests"
+    API_LATENCY = "ApiLatencyMs"
+    API_CLIENT_ERRORS = "ApiClientErrors"
+    API_SERVER_ERRORS = "ApiServerErrors"
 
 
 def service_name() -> str:

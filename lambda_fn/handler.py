@@ -58,7 +58,7 @@ def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     from lambda_fn.api import handle
 
     try:
-        response: dict[str, Any] = handle(event, context)
+        response: dict[str, Any] = handle(event, context, metrics)
         return response
     finally:
         _emit_load_metrics()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lambda_fn import api
+from lambda_fn import api, runtime
 from lambda_fn.model_store import artifact_sha256
 from servingkit.http_local import build_event
 from tests.helpers import FakeContext, save_joblib, save_mlflow_model, tiny_pipeline, tiny_row
@@ -397,3 +397,27 @@ def test_openapi_is_served_even_when_the_model_is_unavailable(env: pytest.Monkey
     env.setenv("MODEL_URI", "/nonexistent/model")
     status, _, doc = call("GET", "/openapi.json")
     assert status == 200 and "ModelRow" not in doc["components"]["schemas"]
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {}
+
+    def add_metric(self, name: str, unit: Any, value: float) -> None:
+        self.values.setdefault(name, []).append(value)
+
+
+def test_every_request_emits_traffic_latency_and_error_class_metrics(env: pytest.MonkeyPatch) -> None:
+    from lambda_fn.config import Metric
+
+    metrics = RecordingMetrics()
+    for path, body in (("/invocations", {"instances": [tiny_row(0)]}), ("/invocations", {"instances": [{}]})):
+        event = build_event("POST", path, [("Content-Type", "application/json")], json.dumps(body).encode())
+        api.handle(event, FakeContext(), metrics)
+    env.setenv("MODEL_URI", "/nonexistent/model")
+    runtime.reset()  # a new container with a model that cannot load
+    api.handle(build_event("GET", "/health", [], b""), FakeContext(), metrics)
+    assert metrics.values[Metric.API_REQUESTS] == [1, 1, 1]
+    assert metrics.values[Metric.API_CLIENT_ERRORS] == [0, 1, 0]
+    assert metrics.values[Metric.API_SERVER_ERRORS] == [0, 0, 1]
+    assert all(ms > 0 for ms in metrics.values[Metric.API_LATENCY])
