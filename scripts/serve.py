@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,8 @@ def main() -> int:
         return 2
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF lines on a terminal
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    # With metrics disabled Powertools warns on every flush that nothing was published: noise, not news.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
