@@ -225,7 +225,32 @@ def json_rows(lines: Sequence[str | None], first_row: int = 0) -> Chunk:
     return Chunk(rows, first_row, errors)
 
 
-def read_chunks(path: Path, fmt: str, chunk_size: int, keep_text: Sequence[str] = ()) -> Iterator[Chunk]:
+@dataclass(slots=True)
+class RawChunk:
+    """A chunk as read (Arrow data or text lines), cheap to hand to another process; `decode()` makes rows."""
+
+    fmt: str
+    data: Any  # pa.RecordBatch (parquet), pa.Table of text (csv), list[str] (jsonl)
+    first_row: int
+    positions: list[int] | None = None
+    keep_text: tuple[str, ...] = ()
+
+    def head(self, n: int) -> RawChunk:
+        data = self.data[:n] if isinstance(self.data, list) else self.data.slice(0, n)
+        positions = self.positions[:n] if self.positions is not None else None
+        return RawChunk(self.fmt, data, self.first_row, positions, self.keep_text)
+
+    def decode(self) -> Chunk:
+        if self.fmt == "parquet":
+            return Chunk(arrow_rows(self.data), self.first_row)
+        if self.fmt == "csv":
+            return Chunk(text_rows(self.data, self.keep_text), self.first_row)
+        chunk = json_rows(self.data, self.first_row)
+        chunk.positions = self.positions
+        return chunk
+
+
+def read_chunks(path: Path, fmt: str, chunk_size: int, keep_text: Sequence[str] = ()) -> Iterator[RawChunk]:
     """Stream a file in chunks of at most `chunk_size` rows; memory holds one chunk (plus one Parquet row group)."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -233,10 +258,10 @@ def read_chunks(path: Path, fmt: str, chunk_size: int, keep_text: Sequence[str] 
         pf = pq.ParquetFile(path, buffer_size=1 << 20)
         start = 0
         for batch in pf.iter_batches(batch_size=chunk_size, use_threads=True):
-            yield Chunk(arrow_rows(batch), start)
+            yield RawChunk(fmt, batch, start)
             start += batch.num_rows
     elif fmt == "csv":
-        yield from _csv_chunks(path, chunk_size, keep_text)
+        yield from _csv_chunks(path, chunk_size, tuple(keep_text))
     elif fmt == "jsonl":
         start = 0
         with path.open("r", encoding="utf-8", errors="replace") as fh:
@@ -246,17 +271,15 @@ def read_chunks(path: Path, fmt: str, chunk_size: int, keep_text: Sequence[str] 
                     break
                 # Blank lines are not records (a trailing newline, say); skip them but keep true line numbers.
                 kept = [(start + i, ln) for i, ln in enumerate(lines) if ln.strip()]
-                chunk = json_rows([ln for _, ln in kept], start)
-                if len(kept) != len(lines):
-                    chunk.positions = [pos for pos, _ in kept]
                 if kept:
-                    yield chunk
+                    positions = [pos for pos, _ in kept] if len(kept) != len(lines) else None
+                    yield RawChunk(fmt, [ln for _, ln in kept], start, positions)
                 start += len(lines)
     else:
         raise BatchJobError(f"format {fmt!r}: one of {FORMATS}")
 
 
-def _csv_chunks(path: Path, chunk_size: int, keep_text: Sequence[str]) -> Iterator[Chunk]:
+def _csv_chunks(path: Path, chunk_size: int, keep_text: tuple[str, ...]) -> Iterator[RawChunk]:
     from pyarrow import csv as pacsv
 
     with path.open(newline="", encoding="utf-8") as fh:
@@ -274,11 +297,11 @@ def _csv_chunks(path: Path, chunk_size: int, keep_text: Sequence[str]) -> Iterat
         while size >= chunk_size:
             table = pa.Table.from_batches(pending)
             head, rest = table.slice(0, chunk_size), table.slice(chunk_size)
-            yield Chunk(text_rows(head, keep_text), start)
+            yield RawChunk("csv", head.combine_chunks(), start, keep_text=keep_text)
             start += head.num_rows
             pending, size = rest.to_batches(), rest.num_rows
     if size:
-        yield Chunk(text_rows(pa.Table.from_batches(pending), keep_text), start)
+        yield RawChunk("csv", pa.Table.from_batches(pending), start, keep_text=keep_text)
 
 
 # --------------------------------------------------------------------------- writers

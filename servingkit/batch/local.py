@@ -1,7 +1,8 @@
 """The `local` engine: stream the dataset chunk by chunk through the scoring core on one machine.
 
-Chunks are scored by `workers` threads (native code single-threaded in each) so that one chunk's
-predict call, which releases the GIL, overlaps the next chunk's decoding and validation. Memory holds
+The main process reads chunks (Arrow data, cheap to pass on) and writes results in input order; with
+`workers` > 1, worker processes (spawned, model loaded once each) decode and score them in parallel,
+since decoding and validation are Python and threads would serialize on the GIL. Memory holds
 workers + 1 chunks (plus one Parquet row group being decoded), never the dataset: inputs are read in
 batches, S3 objects go through a temporary file one at a time, and outputs are written as produced.
 """
@@ -14,14 +15,17 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from lambda_fn.config import Env
 from servingkit.batch.core import REJECTED_SCHEMA, ChunkResult, ChunkScorer, JobConfig
 from servingkit.batch.io import (
     PartWriter,
+    RawChunk,
     ensure_empty,
     put_text,
     read_chunks,
@@ -120,6 +124,7 @@ def run_local(
         rejected_w = PartWriter(f"{out}/rejected", output_format, REJECTED_SCHEMA, rows_per_file, s3, work)
         bar = tqdm(total=total, unit="rows", unit_scale=True, disable=not progress, file=sys.stderr)
         pending: deque[Future[ChunkResult]] = deque()
+        pool: ProcessPoolExecutor | None = None
 
         def drain(keep: int) -> None:
             nonlocal rows_in
@@ -133,34 +138,36 @@ def run_local(
                 rows_in += result.rows
                 bar.update(result.rows)
 
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="score", initializer=_one_native_thread)
         try:
             for f in files:
                 with _local_copy(f.uri, work, s3) as path:
                     keep_text = [scorer.id_field] if scorer.id_field else []
-                    for chunk in read_chunks(path, f.format, chunk_size, keep_text):
+                    for raw in read_chunks(path, f.format, chunk_size, keep_text):
                         if scored_w is None:
-                            sample = _sample(chunk.rows, chunk.errors)
+                            head = raw.head(SAMPLE_ROWS * 4).decode()
+                            sample = _sample(head.rows, head.errors)
                             scorer.check_rows(sample)
                             if config.prediction_type == "auto":
                                 scorer.infer_prediction_type(sample)
                             scored_w = PartWriter(
                                 f"{out}/scored", output_format, scorer.scored_schema, rows_per_file, s3, work
                             )
-                        pending.append(
-                            pool.submit(
-                                scorer.score,
-                                chunk.rows,
-                                source_file=f.uri,
-                                first_row=chunk.first_row,
-                                source_rows=chunk.positions,
-                                pre_errors=chunk.errors,
-                            )
-                        )
+                            if workers > 1:
+                                pool = _start_workers(scorer, config, workers)
+                                # Worker start-up (interpreter, imports, model load) counts as loading, not scoring.
+                                load_seconds += time.perf_counter() - started
+                                started, cpu_started = time.perf_counter(), time.process_time()
+                        if pool is None:
+                            done: Future[ChunkResult] = Future()
+                            done.set_result(_score_raw(scorer, raw, f.uri))
+                            pending.append(done)
+                        else:
+                            pending.append(pool.submit(_score_in_worker, raw, f.uri))
                         drain(workers)  # results are written in input order; memory holds workers + 1 chunks
                     drain(0)  # before the S3 copy of this file is deleted
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             if scored_w is not None:
                 scored_w.close()
@@ -188,13 +195,54 @@ def run_local(
     return summary
 
 
-def _one_native_thread() -> None:
-    """Each scoring thread runs native code (OpenMP, BLAS) single-threaded: the threads themselves are the
-    parallelism (one predicts while another validates, the GIL released), and nested thread pools
-    oversubscribe the cores, which costs far more than it gains."""
+_WORKER: ChunkScorer | None = None
+
+
+def _init_worker(config_json: str) -> None:
+    """Worker process: native code single-threaded (the processes are the parallelism; nested thread
+    pools would oversubscribe the cores), and the model loaded once, pinned to the driver's sha256."""
     from threadpoolctl import threadpool_limits
 
+    global _WORKER
     threadpool_limits(1)
+    data = json.loads(config_json)
+    _WORKER = ChunkScorer.from_config(JobConfig(data["env"], data["prediction_type"], data["strict"]))
+
+
+def _ready() -> int:
+    import os
+
+    assert _WORKER is not None
+    return os.getpid()
+
+
+def _start_workers(scorer: ChunkScorer, config: JobConfig, workers: int) -> ProcessPoolExecutor:
+    """Processes, not threads: decoding and validation are Python and would serialize on the GIL."""
+    env = {**config.model_env, Env.MODEL_SHA256: scorer.model.sha256}
+    payload = json.dumps({"env": env, "prediction_type": scorer.prediction_type, "strict": config.strict})
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(payload,))
+    seen: set[int] = set()
+    for _ in range(workers * 20):
+        seen.update(f.result() for f in [pool.submit(_ready) for _ in range(workers)])
+        if len(seen) >= workers:
+            break
+    return pool
+
+
+def _score_raw(scorer: ChunkScorer, raw: RawChunk, source_file: str) -> ChunkResult:
+    chunk = raw.decode()
+    return scorer.score(
+        chunk.rows,
+        source_file=source_file,
+        first_row=chunk.first_row,
+        source_rows=chunk.positions,
+        pre_errors=chunk.errors,
+    )
+
+
+def _score_in_worker(raw: RawChunk, source_file: str) -> ChunkResult:
+    assert _WORKER is not None, "worker not initialised"
+    return _score_raw(_WORKER, raw, source_file)
 
 
 def _sample(rows: list[Any], errors: dict[int, Any]) -> list[Any]:

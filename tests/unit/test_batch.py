@@ -14,7 +14,7 @@ import pytest
 
 from lambda_fn.config import settings_from
 from lambda_fn.model_store import load_model
-from servingkit.batch import BatchJobError, JobConfig, model_env, run_local
+from servingkit.batch import BatchJobError, JobConfig, Summary, model_env, run_local
 from tests.helpers import save_mlflow_model, tiny_pipeline, tiny_row
 
 
@@ -25,6 +25,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def config(model_dir: Path, **extra: str) -> JobConfig:
     return JobConfig(model_env(MODEL_URI=str(model_dir), ID_FIELD="id", **extra))
+
+
+def run(*args: Any, **kwargs: Any) -> Summary:
+    """The local engine scoring in-process (one worker): fast to start, and monkeypatches apply."""
+    return run_local(*args, **{"progress": False, "workers": 1, **kwargs})
 
 
 def good_rows(start: int, n: int) -> list[dict[str, Any]]:
@@ -85,7 +90,7 @@ def read_out(path: Path) -> pd.DataFrame:
 
 def test_multi_file_parquet_scores_good_rows_and_rejects_bad_ones(model_dir: Path, tmp_path: Path) -> None:
     bad = write_parquet_dataset(tmp_path / "in")
-    summary = run_local([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir), chunk_size=16, progress=False)
+    summary = run([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir), chunk_size=16)
 
     assert (summary.inputs, summary.rows_in, summary.scored, summary.rejected) == (3, 95, 92, 3)
     assert summary.reasons == {"schema_violation": 3}
@@ -107,10 +112,10 @@ def test_multi_file_parquet_scores_good_rows_and_rejects_bad_ones(model_dir: Pat
     assert (written["rows_in"], written["scored"], written["rejected"]) == (95, 92, 3)
 
 
-def test_chunk_size_does_not_change_results(model_dir: Path, tmp_path: Path) -> None:
+def test_chunk_size_and_worker_processes_do_not_change_results(model_dir: Path, tmp_path: Path) -> None:
     write_parquet_dataset(tmp_path / "in")
-    a = run_local([str(tmp_path / "in")], str(tmp_path / "a"), config(model_dir), chunk_size=7, progress=False)
-    b = run_local([str(tmp_path / "in")], str(tmp_path / "b"), config(model_dir), chunk_size=10_000, progress=False)
+    a = run([str(tmp_path / "in")], str(tmp_path / "a"), config(model_dir), chunk_size=7, workers=2)
+    b = run([str(tmp_path / "in")], str(tmp_path / "b"), config(model_dir), chunk_size=10_000)
     assert (a.scored, a.rejected) == (b.scored, b.rejected)
     pd.testing.assert_frame_equal(read_out(tmp_path / "a" / "scored"), read_out(tmp_path / "b" / "scored"))
     pd.testing.assert_frame_equal(read_out(tmp_path / "a" / "rejected"), read_out(tmp_path / "b" / "rejected"))
@@ -119,7 +124,7 @@ def test_chunk_size_does_not_change_results(model_dir: Path, tmp_path: Path) -> 
 def test_json_lines_with_features_field_and_undecodable_lines(model_dir: Path, tmp_path: Path) -> None:
     bad = write_jsonl_dataset(tmp_path / "in")
     cfg = config(model_dir, FEATURES_FIELD="features")
-    summary = run_local([str(tmp_path / "in" / "*.jsonl")], str(tmp_path / "out"), cfg, chunk_size=4, progress=False)
+    summary = run([str(tmp_path / "in" / "*.jsonl")], str(tmp_path / "out"), cfg, chunk_size=4)
 
     assert (summary.rows_in, summary.scored, summary.rejected) == (30, 25, 5)
     assert summary.reasons == {"schema_violation": 2, "missing_features_field": 1, "not_json": 1, "not_object": 1}
@@ -141,7 +146,7 @@ def test_csv_cells_become_numbers_and_a_stray_word_rejects_only_its_row(model_di
     frame.loc[9, "hour"] = None
     frame.iloc[:6].to_csv(tmp_path / "in" / "a.csv", index=False)
     frame.iloc[6:].to_csv(tmp_path / "in" / "b.csv", index=False)
-    summary = run_local([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir), chunk_size=5, progress=False)
+    summary = run([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir), chunk_size=5)
 
     assert (summary.scored, summary.rejected) == (10, 2)
     rejected = read_out(tmp_path / "out" / "rejected").set_index("id")
@@ -163,7 +168,7 @@ def test_raw_columns_through_a_feature_hook(model_dir: Path, tmp_path: Path) -> 
     raw[2]["miles"] = "n/a"  # the hook raises on this row only
     pd.DataFrame(raw).to_parquet(tmp_path / "in" / "raw.parquet")
     cfg = config(model_dir, FEATURE_HOOK="tests.unit.test_batch:raw_features")
-    summary = run_local([str(tmp_path / "in")], str(tmp_path / "out"), cfg, progress=False)
+    summary = run([str(tmp_path / "in")], str(tmp_path / "out"), cfg)
 
     assert (summary.scored, summary.rejected, summary.reasons) == (8, 1, {"hook_error": 1})
     rejected = read_out(tmp_path / "out" / "rejected")
@@ -175,13 +180,12 @@ def test_raw_columns_through_a_feature_hook(model_dir: Path, tmp_path: Path) -> 
 
 def test_output_parts_roll_and_formats(model_dir: Path, tmp_path: Path) -> None:
     write_parquet_dataset(tmp_path / "in")
-    summary = run_local(
+    summary = run(
         [str(tmp_path / "in")],
         str(tmp_path / "out"),
         config(model_dir),
         output_format="jsonl",
         rows_per_file=50,
-        progress=False,
     )
     parts = sorted((tmp_path / "out" / "scored").glob("part-*.jsonl"))
     assert [p.name for p in parts] == ["part-00000.jsonl", "part-00001.jsonl"]
@@ -201,12 +205,12 @@ def test_output_parts_roll_and_formats(model_dir: Path, tmp_path: Path) -> None:
 def test_refuses_to_mix_runs_unless_overwrite(model_dir: Path, tmp_path: Path) -> None:
     write_parquet_dataset(tmp_path / "in")
     args = ([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir))
-    run_local(*args, progress=False)
+    run(*args)
     with pytest.raises(BatchJobError, match="not empty"):
-        run_local(*args, progress=False)
+        run(*args)
     (tmp_path / "out" / "README.txt").write_text("kept")  # overwrite replaces only what a run writes
     (tmp_path / "out" / "scored" / "part-00099.parquet").write_text("stale part")
-    assert run_local(*args, progress=False, overwrite=True).scored == 92
+    assert run(*args, overwrite=True).scored == 92
     assert (tmp_path / "out" / "README.txt").read_text() == "kept"
     assert [p.name for p in (tmp_path / "out" / "scored").iterdir()] == ["part-00000.parquet"]
 
@@ -214,11 +218,9 @@ def test_refuses_to_mix_runs_unless_overwrite(model_dir: Path, tmp_path: Path) -
 def test_configuration_errors_fail_before_scoring(model_dir: Path, tmp_path: Path) -> None:
     write_parquet_dataset(tmp_path / "in")
     with pytest.raises(BatchJobError, match="FEATURES_FIELD='ride'"):
-        run_local(
-            [str(tmp_path / "in")], str(tmp_path / "o1"), config(model_dir, FEATURES_FIELD="ride"), progress=False
-        )
+        run([str(tmp_path / "in")], str(tmp_path / "o1"), config(model_dir, FEATURES_FIELD="ride"))
     with pytest.raises(BatchJobError, match="matches no data file"):
-        run_local([str(tmp_path / "nothing-*.parquet")], str(tmp_path / "o2"), config(model_dir), progress=False)
+        run([str(tmp_path / "nothing-*.parquet")], str(tmp_path / "o2"), config(model_dir))
     assert not (tmp_path / "o1" / "scored").exists()
 
 
@@ -230,7 +232,7 @@ def test_a_model_failing_on_every_row_fails_the_job(model_dir: Path, tmp_path: P
     write_parquet_dataset(tmp_path / "in")
     monkeypatch.setattr(type(tiny_pipeline()), "predict", lambda self, x: broken_predict(x))
     with pytest.raises(BatchJobError, match="model fails on every row"):
-        run_local([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir), progress=False)
+        run([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir))
 
 
 def test_cli_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> None:
@@ -240,7 +242,7 @@ def test_cli_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> None:
     release = tmp_path / "release.json"
     release.write_text(json.dumps({"sha256": None, "features_field": "features", "id_field": "id"}))
     argv = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--release", str(release)]
-    assert cli.main([*argv, "--model", str(model_dir), "--no-progress"]) == 0
+    assert cli.main([*argv, "--model", str(model_dir), "--no-progress", "--workers", "1"]) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (last["rows_in"], last["scored"], last["rejected"]) == (30, 25, 5)
     assert cli.main([*argv, "--model", "relative/path"]) == 2
@@ -251,7 +253,7 @@ def test_cli_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> None:
 
 def test_prediction_type_is_inferred_from_the_model(model_dir: Path, tmp_path: Path) -> None:
     write_parquet_dataset(tmp_path / "in")
-    summary = run_local([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir), progress=False)
+    summary = run([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir))
     assert summary.prediction_type == "double"
     assert pq.read_schema(next((tmp_path / "out" / "scored").glob("*.parquet"))).field("prediction").type == "double"
     assert np.isfinite(read_out(tmp_path / "out" / "scored")["prediction"]).all()
