@@ -321,7 +321,7 @@ class LocalStack:
         shutil.rmtree(self.instance_dir, ignore_errors=True)
         return int(self.process.returncode)
 
-    def _wait_for_exit(self, grace_s: float, settle_s: float = 2.0) -> bool:
+    def _wait_for_exit(self, grace_s: float, settle_s: float = 5.0) -> bool:
         """Wait for LocalStack to exit after TERM; False if it did not (the caller KILLs it).
 
         LocalStack 2026.3.0 sometimes misses its own stop: the shutdown thread calls `loop.stop()` without
