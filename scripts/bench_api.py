@@ -45,14 +45,17 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _timed(fn: Callable[[], Any], n: int, warmup: int = 50) -> list[float]:
+def _interleaved(fns: list[Callable[[], Any]], n: int, warmup: int = 30) -> list[list[float]]:
+    """Milliseconds of n calls of each function, taking turns."""
     for _ in range(warmup):
-        fn()
-    out = []
+        for fn in fns:
+            fn()
+    out: list[list[float]] = [[] for _ in fns]
     for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
+        for samples, fn in zip(out, fns, strict=True):
+            start = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - start) * 1000)
     return out
 
 
@@ -77,9 +80,10 @@ def in_process(n: int) -> dict[str, Any]:
         result = api_handler(event, ctx)
         assert result["statusCode"] == 200, result["body"]
 
-    floor = _timed(lambda: model.predict(frame), n)
-    invocations = _timed(lambda: api_handler(inv, ctx), n)
-    predict = _timed(lambda: api_handler(pred, ctx), n)
+    # Interleaved, so a busy neighbour slows the floor and the handler alike.
+    floor, invocations, predict = _interleaved(
+        [lambda: model.predict(frame), lambda: api_handler(inv, ctx), lambda: api_handler(pred, ctx)], n
+    )
     f50 = statistics.median(floor)
     out: dict[str, Any] = {"requests": n, "floor_p50_ms": round(f50, 3), "floor_p99_ms": round(_pct(floor, 0.99), 3)}
     print(f"\nsingle-row request in-process ({n} each)   p50 ms   p99 ms   p50 / floor")
