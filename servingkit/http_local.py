@@ -214,6 +214,12 @@ def make_server(
         def _dispatch(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > GATEWAY_MAX_BODY:
+                remaining = length  # drain it, so the client reads the answer instead of a reset connection
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 16))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
                 self._reply(413, [("Content-Type", "application/json")], b'{"message":"Request Entity Too Large"}')
                 self.close_connection = True
                 return

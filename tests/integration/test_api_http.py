@@ -135,3 +135,20 @@ def test_local_gateway_refuses_oversized_bodies_like_api_gateway(model_env: pyte
     with serving() as base:
         r = requests.post(f"{base}/invocations", data=big, headers={"Content-Type": "application/json"}, timeout=10)
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_local_server_answers_502_when_the_handler_raises_and_413_over_10_mib() -> None:
+    """What API Gateway itself does, independent of the handler."""
+    calls: list[dict[str, Any]] = []
+
+    def broken(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event)
+        raise RuntimeError("boom")
+
+    with serving(broken) as base:
+        crash = requests.get(f"{base}/anything", timeout=10)
+        huge = requests.post(f"{base}/invocations", data=b"x" * (10 * 1024 * 1024 + 1), timeout=30)
+    assert crash.status_code == 502 and crash.json() == {"message": "Internal server error"}
+    assert huge.status_code == 413
+    assert len(calls) == 1, "the oversized body never reached the handler"
+    assert calls[0]["requestContext"]["identity"]["sourceIp"] == "127.0.0.1"
