@@ -8,6 +8,7 @@ malformed setting fails the cold start with a message naming it.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -28,6 +29,8 @@ def _metrics_enabled() -> bool:
 
 
 _METRICS_ENABLED = _metrics_enabled()
+if not _METRICS_ENABLED:
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     get_settings()
