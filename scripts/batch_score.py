@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-type", choices=("auto", *PREDICTION_TYPES), default="auto")
     p.add_argument("--strict", action="store_true", help="reject rows with fields the model does not know")
     p.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk (local) or Arrow batch (spark)")
-    p.add_argument("--workers", type=int, default=2, help="scoring threads (local engine)")
+    p.add_argument("--workers", type=int, default=2, help="scoring processes (local engine); 1 scores in-process")
     p.add_argument("--rows-per-file", type=int, default=1_000_000, help="rows per output part (local engine)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (local engine)")

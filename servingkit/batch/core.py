@@ -108,6 +108,7 @@ class ChunkResult:
     scored: pa.Table
     rejected: pa.Table
     rows: int
+    cpu_seconds: float = 0.0  # CPU spent decoding and scoring it (reported by worker processes)
 
     @property
     def reasons(self) -> dict[str, int]:

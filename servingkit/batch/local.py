@@ -50,8 +50,8 @@ class Summary:
     rejected: int
     seconds: float  # scoring time: reading, scoring and writing, after the model is loaded
     load_seconds: float
-    cpu_seconds: float  # CPU time of this process while scoring (all its threads; the driver's for Spark)
-    peak_memory_mb: float
+    cpu_seconds: float  # CPU spent scoring: this process and its worker processes (the driver only for Spark)
+    peak_memory_mb: float  # local: main process + worker processes; spark: the driver's Python process only
     output: str
     rejected_output: str
     model: dict[str, str]
@@ -84,10 +84,13 @@ class Summary:
         )
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+def peak_rss_mb(children: int = 0) -> float:
+    """Peak resident memory of this process plus `children` finished worker processes (each counted at the
+    largest child's peak: an upper bound). ru_maxrss is KiB on Linux, bytes on macOS."""
+    unit = 1 << 20 if sys.platform == "darwin" else 1024
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if children else 0
+    return float(own + children * child) / unit
 
 
 def run_local(
@@ -118,6 +121,7 @@ def run_local(
     total = _parquet_rows([f.uri for f in files]) if known else None
     reasons: dict[str, int] = {}
     rows_in = 0
+    worker_cpu = 0.0
     with scratch_dir() as tmp:
         work = Path(tmp)
         scored_w: PartWriter | None = None
@@ -127,7 +131,7 @@ def run_local(
         pool: ProcessPoolExecutor | None = None
 
         def drain(keep: int) -> None:
-            nonlocal rows_in
+            nonlocal rows_in, worker_cpu
             while len(pending) > keep:
                 result = pending.popleft().result()
                 assert scored_w is not None
@@ -136,6 +140,7 @@ def run_local(
                 for reason, count in result.reasons.items():
                     reasons[reason] = reasons.get(reason, 0) + count
                 rows_in += result.rows
+                worker_cpu += result.cpu_seconds
                 bar.update(result.rows)
 
         try:
@@ -180,8 +185,8 @@ def run_local(
         rejected=rejected_w.rows,
         seconds=time.perf_counter() - started,
         load_seconds=load_seconds,
-        cpu_seconds=time.process_time() - cpu_started,
-        peak_memory_mb=peak_rss_mb(),
+        cpu_seconds=time.process_time() - cpu_started + worker_cpu,
+        peak_memory_mb=peak_rss_mb(workers if workers > 1 else 0),
         output=f"{out}/scored",
         rejected_output=f"{out}/rejected",
         model=scorer.model.identity,
@@ -201,12 +206,16 @@ _WORKER: ChunkScorer | None = None
 def _init_worker(config_json: str) -> None:
     """Worker process: native code single-threaded (the processes are the parallelism; nested thread
     pools would oversubscribe the cores), and the model loaded once, pinned to the driver's sha256."""
+    import os
+
+    # Before scikit-learn loads OpenMP (which reads it once), and again once the libraries are loaded.
+    os.environ["OMP_NUM_THREADS"] = "1"
     from threadpoolctl import threadpool_limits
 
     global _WORKER
-    threadpool_limits(1)
     data = json.loads(config_json)
     _WORKER = ChunkScorer.from_config(JobConfig(data["env"], data["prediction_type"], data["strict"]))
+    threadpool_limits(1)
 
 
 def _ready() -> int:
@@ -242,7 +251,10 @@ def _score_raw(scorer: ChunkScorer, raw: RawChunk, source_file: str) -> ChunkRes
 
 def _score_in_worker(raw: RawChunk, source_file: str) -> ChunkResult:
     assert _WORKER is not None, "worker not initialised"
-    return _score_raw(_WORKER, raw, source_file)
+    cpu = time.process_time()
+    result = _score_raw(_WORKER, raw, source_file)
+    result.cpu_seconds = time.process_time() - cpu
+    return result
 
 
 def _sample(rows: list[Any], errors: dict[int, Any]) -> list[Any]:
