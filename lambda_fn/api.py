@@ -229,7 +229,8 @@ def _score(rows: list[Any], model: LoadedModel, hook: Hook | None = None) -> lis
         problems += [Problem(e.detail, None, i) for i, e in result.errors.items() if e.reason != Reason.SCHEMA]
         problems.sort(key=lambda p: p.row or 0)
         n = len(result.errors)
-        raise ApiError(400, "invalid_input", f"{n} of {len(rows)} row(s) do not match the model's input", problems)
+        what = "do not match the model's input" if all(p.field for p in problems) else "cannot be scored"
+        raise ApiError(400, "invalid_input", f"{n} of {len(rows)} row(s) {what}", problems)
     return result.predictions
 
 
