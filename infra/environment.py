@@ -64,4 +64,10 @@ def api_environment(s: DeploySettings, *, model_bucket: str) -> dict[str, str]:
 
     No shadow stream either: the API function has no stream rights; its shadow results go to metrics and logs.
     """
-    return _checked({**_common(s, model_bucket), Env.API_MAX_BODY_BYTES: str(s.api_max_body_bytes)})
+    env = {
+        **_common(s, model_bucket),
+        Env.API_MAX_BODY_BYTES: str(s.api_max_body_bytes),
+        # Single-row requests: OpenMP's thread start-up costs more than it saves (measured in bench_api).
+        Env.OMP_NUM_THREADS: "1",
+    }
+    return _checked(env)

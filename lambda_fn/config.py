@@ -50,6 +50,8 @@ class Env:
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
     LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
+    # OpenMP threads of the model (HistGradientBoosting etc.): one thread is fastest for single rows.
+    OMP_NUM_THREADS = "OMP_NUM_THREADS"
 
 
 class Metric:

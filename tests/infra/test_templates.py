@@ -163,8 +163,9 @@ def test_environment_is_built_from_lambda_fn_names(default: Synth) -> None:
     }
     assert {k: scorer[k] for k in common} == common == {k: api[k] for k in common}
     assert set(scorer) - set(common) == {Env.OUTPUT_STREAM_NAME, Env.DLQ_URL}
-    assert set(api) - set(common) == {Env.API_MAX_BODY_BYTES}
+    assert set(api) - set(common) == {Env.API_MAX_BODY_BYTES, Env.OMP_NUM_THREADS}
     assert api[Env.API_MAX_BODY_BYTES] == str(1024 * 1024)
+    assert api[Env.OMP_NUM_THREADS] == "1"
     assert scorer[Env.OUTPUT_STREAM_NAME] == {
         "Ref": _logical_id(default, "AWS::Kinesis::Stream", "serving-dev-predictions")
     }
