@@ -119,6 +119,8 @@ def run_local(
     out = output.rstrip("/")
     known = all(f.format == "parquet" and not f.uri.startswith("s3://") for f in files)
     total = _parquet_rows([f.uri for f in files]) if known else None
+    if total is not None and total <= chunk_size:
+        workers = 1  # one chunk: starting worker processes would cost more than it saves
     reasons: dict[str, int] = {}
     rows_in = 0
     worker_cpu = 0.0
@@ -168,7 +170,7 @@ def run_local(
                             pending.append(done)
                         else:
                             pending.append(pool.submit(_score_in_worker, raw, f.uri))
-                        drain(workers)  # results are written in input order; memory holds workers + 1 chunks
+                        drain(2 * workers)  # results are written in input order; memory holds 2 * workers + 1 chunks
                     drain(0)  # before the S3 copy of this file is deleted
         finally:
             if pool is not None:
