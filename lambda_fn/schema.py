@@ -207,10 +207,12 @@ def validate(rows: list[Any], signature: Signature | None, *, strict: bool = Fal
 
     not_objects = set(errs)
     columns: dict[str, list[Any]] = {}
+    clean: set[str] = set()
     for spec in signature.inputs:
         values = [r.get(spec.name, _MISSING) for r in dict_rows]
         columns[spec.name] = values
         if not not_objects and _column_is_clean(values, spec.type):
+            clean.add(spec.name)
             continue
         check = _CHECKS[spec.type]
         for i, v in enumerate(values):
@@ -230,8 +232,13 @@ def validate(rows: list[Any], signature: Signature | None, *, strict: bool = Fal
 
     kept = [i for i in range(len(rows)) if i not in errs]
     data: dict[str, Any] = {}
+    everything = len(kept) == len(rows)
     for spec in signature.inputs:
         col = columns[spec.name]
+        if everything and spec.name in clean:
+            # A clean column has every value present and of an allowed type: no copy, no None scan.
+            data[spec.name] = _to_series(col, spec, has_none=False)
+            continue
         vals = [None if col[i] is _MISSING else col[i] for i in kept]
         data[spec.name] = _to_series(vals, spec)
     frame = pd.DataFrame(data, columns=signature.names)
@@ -243,11 +250,12 @@ def _short(v: Any) -> str:
     return f"({text[:40]}...)" if len(text) > 43 else f"({text})"
 
 
-def _to_series(vals: list[Any], spec: ColumnSpec) -> Any:
+def _to_series(vals: list[Any], spec: ColumnSpec, has_none: bool | None = None) -> Any:
     import numpy as np
     import pandas as pd
 
-    has_none = any(v is None for v in vals)
+    if has_none is None:
+        has_none = any(v is None for v in vals)
     if spec.type in ("double", "float"):
         dtype = np.float64 if spec.type == "double" else np.float32
         return np.array([np.nan if v is None else v for v in vals], dtype=dtype) if has_none else np.array(vals, dtype)
