@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trusted-types", help=f"extra skops types to trust ({Env.MODEL_TRUSTED_TYPES})")
     p.add_argument("--prediction-type", choices=("auto", *PREDICTION_TYPES), default="auto")
     p.add_argument("--strict", action="store_true", help="reject rows with fields the model does not know")
-    p.add_argument("--chunk-size", type=int, default=100_000, help="rows per chunk (local) or Arrow batch (spark)")
+    p.add_argument("--chunk-size", type=int, default=50_000, help="rows per chunk (local) or Arrow batch (spark)")
     p.add_argument("--workers", type=int, default=2, help="scoring processes (local engine); 1 scores in-process")
     p.add_argument("--rows-per-file", type=int, default=1_000_000, help="rows per output part (local engine)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")

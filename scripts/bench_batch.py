@@ -156,7 +156,7 @@ def measure(kind: str, data: Path, work: Path, chunk: int) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--chunk-size", type=int, default=100_000)
+    p.add_argument("--chunk-size", type=int, default=50_000)
     p.add_argument("--repeat", type=int, default=2, help="runs of the floor and the local engine (best kept)")
     p.add_argument("--skip-spark", action="store_true")
     p.add_argument("--child", nargs=3, metavar=("KIND", "DATA", "OUT"), help=argparse.SUPPRESS)

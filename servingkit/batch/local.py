@@ -100,7 +100,7 @@ def run_local(
     *,
     input_format: str | None = None,
     output_format: str = "parquet",
-    chunk_size: int = 100_000,
+    chunk_size: int = 50_000,
     rows_per_file: int = 1_000_000,
     overwrite: bool = False,
     progress: bool = True,
