@@ -79,6 +79,7 @@ bench: $(STAMP) build/model/MLmodel ## benchmarks (print figures, last line JSON
 	$(PY) scripts/bench_coldstart.py
 	$(PY) scripts/bench_rollout.py
 	$(PY) scripts/bench_api.py
+	$(PY) scripts/bench_batch.py
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache
