@@ -40,7 +40,7 @@ from aws_lambda_powertools.event_handler import (
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from lambda_fn import runtime
+from lambda_fn import rollout, runtime
 from lambda_fn.api_inputs import (
     V2_DATATYPE,
     InputError,
@@ -133,6 +133,17 @@ def _model() -> LoadedModel:
         return runtime.get_model(settings)
     except Exception:  # any load failure is a server fault: log it, answer 503 without details
         logger.exception("model failed to load", extra={"model_uri": settings.model_uri})
+        raise ApiError(503, "model_unavailable", "the model is not available; retry later") from None
+
+
+def _routed_model(key: str | None) -> tuple[LoadedModel, dict[str, str]]:
+    """The primary, or with MODEL_VARIANTS the A/B variant of this request (routed whole by its first id)."""
+    try:
+        return rollout.choose(runtime.rollout(), key, _model)
+    except ApiError:
+        raise
+    except Exception:  # a variant that cannot load is a server fault, like the primary
+        logger.exception("model variant failed to load")
         raise ApiError(503, "model_unavailable", "the model is not available; retry later") from None
 
 
@@ -287,12 +298,14 @@ def predict(app: ApiGatewayResolver) -> Response[str]:
             ids.append(rid)
     if problems:
         raise ApiError(400, "invalid_input", "some instances cannot be read", problems)
-    model = _model()
+    model, identity = _routed_model(next((str(i) for i in ids if i is not None and i != ""), None))
     predictions = _score(features, model, _feature_hook(settings))
+    # Shadow (bounded by SHADOW_TIMEOUT_MS, never in the answer) and per-variant metrics: lambda_fn.rollout.
+    rollout.after_request(runtime.rollout(), features, predictions, identity, ids)
     out: dict[str, Any] = {"predictions": predictions}
     if id_field:
         out["ids"] = ids
-    out["model"] = model.identity
+    out["model"] = identity
     return _json(out)
 
 

@@ -202,3 +202,51 @@ def test_ab_variants_route_stably_and_label_every_output(
     for d in per_variant:
         assert "variant" in d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
         assert d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ServingKit"
+
+
+def _predict(instances: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    from servingkit.http_local import build_event
+
+    body = json.dumps({"instances": instances}).encode()
+    event = build_event("POST", "/predict", [("Content-Type", "application/json")], body)
+    result = handler.api_handler(event, FakeContext())
+    return int(result["statusCode"]), json.loads(result["body"])
+
+
+@pytest.mark.parametrize("shadow_ok", [True, False])
+def test_api_routes_the_request_to_a_variant_and_never_returns_the_shadow(
+    deployed: Aws, challenger_dir: Path, tiny_mlflow_dir: Path, clean_env: pytest.MonkeyPatch, shadow_ok: bool
+) -> None:
+    challenger = deployed.upload_dir(challenger_dir, "models/tiny/challenger")
+    challenger_sha = artifact_sha256(challenger_dir)
+    variants = [
+        {"name": "champion", "weight": 50},
+        {"name": "challenger", "weight": 50, "uri": challenger, "sha256": challenger_sha},
+    ]
+    clean_env.setenv("MODEL_VARIANTS", json.dumps(variants))
+    deployed.kinesis.create_stream(StreamName=SHADOW_STREAM, ShardCount=1)
+    clean_env.setenv("SHADOW_OUTPUT_STREAM_NAME", SHADOW_STREAM)
+    clean_env.setenv("SHADOW_MODEL_URI", challenger)
+    clean_env.setenv("SHADOW_MODEL_SHA256", challenger_sha if shadow_ok else "f" * 64)
+    clean_env.setenv("SHADOW_TIMEOUT_MS", "30000")
+    router, names = Router([50, 50]), ["champion", "challenger"]
+    dirs = {"champion": tiny_mlflow_dir, "challenger": challenger_dir}
+
+    seen = set()
+    for user in ("user-1", "user-2", "user-3", "user-4", "user-5", "user-6"):
+        instances = [{"id": user, "features": tiny_row(i)} for i in range(3)]
+        status, body = _predict(instances)
+        assert status == 200, body
+        variant = names[router.pick(user)]
+        seen.add(variant)
+        assert body["model"]["variant"] == variant and set(body) == {"predictions", "ids", "model"}
+        assert body["predictions"] == pytest.approx(_expected(dirs[variant], [tiny_row(i) for i in range(3)]))
+        assert _predict(instances)[1] == body  # sticky per id
+
+    assert seen == {"champion", "challenger"}
+    shadow = _records(deployed, SHADOW_STREAM)
+    if shadow_ok:
+        assert len(shadow) == 6 * 2 * 3 and all(r["kind"] == "shadow" for r in shadow)
+        assert all("variant" in r["primary"]["model"] for r in shadow)
+    else:
+        assert shadow == []
