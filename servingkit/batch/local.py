@@ -14,15 +14,16 @@ import resource
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from lambda_fn.config import Env
-from servingkit.batch.core import REJECTED_SCHEMA, ChunkResult, ChunkScorer, JobConfig
+from servingkit.batch.core import REJECTED_SCHEMA, BatchJobError, ChunkResult, ChunkScorer, JobConfig
 from servingkit.batch.io import (
     PartWriter,
     RawChunk,
@@ -135,7 +136,12 @@ def run_local(
         def drain(keep: int) -> None:
             nonlocal rows_in, worker_cpu
             while len(pending) > keep:
-                result = pending.popleft().result()
+                try:
+                    result = pending.popleft().result()
+                except BrokenProcessPool:
+                    raise BatchJobError(
+                        "a worker process died (out of memory?); lower --chunk-size or --workers"
+                    ) from None
                 assert scored_w is not None
                 scored_w.write(result.scored)
                 rejected_w.write(result.rejected)
@@ -149,7 +155,7 @@ def run_local(
             for f in files:
                 with _local_copy(f.uri, work, s3) as path:
                     keep_text = [scorer.id_field] if scorer.id_field else []
-                    for raw in read_chunks(path, f.format, chunk_size, keep_text):
+                    for raw in _read(path, f.uri, f.format, chunk_size, keep_text):
                         if scored_w is None:
                             head = raw.head(SAMPLE_ROWS * 4).decode()
                             sample = _sample(head.rows, head.errors)
@@ -259,11 +265,32 @@ def _score_in_worker(raw: RawChunk, source_file: str) -> ChunkResult:
     return result
 
 
+def _read(path: Path, uri: str, fmt: str, chunk_size: int, keep_text: list[str]) -> Iterator[RawChunk]:
+    """read_chunks, with an unreadable file reported by name instead of a library traceback."""
+    import pyarrow as pa
+
+    chunks = read_chunks(path, fmt, chunk_size, keep_text)
+    while True:
+        try:
+            raw = next(chunks)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            raise BatchJobError(f"cannot read {uri} as {fmt}: {type(exc).__name__}: {exc}") from None
+        yield raw
+
+
 def _sample(rows: list[Any], errors: dict[int, Any]) -> list[Any]:
     return [r for i, r in enumerate(rows[: SAMPLE_ROWS * 4]) if i not in errors][:SAMPLE_ROWS]
 
 
-def _parquet_rows(uris: list[str]) -> int:
+def _parquet_rows(uris: list[str]) -> int | None:
+    """Rows of local Parquet inputs from their footers, for the progress bar (None if one is unreadable:
+    the reader then names it)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(u).metadata.num_rows for u in uris)
+    try:
+        return sum(int(pq.ParquetFile(u).metadata.num_rows) for u in uris)
+    except (pa.ArrowException, OSError):
+        return None

@@ -221,6 +221,9 @@ def test_configuration_errors_fail_before_scoring(model_dir: Path, tmp_path: Pat
         run([str(tmp_path / "in")], str(tmp_path / "o1"), config(model_dir, FEATURES_FIELD="ride"))
     with pytest.raises(BatchJobError, match="matches no data file"):
         run([str(tmp_path / "nothing-*.parquet")], str(tmp_path / "o2"), config(model_dir))
+    (tmp_path / "in" / "part-3.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(BatchJobError, match=r"cannot read .*part-3.parquet as parquet"):
+        run([str(tmp_path / "in")], str(tmp_path / "o3"), config(model_dir))
     assert not (tmp_path / "o1" / "scored").exists()
 
 
