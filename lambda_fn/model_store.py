@@ -161,6 +161,13 @@ def _s3_client() -> Any:
     return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
+def _denied(uri: str) -> str:
+    return (
+        f"access denied reading {uri}: the function role needs s3:GetObject on the key (a file), or "
+        "s3:ListBucket on the prefix and s3:GetObject under it (an MLflow directory)"
+    )
+
+
 def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | None]:
     """Return a local path to the artifact (downloading it once) and the S3 version id if any."""
     loc = ModelLocation.parse(uri)
@@ -181,6 +188,7 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
     staging = Path(tempfile.mkdtemp(prefix="dl-", dir=target.parent))
     try:
         version: str | None = None
+        denied = False
         try:
             extra = {"VersionId": loc.version_id} if loc.version_id else {}
             head = s3.head_object(Bucket=loc.bucket, Key=loc.key, **extra) if not loc.key.endswith("/") else None
@@ -190,10 +198,12 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
                 head = None
             elif code in ("NoSuchBucket",):
                 raise ModelNotFoundError(f"model bucket {loc.bucket!r} does not exist ({uri})") from None
+            elif code in ("403", "AccessDenied", "Forbidden") and not loc.version_id:
+                # S3 answers 403, not 404, for a missing key when the caller may not list it: the usual
+                # case for an MLflow directory named without its trailing slash. Try it as a prefix.
+                head, denied = None, True
             elif code in ("403", "AccessDenied", "Forbidden"):
-                raise ModelNotFoundError(
-                    f"access denied reading {uri}: the function role needs s3:GetObject on it"
-                ) from None
+                raise ModelNotFoundError(_denied(uri)) from None
             else:
                 raise ModelStoreError(f"cannot read {uri}: {exc}") from exc
         if head is not None:
@@ -218,7 +228,11 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code == "NoSuchBucket":
                     raise ModelNotFoundError(f"model bucket {loc.bucket!r} does not exist ({uri})") from None
+                if code in ("403", "AccessDenied", "Forbidden"):
+                    raise ModelNotFoundError(_denied(uri)) from None
                 raise ModelStoreError(f"cannot list {uri}: {exc}") from exc
+            if count == 0 and denied:
+                raise ModelNotFoundError(_denied(uri))
             if count == 0:
                 raise ModelNotFoundError(f"no model at {uri}: no object with that key and no files under that prefix")
         (staging / _COMPLETE).write_text(f"{rel}\n{version or ''}")

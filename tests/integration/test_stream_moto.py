@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,33 @@ def test_missing_sink_configuration_names_the_variable(deployed: Aws, clean_env:
     runtime.reset()
     with pytest.raises(ConfigError, match="DLQ_URL"):
         stream_handler(kinesis_event([payload(1)]), CTX)
+
+
+def test_directory_uri_without_slash_works_when_head_object_is_denied(
+    deployed: Aws, clean_env: pytest.MonkeyPatch
+) -> None:
+    """A role limited to the prefix gets 403 (not 404) from HeadObject on the bare directory key."""
+    from botocore.exceptions import ClientError
+
+    from lambda_fn.config import settings_from
+    from lambda_fn.model_store import fetch
+
+    s3 = deployed.s3
+
+    class PrefixOnlyRole:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(s3, name)
+
+        def head_object(self, **kw: Any) -> Any:
+            raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+    settings = settings_from(dict(os.environ))
+    path, _ = fetch(settings.model_uri, settings.model_cache_dir, PrefixOnlyRole())
+    assert (path / "MLmodel").is_file()
+
+    class NoAccess(PrefixOnlyRole):
+        def get_paginator(self, name: str) -> Any:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListObjectsV2")
+
+    with pytest.raises(ModelNotFoundError, match="access denied"):
+        fetch(settings.model_uri, settings.model_cache_dir + "-2", NoAccess())
