@@ -82,6 +82,7 @@ class DeploySettings:
     shadow: ModelRef | None = None
     shadow_timeout_ms: int = 500
     variants: tuple[Variant, ...] = field(default_factory=tuple)
+    batch_scoring: bool = False
 
     def models(self) -> list[ModelRef]:
         """Every artifact the functions load: read access is granted on exactly these."""
@@ -244,4 +245,5 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
         shadow=shadow,
         shadow_timeout_ms=_int(ctx, Ctx.SHADOW_TIMEOUT_MS, 500, 1, 60_000),
         variants=_variants(ctx),
+        batch_scoring=_bool(ctx, Ctx.BATCH_SCORING, False),
     )

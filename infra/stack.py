@@ -125,6 +125,24 @@ class ServingStack(Stack):
             )
             release.add(f"{name}Deployment", fn.alias, [rollback] if rollback else [])
 
+        if s.batch_scoring:
+            # Offline scoring with the same core on EMR Serverless; datasets live under batch/ in the
+            # (versioned, encrypted, logged) model bucket, models under models/ (where publish puts them).
+            from infra.batch_emr import BatchScoringJob
+
+            BatchScoringJob(
+                self,
+                "BatchScoring",
+                input_bucket=store.bucket,
+                input_prefix="batch/input/",
+                output_bucket=store.bucket,
+                output_prefix="batch/output/",
+                model_bucket=store.bucket,
+                model_prefix="models/",
+                architecture="ARM64" if s.architecture == "arm64" else "X86_64",
+                log_retention=_retention(s.log_retention_days),
+            )
+
         outputs = {
             "InputStreamName": streams.input.stream_name,
             "OutputStreamName": streams.output.stream_name,
@@ -148,6 +166,15 @@ class ServingStack(Stack):
             outputs["AlarmTopicArn"] = monitoring.topic.topic_arn
         for key, value in outputs.items():
             CfnOutput(self, key, value=value)
+
+
+def _retention(days: int) -> Any:
+    from aws_cdk import aws_logs as logs
+
+    for value in logs.RetentionDays:
+        if value.value == days:
+            return value
+    return logs.RetentionDays.ONE_MONTH
 
 
 def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True, outdir: str | None = None) -> App:

@@ -66,6 +66,7 @@ class Ctx:
     SHADOW_MODEL_SHA256 = "shadow_model_sha256"
     SHADOW_TIMEOUT_MS = "shadow_timeout_ms"
     MODEL_VARIANTS = "model_variants"  # JSON list of {name, uri, sha256, weight}
+    BATCH_SCORING = "batch_scoring"  # true | false: EMR Serverless batch scoring (infra/batch_emr.py)
 
 
 StreamMode = Literal["on-demand", "provisioned"]

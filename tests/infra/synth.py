@@ -21,7 +21,7 @@ OTHER_SHA = "fedcba9876543210" * 4
 BASE = {"model_uri": "s3://example-models/taxi/1", "model_sha256": SHA}
 
 # Three synths cover every mode: stream (on-demand/provisioned), auth (api-key/iam), rollout (3), arch (2),
-# models (external URI; own-bucket key + shadow + A/B variants), alarms on/off.
+# models (external URI; own-bucket key + shadow + A/B variants), alarms on/off, EMR batch scoring on/off.
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": dict(BASE),
     "provisioned": {
@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "rollout": "all-at-once",
         "alarm_email": "ops@example.com",
         "base_image": "public.ecr.aws/lambda/python:3.11.2026.02.28.00@sha256:" + "ab" * 32,
+        "batch_scoring": "true",
         "shadow_model_uri": "s3://example-models/taxi/3",
         "shadow_model_sha256": OTHER_SHA,
         "model_variants": json.dumps(

@@ -391,7 +391,7 @@ def test_outputs(default: Synth) -> None:
 # --------------------------------------------------------------------------- IAM least privilege
 
 
-def test_no_wildcard_resource_except_xray(every: Synth) -> None:
+def test_no_wildcard_resource_except_xray_and_log_group_lookup(every: Synth) -> None:
     for logical_id, res in {
         **every.resources("AWS::IAM::Policy"),
         **every.resources("AWS::IAM::ManagedPolicy"),
@@ -399,7 +399,12 @@ def test_no_wildcard_resource_except_xray(every: Synth) -> None:
         for st in res["Properties"]["PolicyDocument"]["Statement"]:
             resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
             if "*" in resources:
-                assert set(actions(st)) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, logical_id
+                # The only actions without resource-level permissions that the stack needs: X-Ray, and
+                # the lookup EMR Serverless makes of its log group (batch scoring, opt-in).
+                assert set(actions(st)) in (
+                    {"xray:PutTraceSegments", "xray:PutTelemetryRecords"},
+                    {"logs:DescribeLogGroups"},
+                ), logical_id
             assert not any(a.endswith(":*") or a == "*" for a in actions(st)), logical_id
     for role in every.resources("AWS::IAM::Role").values():
         arns = json.dumps(role["Properties"].get("ManagedPolicyArns", []))
@@ -470,3 +475,11 @@ def test_shadow_predictions_get_their_own_stream_written_by_the_scorer_only(roll
     assert write["Resource"] == [{"Fn::GetAtt": [output, "Arn"]}, {"Fn::GetAtt": [shadow, "Arn"]}]
     assert not [st for st in statements(rollout, "ApiFunctionRole") if "kinesis:PutRecords" in actions(st)]
     assert rollout.template["Outputs"]["ShadowStreamName"]["Value"] == {"Ref": shadow}
+
+
+def test_batch_scoring_is_opt_in_and_scoped_to_the_model_bucket(default: Synth, rollout: Synth) -> None:
+    assert default.resources("AWS::EMRServerless::Application") == {}
+    app = rollout.one("AWS::EMRServerless::Application")
+    assert app["Type"].lower() == "spark"
+    policies = json.dumps(rollout.resources("AWS::IAM::Policy"))
+    assert "batch/input/" in policies and "batch/output/" in policies
