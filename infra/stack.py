@@ -13,7 +13,7 @@ from constructs import Construct
 
 from infra.api import SyncApi
 from infra.environment import api_environment, scorer_environment
-from infra.functions import ServingFunction
+from infra.functions import RETENTION, ServingFunction
 from infra.image import API_HANDLER, STREAM_HANDLER
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
@@ -140,7 +140,7 @@ class ServingStack(Stack):
                 model_bucket=store.bucket,
                 model_prefix="models/",
                 architecture="ARM64" if s.architecture == "arm64" else "X86_64",
-                log_retention=_retention(s.log_retention_days),
+                log_retention=RETENTION[s.log_retention_days],
             )
 
         outputs = {
@@ -166,15 +166,6 @@ class ServingStack(Stack):
             outputs["AlarmTopicArn"] = monitoring.topic.topic_arn
         for key, value in outputs.items():
             CfnOutput(self, key, value=value)
-
-
-def _retention(days: int) -> Any:
-    from aws_cdk import aws_logs as logs
-
-    for value in logs.RetentionDays:
-        if value.value == days:
-            return value
-    return logs.RetentionDays.ONE_MONTH
 
 
 def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True, outdir: str | None = None) -> App:
