@@ -22,6 +22,7 @@ from lambda_fn.stream import process_batch
 logger = Logger(service=service_name())
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE))
 
+
 # With metrics disabled (local runs), Powertools still prints the cold-start metric and keeps
 # accumulating the metric set (auto-flushing it every 100 metrics): honour the switch here.
 def _metrics_enabled() -> bool:
@@ -34,6 +35,7 @@ if not _METRICS_ENABLED:
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     get_settings()
+runtime.prewarm_model_imports()
 
 
 def _emit_load_metrics() -> None:
