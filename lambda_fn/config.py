@@ -171,23 +171,14 @@ class Settings(BaseModel):
     shadow_output_stream_name: str | None = None
     model_variants: tuple[VariantSpec, ...] = ()
 
-    @field_validator("model_uri")
+    @field_validator("model_uri", "shadow_model_uri")
     @classmethod
-    def _uri(cls, value: str) -> str:
-        if not value.startswith(("s3://", "file://", "/")):
-            raise ValueError("must be s3://bucket/key, s3://bucket/prefix/, file:///path or an absolute path")
-        if value.startswith("s3://") and len(value[5:].split("/", 1)) < 2:
-            raise ValueError("must name a key or prefix inside the bucket: s3://bucket/key")
-        return value
-
-    @field_validator("shadow_model_uri")
-    @classmethod
-    def _shadow_uri(cls, value: str | None) -> str | None:
+    def _uri(cls, value: str | None) -> str | None:
         return None if value is None else _check_uri(value)
 
-    @field_validator("shadow_model_sha256")
+    @field_validator("model_sha256", "shadow_model_sha256")
     @classmethod
-    def _shadow_sha(cls, value: str | None) -> str | None:
+    def _sha(cls, value: str | None) -> str | None:
         return _check_sha(value)
 
     @field_validator("model_variants", mode="before")
@@ -211,16 +202,6 @@ class Settings(BaseModel):
             raise ValueError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
         if sum(1 for v in value if v.uri is None) > 1:
             raise ValueError("at most one variant may omit uri (that variant serves MODEL_URI)")
-        return value
-
-    @field_validator("model_sha256")
-    @classmethod
-    def _sha(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower()
-        if not _SHA256.match(value):
-            raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
         return value
 
     @field_validator("feature_hook")
