@@ -119,8 +119,7 @@ def test_a_model_that_cannot_score_its_own_input_example_fails_to_load(tmp_path:
     import json
 
     path = save_mlflow_model(tmp_path / "m")
-    example = json.loads((path / "input_example.json").read_text()) if (path / "input_example.json").exists() else None
-    if example is None:  # save_mlflow_model writes no example: add one the model cannot use
-        (path / "input_example.json").write_text(json.dumps({"columns": ["zone"], "data": [["a"]]}))
+    assert not (path / "input_example.json").exists()  # save_mlflow_model writes none: add one the model cannot use
+    (path / "input_example.json").write_text(json.dumps({"columns": ["zone"], "data": [["a"]]}))
     with pytest.raises(ModelLoadError, match="cannot score its own input example"):
         _load(path)
