@@ -111,14 +111,36 @@ def score_batch(
     for j, msg in checked.errors.items():
         errors[live[j]] = RowError(Reason.SCHEMA, msg)
     kept = [live[j] for j in checked.kept]
-    result = BatchResult(predictions, errors)
+    return _predict_validated(model, checked.frame, kept, BatchResult(predictions, errors))
+
+
+def score_frame(
+    frame: Any,
+    model: LoadedModel,
+    *,
+    kept: list[int] | None = None,
+    size: int | None = None,
+    errors: dict[int, RowError] | None = None,
+) -> BatchResult:
+    """Score rows validated elsewhere (the batch engine checks Arrow columns as a whole).
+
+    `frame` must be what `validate` builds for those rows; row i of it is input row `kept[i]` of a
+    batch of `size` rows whose other rows failed with `errors`. The predict call, the bisection of
+    failing rows and the broken-model rule are those of `score_batch`.
+    """
+    index = list(range(len(frame))) if kept is None else kept
+    n = len(index) if size is None else size
+    return _predict_validated(model, frame, index, BatchResult([None] * n, dict(errors or {})))
+
+
+def _predict_validated(model: LoadedModel, frame: Any, kept: list[int], result: BatchResult) -> BatchResult:
     if not kept:
         return result
     started = time.perf_counter()
     budget = [_bisect_budget(len(kept))]
-    _predict_into(model, checked.frame, kept, result, budget)
+    _predict_into(model, frame, kept, result, budget)
     result.predict_seconds = time.perf_counter() - started
-    result.scored = sum(1 for i in kept if i not in result.errors)
+    result.scored = sum(1 for i in kept if i not in result.errors) if result.errors else len(kept)
     if result.scored == 0 and len(kept) >= SYSTEMIC_MIN_ROWS:
         sample = result.errors[kept[0]].detail
         raise ModelBatchError(f"model fails on every row of the batch ({sample})")
@@ -150,6 +172,9 @@ def _predict_into(model: LoadedModel, frame: Any, index: list[int], result: Batc
         mid = len(index) // 2
         _predict_into(model, frame.iloc[:mid], index[:mid], result, budget)
         _predict_into(model, frame.iloc[mid:], index[mid:], result, budget)
+        return
+    if len(index) == len(result.predictions):  # every row, in order (the usual case): no per-row copy
+        result.predictions = list(out)
         return
     for i, value in zip(index, out, strict=True):
         result.predictions[i] = value

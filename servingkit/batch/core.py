@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lambda_fn.config import Env, Settings, settings_from
 from lambda_fn.model_store import LoadedModel, load_model
 from lambda_fn.records import Reason
-from lambda_fn.scoring import Hook, ModelBatchError, RowError, load_hook, score_batch
+from lambda_fn.schema import validate
+from lambda_fn.scoring import BatchResult, Hook, ModelBatchError, RowError, load_hook, score_batch, score_frame
+from servingkit.batch import columnar
 
 # Prediction column kinds: Arrow type and Spark DDL type. Anything that is not a scalar is JSON text.
 PREDICTION_TYPES: dict[str, tuple[pa.DataType, str]] = {
@@ -118,6 +121,28 @@ class ChunkResult:
         return counts
 
 
+class _Where:
+    """Where each row of a chunk came from, as Arrow columns (one file and a row range in the usual case)."""
+
+    __slots__ = ("files", "positions")
+
+    def __init__(
+        self, source_file: str | Sequence[str | None], n: int, first_row: int | None, rows: Sequence[int | None] | None
+    ) -> None:
+        import numpy as np
+
+        if isinstance(source_file, str):
+            self.files: pa.Array = pa.repeat(pa.scalar(source_file, pa.string()), n)
+        else:
+            self.files = pa.array(list(source_file), pa.string())
+        if rows is not None:
+            self.positions: pa.Array = pa.array(list(rows), pa.int64())
+        elif first_row is not None:
+            self.positions = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
+        else:
+            self.positions = pa.nulls(n, pa.int64())
+
+
 @dataclass(slots=True)
 class ChunkScorer:
     """Scores chunks of input rows with one loaded model; cheap to call many times."""
@@ -207,13 +232,8 @@ class ChunkScorer:
             live, features = self._features(rows, errors)
         else:
             live, features = list(range(n)), list(rows)
-        ids = _ids(rows, ff, idf) if idf else None
-
-        try:
-            result = score_batch(features, self.model, self.hook, strict=self.strict)
-        except ModelBatchError as exc:
-            where = source_file if isinstance(source_file, str) else "this chunk"
-            raise BatchJobError(f"{where}: {exc}") from None
+        ids = pa.array(_ids(rows, ff, idf), pa.string()) if idf else None
+        result = self._run(lambda: score_batch(features, self.model, self.hook, strict=self.strict), source_file)
         if not result.errors and len(live) == n:
             kept, preds = live, result.predictions
         else:
@@ -225,40 +245,130 @@ class ChunkScorer:
                     preds.append(result.predictions[j])
                 else:
                     errors[i] = err
+        where = _Where(source_file, n, first_row, source_rows)
+        return self._assemble(n, kept, preds, errors, ids, where, rows.__getitem__)
 
-        files = [source_file] * n if isinstance(source_file, str) else list(source_file)
-        positions: Sequence[int | None]
-        if source_rows is not None:
-            positions = source_rows
-        elif first_row is not None:
-            positions = range(first_row, first_row + n)
+    def score_arrow(
+        self,
+        batch: pa.RecordBatch | pa.Table,
+        *,
+        source_file: str | Sequence[str | None],
+        first_row: int | None = 0,
+        source_rows: Sequence[int | None] | None = None,
+    ) -> ChunkResult:
+        """Score Arrow rows (Parquet): the same result as `score(arrow_rows(batch))`, but clean columns are
+        checked as a whole and go to the model without becoming Python rows (see `columnar`)."""
+        from servingkit.batch.io import arrow_rows  # io imports this module
+
+        n = batch.num_rows
+        plan = None
+        if self.hook is None and not self.features_field:
+            plan = columnar.plan(batch, self.model.signature, strict=self.strict)
+        ids = self._arrow_ids(batch) if plan is not None and self.id_field else None
+        if plan is None or (self.id_field and ids is None):
+            return self.score(arrow_rows(batch), source_file=source_file, first_row=first_row, source_rows=source_rows)
+
+        rows: list[Any] | None = None
+
+        def row_at(i: int) -> Any:  # only rejected rows are ever turned into Python rows
+            nonlocal rows
+            if rows is None:
+                rows = arrow_rows(batch)
+            return rows[i]
+
+        errors: dict[int, RowError] = {}
+        if plan.clean:
+            frame, kept = plan.frame(batch), list(range(n))
         else:
-            positions = [None] * n
-        everything = len(kept) == n
+            frame, kept = self._with_suspects(batch, plan, errors)
+        result = self._run(lambda: score_frame(frame, self.model, kept=kept, size=n, errors=errors), source_file)
+        errors = result.errors
+        good = [i for i in kept if i not in errors] if errors else kept
+        preds = [result.predictions[i] for i in good] if len(good) != n else result.predictions
+        return self._assemble(n, good, preds, errors, ids, _Where(source_file, n, first_row, source_rows), row_at)
 
-        name, version, sha = self._identity
-        cols: dict[str, Any] = {}
-        if idf:
-            assert ids is not None
-            cols[idf] = pa.array(ids if everything else [ids[i] for i in kept], pa.string())
-        cols["prediction"] = self._prediction_array(preds)
+    def _with_suspects(
+        self, batch: pa.RecordBatch | pa.Table, plan: columnar.ColumnarPlan, errors: dict[int, RowError]
+    ) -> tuple[Any, list[int]]:
+        """Rows the columns could not vouch for are validated as rows (which words the reasons); the frame
+        holds every valid row in input order, as the row path builds it."""
+        import numpy as np
+        import pandas as pd
+
+        from servingkit.batch.io import arrow_rows
+
+        suspect_at = np.flatnonzero(plan.suspect)
+        clean_at = np.flatnonzero(~plan.suspect)
+        checked = validate(arrow_rows(batch.take(suspect_at)), plan.signature, strict=self.strict)
+        for j, msg in checked.errors.items():
+            errors[int(suspect_at[j])] = RowError(Reason.SCHEMA, msg)
+        passed = suspect_at[checked.kept]
+        order = np.concatenate([clean_at, passed])
+        frames = [plan.frame(batch.take(clean_at)), checked.frame]
+        frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if len(order) else checked.frame
+        sort = np.argsort(order, kind="stable")
+        return frame.iloc[sort].reset_index(drop=True), order[sort].tolist()
+
+    def _arrow_ids(self, batch: pa.RecordBatch | pa.Table) -> pa.Array | pa.ChunkedArray | None:
+        """The id column as text, as `_ids` makes it from rows; None when only the row path can say."""
+        idf = self.id_field
+        assert idf is not None
+        if idf not in batch.schema.names:
+            return pa.nulls(batch.num_rows, pa.string())
+        column = batch.column(idf)
+        t = column.type
+        if pa.types.is_string(t):
+            return column
+        if pa.types.is_large_string(t) or pa.types.is_integer(t):  # str(int) == json.dumps(int)
+            return pc.cast(column, pa.string())
+        return None
+
+    def _run(self, call: Any, source_file: str | Sequence[str | None]) -> BatchResult:
+        try:
+            result: BatchResult = call()
+        except ModelBatchError as exc:
+            where = source_file if isinstance(source_file, str) else "this chunk"
+            raise BatchJobError(f"{where}: {exc}") from None
+        return result
+
+    def _assemble(
+        self,
+        n: int,
+        kept: Sequence[int],
+        preds: list[Any],
+        errors: Mapping[int, RowError],
+        ids: pa.Array | pa.ChunkedArray | None,
+        where: _Where,
+        row_at: Callable[[int], Any],
+    ) -> ChunkResult:
+        """The scored and rejected tables of a chunk: `kept[j]` is the input row of `preds[j]`."""
+        take = None if len(kept) == n else pa.array(kept, pa.int64())
+
+        def pick(column: Any) -> Any:
+            return column if take is None else column.take(take)
+
         k = len(kept)
-        cols["model_name"] = pa.array([name] * k, pa.string())
-        cols["model_version"] = pa.array([version] * k, pa.string())
-        cols["model_sha256"] = pa.array([sha] * k, pa.string())
-        cols["source_file"] = pa.array(files if everything else [files[i] for i in kept], pa.string())
-        cols["source_row"] = pa.array(list(positions) if everything else [positions[i] for i in kept], pa.int64())
+        cols: dict[str, Any] = {}
+        if self.id_field:
+            assert ids is not None
+            cols[self.id_field] = pick(ids)
+        cols["prediction"] = self._prediction_array(preds)
+        for column, value in zip(("model_name", "model_version", "model_sha256"), self._identity, strict=True):
+            cols[column] = pa.repeat(pa.scalar(value, pa.string()), k)
+        cols["source_file"] = pick(where.files)
+        cols["source_row"] = pick(where.positions)
         scored = pa.table(cols, schema=self.scored_schema)
 
         bad = sorted(errors)
+        at = pa.array(bad, pa.int64())
         rejected = pa.table(
             {
-                "source_file": pa.array([files[i] for i in bad], pa.string()),
-                "source_row": pa.array([positions[i] for i in bad], pa.int64()),
-                "id": pa.array([ids[i] if ids is not None else None for i in bad], pa.string()),
+                "source_file": where.files.take(at),
+                "source_row": where.positions.take(at),
+                "id": ids.take(at) if ids is not None else pa.nulls(len(bad), pa.string()),
                 "reason": pa.array([errors[i].reason for i in bad], pa.string()),
                 "detail": pa.array([errors[i].detail for i in bad], pa.string()),
-                "data": pa.array([_as_json(rows[i]) for i in bad], pa.string()),
+                "data": pa.array([_as_json(row_at(i)) for i in bad], pa.string()),
             },
             schema=REJECTED_SCHEMA,
         )

@@ -247,6 +247,8 @@ def _start_workers(scorer: ChunkScorer, config: JobConfig, workers: int) -> Proc
 
 
 def _score_raw(scorer: ChunkScorer, raw: RawChunk, source_file: str) -> ChunkResult:
+    if raw.fmt == "parquet":
+        return scorer.score_arrow(raw.data, source_file=source_file, first_row=raw.first_row)
     chunk = raw.decode()
     return scorer.score(
         chunk.rows,
