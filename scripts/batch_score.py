@@ -29,6 +29,7 @@ from lambda_fn.model_store import ModelStoreError
 from lambda_fn.schema import SchemaError
 from servingkit.batch.core import PREDICTION_TYPES, BatchJobError, JobConfig, model_env
 from servingkit.batch.io import FORMATS
+from servingkit.batch.local import PARALLELISM
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,7 +50,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-type", choices=("auto", *PREDICTION_TYPES), default="auto")
     p.add_argument("--strict", action="store_true", help="reject rows with fields the model does not know")
     p.add_argument("--chunk-size", type=int, default=50_000, help="rows per chunk (local) or Arrow batch (spark)")
-    p.add_argument("--workers", type=int, default=2, help="scoring processes (local engine); 1 scores in-process")
+    p.add_argument("--workers", type=int, default=2, help="scoring threads or processes (local engine)")
+    p.add_argument(
+        "--parallelism",
+        choices=PARALLELISM,
+        default="auto",
+        help="local engine: threads for Parquet scored as it is, processes otherwise (auto); "
+        "with processes, --workers 1 scores in-process",
+    )
     p.add_argument("--rows-per-file", type=int, default=1_000_000, help="rows per output part (local engine)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (local engine)")
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 chunk_size=args.chunk_size,
                 rows_per_file=args.rows_per_file,
                 workers=args.workers,
+                parallelism=args.parallelism,
                 overwrite=args.overwrite,
                 progress=not args.no_progress,
             )

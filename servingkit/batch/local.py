@@ -1,10 +1,17 @@
 """The `local` engine: stream the dataset chunk by chunk through the scoring core on one machine.
 
-The main process reads chunks (Arrow data, cheap to pass on) and writes results in input order; with
-`workers` > 1, worker processes (spawned, model loaded once each) decode and score them in parallel,
-since decoding and validation are Python and threads would serialize on the GIL. Memory holds
-workers + 1 chunks (plus one Parquet row group being decoded), never the dataset: inputs are read in
-batches, S3 objects go through a temporary file one at a time, and outputs are written as produced.
+The main thread reads chunks (Arrow data, cheap to pass on) and writes results in input order while
+`workers` score them. Which kind of worker depends on where the time goes:
+
+- threads, for Parquet scored as it is (no feature hook, no FEATURES_FIELD): clean columns go to the
+  model without becoming Python rows (`columnar`), so the work is Arrow and the model's native code,
+  which release the GIL. Threads share the one loaded model and start instantly.
+- processes (spawned, model loaded once each) for everything else: decoding JSON or CSV, validating
+  rows and running a Python hook hold the GIL, and threads would serialize on it.
+
+Memory holds 2 * workers + 1 chunks (plus one Parquet row group being decoded), never the dataset:
+inputs are read in batches, S3 objects go through a temporary file one at a time, and outputs are
+written as produced.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -38,6 +45,7 @@ from servingkit.batch.io import (
 )
 
 SAMPLE_ROWS = 256
+PARALLELISM = ("auto", "threads", "processes")
 
 
 @dataclass(slots=True)
@@ -57,6 +65,7 @@ class Summary:
     rejected_output: str
     model: dict[str, str]
     prediction_type: str
+    parallelism: str = ""  # local engine: "threads", "processes" or "in-process"
     reasons: dict[str, int] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
 
@@ -79,7 +88,7 @@ class Summary:
             f"engine={self.engine} inputs={self.inputs} rows_in={self.rows_in} scored={self.scored} "
             f"rejected={self.rejected} ({reasons})\n"
             f"{self.rows_per_second:,.0f} rows/s ({self.seconds:.2f} s scoring after a {self.load_seconds:.2f} s model "
-            f"load), peak memory {self.peak_memory_mb:.0f} MB\n"
+            f"load), peak memory {self.peak_memory_mb:.0f} MB{f', {self.parallelism}' if self.parallelism else ''}\n"
             f"model {self.model['name']} v{self.model['version']} sha256 {self.model['sha256'][:12]}\n"
             f"scored rows -> {self.output}\nrejected rows -> {self.rejected_output}"
         )
@@ -106,22 +115,33 @@ def run_local(
     overwrite: bool = False,
     progress: bool = True,
     workers: int = 2,
+    parallelism: str = "auto",
     s3: Any | None = None,
 ) -> Summary:
-    """Score every input file into `<output>/scored` and `<output>/rejected`; returns the summary."""
+    """Score every input file into `<output>/scored` and `<output>/rejected`; returns the summary.
+
+    `parallelism`: "threads", "processes", or "auto" (threads for Parquet scored as it is, else
+    processes); with processes, `workers=1` scores in this process.
+    """
     from tqdm import tqdm
 
+    if parallelism not in PARALLELISM:
+        raise BatchJobError(f"parallelism {parallelism!r}: one of {list(PARALLELISM)}")
     started = time.perf_counter()
     files = resolve_inputs(inputs, input_format, s3)
     scorer = ChunkScorer.from_config(config, s3)
+    if parallelism == "auto":
+        columnar = all(f.format == "parquet" for f in files) and scorer.hook is None and not scorer.features_field
+        parallelism = "threads" if columnar else "processes"
     ensure_empty(output, overwrite, s3)
     load_seconds = time.perf_counter() - started
     started, cpu_started = time.perf_counter(), time.process_time()
     out = output.rstrip("/")
     known = all(f.format == "parquet" and not f.uri.startswith("s3://") for f in files)
     total = _parquet_rows([f.uri for f in files]) if known else None
-    if total is not None and total <= chunk_size:
+    if total is not None and total <= chunk_size and parallelism == "processes":
         workers = 1  # one chunk: starting worker processes would cost more than it saves
+    mode = parallelism if parallelism == "threads" or workers > 1 else "in-process"
     reasons: dict[str, int] = {}
     rows_in = 0
     worker_cpu = 0.0
@@ -131,7 +151,7 @@ def run_local(
         rejected_w = PartWriter(f"{out}/rejected", output_format, REJECTED_SCHEMA, rows_per_file, s3, work)
         bar = tqdm(total=total, unit="rows", unit_scale=True, disable=not progress, file=sys.stderr)
         pending: deque[Future[ChunkResult]] = deque()
-        pool: ProcessPoolExecutor | None = None
+        pool: Executor | None = None
 
         def drain(keep: int) -> None:
             nonlocal rows_in, worker_cpu
@@ -165,17 +185,23 @@ def run_local(
                             scored_w = PartWriter(
                                 f"{out}/scored", output_format, scorer.scored_schema, rows_per_file, s3, work
                             )
-                            if workers > 1:
+                            if mode == "threads":
+                                pool = ThreadPoolExecutor(workers, thread_name_prefix="score")
+                            elif mode == "processes":
                                 pool = _start_workers(scorer, config, workers)
                                 # Worker start-up (interpreter, imports, model load) counts as loading, not scoring.
                                 load_seconds += time.perf_counter() - started
                                 started, cpu_started = time.perf_counter(), time.process_time()
-                        if pool is None:
+                        if mode == "threads":
+                            assert pool is not None
+                            pending.append(pool.submit(_score_raw, scorer, raw, f.uri))
+                        elif mode == "processes":
+                            assert pool is not None
+                            pending.append(pool.submit(_score_in_worker, raw, f.uri))
+                        else:
                             done: Future[ChunkResult] = Future()
                             done.set_result(_score_raw(scorer, raw, f.uri))
                             pending.append(done)
-                        else:
-                            pending.append(pool.submit(_score_in_worker, raw, f.uri))
                         drain(2 * workers)  # results are written in input order; memory holds 2 * workers + 1 chunks
                     drain(0)  # before the S3 copy of this file is deleted
         finally:
@@ -194,11 +220,12 @@ def run_local(
         seconds=time.perf_counter() - started,
         load_seconds=load_seconds,
         cpu_seconds=time.process_time() - cpu_started + worker_cpu,
-        peak_memory_mb=peak_rss_mb(workers if workers > 1 else 0),
+        peak_memory_mb=peak_rss_mb(workers if mode == "processes" else 0),
         output=f"{out}/scored",
         rejected_output=f"{out}/rejected",
         model=scorer.model.identity,
         prediction_type=scorer.prediction_type,
+        parallelism=f"{mode} ({workers})" if mode != "in-process" else mode,
         reasons=reasons,
         parts=(scored_w.parts if scored_w else []) + rejected_w.parts,
     )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lambda_fn.config import Env
 from servingkit.batch.core import REJECTED_SCHEMA, BatchJobError, ChunkScorer, JobConfig
-from servingkit.batch.io import arrow_rows, format_of, json_rows, put_text, resolve_inputs, text_rows
+from servingkit.batch.io import format_of, json_rows, put_text, resolve_inputs, text_rows
 from servingkit.batch.local import SAMPLE_ROWS, Summary, peak_rss_mb
 
 if TYPE_CHECKING:
@@ -61,13 +61,13 @@ def _worker_scorer(config_json: str) -> ChunkScorer:
 
 
 def _rows_of(pdf: pd.DataFrame, fmt: str, keep_text: Sequence[str]) -> tuple[list[Any], dict[int, Any]]:
+    """Rows of a CSV (text) or JSON-lines partition; Parquet partitions go to `score_arrow`."""
     import pyarrow as pa
 
     if fmt == "jsonl":
         chunk = json_rows(pdf["value"].tolist())
         return chunk.rows, chunk.errors
-    table = pa.Table.from_pandas(pdf, preserve_index=False)
-    return (text_rows(table, keep_text) if fmt == "csv" else arrow_rows(table)), {}
+    return text_rows(pa.Table.from_pandas(pdf, preserve_index=False), keep_text), {}
 
 
 def _clean_path(path: Any) -> str | None:
@@ -89,8 +89,13 @@ def _partition_fn(config_json: str, fmt: str) -> Callable[[Iterator[pd.DataFrame
         for pdf in batches:
             files = [_clean_path(p) for p in pdf[_FILE].tolist()]
             positions = [None if pd.isna(p) else int(p) for p in pdf[_ROW].tolist()]
-            rows, errors = _rows_of(pdf.drop(columns=[_FILE, _ROW]), fmt, keep_text)
-            res = scorer.score(rows, source_file=files, source_rows=positions, pre_errors=errors)
+            data = pdf.drop(columns=[_FILE, _ROW])
+            if fmt == "parquet":  # clean columns skip Python rows, as in the local engine
+                table = pa.Table.from_pandas(data, preserve_index=False)
+                res = scorer.score_arrow(table, source_file=files, source_rows=positions)
+            else:
+                rows, errors = _rows_of(data, fmt, keep_text)
+                res = scorer.score(rows, source_file=files, source_rows=positions, pre_errors=errors)
             ns, nr = res.scored.num_rows, res.rejected.num_rows
             scored = res.scored
             scored = scored.append_column(_STATUS, pa.array(["scored"] * ns, pa.string()))

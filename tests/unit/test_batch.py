@@ -112,13 +112,35 @@ def test_multi_file_parquet_scores_good_rows_and_rejects_bad_ones(model_dir: Pat
     assert (written["rows_in"], written["scored"], written["rejected"]) == (95, 92, 3)
 
 
-def test_chunk_size_and_worker_processes_do_not_change_results(model_dir: Path, tmp_path: Path) -> None:
+def test_chunk_size_threads_and_worker_processes_do_not_change_results(model_dir: Path, tmp_path: Path) -> None:
     write_parquet_dataset(tmp_path / "in")
-    a = run([str(tmp_path / "in")], str(tmp_path / "a"), config(model_dir), chunk_size=7, workers=2)
-    b = run([str(tmp_path / "in")], str(tmp_path / "b"), config(model_dir), chunk_size=10_000)
-    assert (a.scored, a.rejected) == (b.scored, b.rejected)
-    pd.testing.assert_frame_equal(read_out(tmp_path / "a" / "scored"), read_out(tmp_path / "b" / "scored"))
-    pd.testing.assert_frame_equal(read_out(tmp_path / "a" / "rejected"), read_out(tmp_path / "b" / "rejected"))
+    runs = {
+        "a": run([str(tmp_path / "in")], str(tmp_path / "a"), config(model_dir), chunk_size=7, workers=2),
+        "b": run([str(tmp_path / "in")], str(tmp_path / "b"), config(model_dir), chunk_size=10_000),
+        "c": run(
+            [str(tmp_path / "in")],
+            str(tmp_path / "c"),
+            config(model_dir),
+            chunk_size=5,
+            parallelism="processes",
+            workers=2,
+        ),
+        "d": run([str(tmp_path / "in")], str(tmp_path / "d"), config(model_dir), chunk_size=9, parallelism="processes"),
+    }
+    # Parquet scored as it is goes to threads by default; workers=1 with processes stays in this process.
+    assert [s.parallelism for s in runs.values()] == ["threads (2)", "threads (1)", "processes (2)", "in-process"]
+    for name in "bcd":
+        assert (runs[name].scored, runs[name].rejected) == (runs["a"].scored, runs["a"].rejected) == (92, 3)
+        for part in ("scored", "rejected"):
+            pd.testing.assert_frame_equal(read_out(tmp_path / "a" / part), read_out(tmp_path / name / part))
+
+
+def test_auto_parallelism_uses_processes_where_rows_are_python(model_dir: Path, tmp_path: Path) -> None:
+    write_jsonl_dataset(tmp_path / "in")
+    summary = run([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir), workers=2, chunk_size=8)
+    assert summary.parallelism == "processes (2)"
+    with pytest.raises(BatchJobError, match="parallelism 'fibers'"):
+        run([str(tmp_path / "in")], str(tmp_path / "out2"), config(model_dir), parallelism="fibers")
 
 
 def test_json_lines_with_features_field_and_undecodable_lines(model_dir: Path, tmp_path: Path) -> None:
