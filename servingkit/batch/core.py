@@ -268,11 +268,14 @@ class ChunkScorer:
         if plan is None or (self.id_field and ids is None):
             return self.score(arrow_rows(batch), source_file=source_file, first_row=first_row, source_rows=source_rows)
 
+        decoded: dict[int, Any] = {}  # Python rows of the suspects, by input row
         rows: list[Any] | None = None
 
         def row_at(i: int) -> Any:  # only rejected rows are ever turned into Python rows
             nonlocal rows
-            if rows is None:
+            if i in decoded:
+                return decoded[i]
+            if rows is None:  # a row the model failed on: rare
                 rows = arrow_rows(batch)
             return rows[i]
 
@@ -280,7 +283,7 @@ class ChunkScorer:
         if plan.clean:
             frame, kept = plan.frame(batch), list(range(n))
         else:
-            frame, kept = self._with_suspects(batch, plan, errors)
+            frame, kept = self._with_suspects(batch, plan, errors, decoded)
         result = self._run(lambda: score_frame(frame, self.model, kept=kept, size=n, errors=errors), source_file)
         errors = result.errors
         good = [i for i in kept if i not in errors] if errors else kept
@@ -288,10 +291,14 @@ class ChunkScorer:
         return self._assemble(n, good, preds, errors, ids, _Where(source_file, n, first_row, source_rows), row_at)
 
     def _with_suspects(
-        self, batch: pa.RecordBatch | pa.Table, plan: columnar.ColumnarPlan, errors: dict[int, RowError]
+        self,
+        batch: pa.RecordBatch | pa.Table,
+        plan: columnar.ColumnarPlan,
+        errors: dict[int, RowError],
+        decoded: dict[int, Any],
     ) -> tuple[Any, list[int]]:
         """Rows the columns could not vouch for are validated as rows (which words the reasons); the frame
-        holds every valid row in input order, as the row path builds it."""
+        holds every valid row in input order, as the row path builds it. Suspects' rows go to `decoded`."""
         import numpy as np
         import pandas as pd
 
@@ -299,7 +306,9 @@ class ChunkScorer:
 
         suspect_at = np.flatnonzero(plan.suspect)
         clean_at = np.flatnonzero(~plan.suspect)
-        checked = validate(arrow_rows(batch.take(suspect_at)), plan.signature, strict=self.strict)
+        suspects = arrow_rows(batch.take(suspect_at))
+        decoded.update(zip(suspect_at.tolist(), suspects, strict=True))
+        checked = validate(suspects, plan.signature, strict=self.strict)
         for j, msg in checked.errors.items():
             errors[int(suspect_at[j])] = RowError(Reason.SCHEMA, msg)
         passed = suspect_at[checked.kept]
