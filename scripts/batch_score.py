@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
         "--parallelism",
         choices=PARALLELISM,
         default="auto",
-        help="local engine: threads for Parquet scored as it is, processes otherwise (auto); "
+        help="local engine: threads when Parquet takes the Arrow path, processes otherwise (auto); "
         "with processes, --workers 1 scores in-process",
     )
     p.add_argument("--rows-per-file", type=int, default=1_000_000, help="rows per output part (local engine)")

@@ -261,11 +261,8 @@ class ChunkScorer:
         from servingkit.batch.io import arrow_rows  # io imports this module
 
         n = batch.num_rows
-        plan = None
-        if self.hook is None and not self.features_field:
-            plan = columnar.plan(batch, self.model.signature, strict=self.strict)
-        ids = self._arrow_ids(batch) if plan is not None and self.id_field else None
-        if plan is None or (self.id_field and ids is None):
+        plan, ids = self._arrow_plan(batch)
+        if plan is None:
             return self.score(arrow_rows(batch), source_file=source_file, first_row=first_row, source_rows=source_rows)
 
         decoded: dict[int, Any] = {}  # Python rows of the suspects, by input row
@@ -289,6 +286,21 @@ class ChunkScorer:
         good = [i for i in kept if i not in errors] if errors else kept
         preds = [result.predictions[i] for i in good] if len(good) != n else result.predictions
         return self._assemble(n, good, preds, errors, ids, _Where(source_file, n, first_row, source_rows), row_at)
+
+    def takes_arrow_path(self, batch: pa.RecordBatch | pa.Table) -> bool:
+        """Whether `score_arrow` can score this batch's clean rows without Python rows."""
+        return self._arrow_plan(batch)[0] is not None
+
+    def _arrow_plan(
+        self, batch: pa.RecordBatch | pa.Table
+    ) -> tuple[columnar.ColumnarPlan | None, pa.Array | pa.ChunkedArray | None]:
+        if self.hook is not None or self.features_field:
+            return None, None
+        plan = columnar.plan(batch, self.model.signature, strict=self.strict)
+        if plan is None or not self.id_field:
+            return plan, None
+        ids = self._arrow_ids(batch)
+        return (plan, ids) if ids is not None else (None, None)
 
     def _with_suspects(
         self,

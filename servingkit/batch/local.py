@@ -3,9 +3,10 @@
 The main thread reads chunks (Arrow data, cheap to pass on) and writes results in input order while
 `workers` score them. Which kind of worker depends on where the time goes:
 
-- threads, for Parquet scored as it is (no feature hook, no FEATURES_FIELD): clean columns go to the
-  model without becoming Python rows (`columnar`), so the work is Arrow and the model's native code,
-  which release the GIL. Threads share the one loaded model and start instantly.
+- threads, for Parquet scored as it is (no feature hook, no FEATURES_FIELD, columns of the signature's
+  types): clean columns go to the model without becoming Python rows (`columnar`), so the work is Arrow
+  and the model's native code, which release the GIL. Threads share the one loaded model and start
+  instantly.
 - processes (spawned, model loaded once each) for everything else: decoding JSON or CSV, validating
   rows and running a Python hook hold the GIL, and threads would serialize on it.
 
@@ -120,8 +121,8 @@ def run_local(
 ) -> Summary:
     """Score every input file into `<output>/scored` and `<output>/rejected`; returns the summary.
 
-    `parallelism`: "threads", "processes", or "auto" (threads for Parquet scored as it is, else
-    processes); with processes, `workers=1` scores in this process.
+    `parallelism`: "threads", "processes", or "auto" (threads when the first chunk takes the Arrow
+    path, processes otherwise); with processes, `workers=1` scores in this process.
     """
     from tqdm import tqdm
 
@@ -130,18 +131,14 @@ def run_local(
     started = time.perf_counter()
     files = resolve_inputs(inputs, input_format, s3)
     scorer = ChunkScorer.from_config(config, s3)
-    if parallelism == "auto":
-        columnar = all(f.format == "parquet" for f in files) and scorer.hook is None and not scorer.features_field
-        parallelism = "threads" if columnar else "processes"
     ensure_empty(output, overwrite, s3)
     load_seconds = time.perf_counter() - started
     started, cpu_started = time.perf_counter(), time.process_time()
     out = output.rstrip("/")
     known = all(f.format == "parquet" and not f.uri.startswith("s3://") for f in files)
     total = _parquet_rows([f.uri for f in files]) if known else None
-    if total is not None and total <= chunk_size and parallelism == "processes":
-        workers = 1  # one chunk: starting worker processes would cost more than it saves
-    mode = parallelism if parallelism == "threads" or workers > 1 else "in-process"
+    all_parquet = all(f.format == "parquet" for f in files)
+    mode = ""  # decided on the first chunk
     reasons: dict[str, int] = {}
     rows_in = 0
     worker_cpu = 0.0
@@ -185,6 +182,7 @@ def run_local(
                             scored_w = PartWriter(
                                 f"{out}/scored", output_format, scorer.scored_schema, rows_per_file, s3, work
                             )
+                            mode = _mode(parallelism, workers, scorer, raw if all_parquet else None, total, chunk_size)
                             if mode == "threads":
                                 pool = ThreadPoolExecutor(workers, thread_name_prefix="score")
                             elif mode == "processes":
@@ -225,7 +223,7 @@ def run_local(
         rejected_output=f"{out}/rejected",
         model=scorer.model.identity,
         prediction_type=scorer.prediction_type,
-        parallelism=f"{mode} ({workers})" if mode != "in-process" else mode,
+        parallelism=f"{mode} ({workers})" if mode in ("threads", "processes") else mode,
         reasons=reasons,
         parts=(scored_w.parts if scored_w else []) + rejected_w.parts,
     )
@@ -233,6 +231,19 @@ def run_local(
         raise RuntimeError(f"row accounting broken: {rows_in} in, {summary.scored} scored, {summary.rejected} rejected")
     put_text(f"{out}/_summary.json", json.dumps(summary.to_dict(), indent=2), s3)
     return summary
+
+
+def _mode(
+    parallelism: str, workers: int, scorer: ChunkScorer, first: RawChunk | None, total: int | None, chunk_size: int
+) -> str:
+    """threads, processes or in-process. Auto: threads when the first chunk takes the Arrow path (the work
+    is then native code that releases the GIL), processes when rows must become Python objects."""
+    if parallelism == "auto":
+        arrow = first is not None and first.fmt == "parquet" and scorer.takes_arrow_path(first.data)
+        parallelism = "threads" if arrow else "processes"
+    if parallelism == "processes" and total is not None and total <= chunk_size:
+        workers = 1  # one chunk: starting worker processes would cost more than it saves
+    return parallelism if parallelism == "threads" or workers > 1 else "in-process"
 
 
 _WORKER: ChunkScorer | None = None

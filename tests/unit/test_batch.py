@@ -139,6 +139,11 @@ def test_auto_parallelism_uses_processes_where_rows_are_python(model_dir: Path, 
     write_jsonl_dataset(tmp_path / "in")
     summary = run([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir), workers=2, chunk_size=8)
     assert summary.parallelism == "processes (2)"
+    # Parquet whose integer column holds floats: validated row by row, so processes too.
+    (tmp_path / "floats").mkdir()
+    pd.DataFrame(good_rows(0, 30)).astype({"hour": "float64"}).to_parquet(tmp_path / "floats" / "a.parquet")
+    floats = run([str(tmp_path / "floats")], str(tmp_path / "out-f"), config(model_dir), workers=2, chunk_size=8)
+    assert (floats.parallelism, floats.scored) == ("processes (2)", 30)
     with pytest.raises(BatchJobError, match="parallelism 'fibers'"):
         run([str(tmp_path / "in")], str(tmp_path / "out2"), config(model_dir), parallelism="fibers")
 
