@@ -6,9 +6,12 @@ import base64
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lambda_fn.model_store import LoadedModel
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/rides-in"
 
@@ -74,6 +77,36 @@ def save_joblib(path: Path, model: Any | None = None) -> Path:
 
     joblib.dump(model if model is not None else tiny_pipeline(), path)
     return path
+
+
+def fake_model(estimator: Any, signature: Any = None, *, name: str = "m", sha256: str = "0" * 64) -> LoadedModel:
+    """A LoadedModel around any object with `predict`, as the model store would hand it over."""
+    from lambda_fn.model_store import LoadedModel
+
+    return LoadedModel(
+        name=name,
+        version="1",
+        sha256=sha256,
+        uri=f"file:///{name}",
+        format="test",
+        signature=signature,
+        load_seconds=0,
+        loaded_at=0,
+        estimator=estimator,
+    )
+
+
+def pin_local_model(env: Any, model_dir: Path, cache: Path, *, name: str = "tiny", version: str | None = None) -> Any:
+    """Point the kit's settings at a local model directory, pinned by its checksum as a deployment would."""
+    from lambda_fn.model_store import artifact_sha256
+
+    env.setenv("MODEL_URI", str(model_dir))
+    env.setenv("MODEL_SHA256", artifact_sha256(model_dir))
+    env.setenv("MODEL_NAME", name)
+    if version is not None:
+        env.setenv("MODEL_VERSION", version)
+    env.setenv("MODEL_CACHE_DIR", str(cache))
+    return env
 
 
 def tiny_row(i: int = 0) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from lambda_fn.api import ROUTES
-from lambda_fn.model_store import artifact_sha256
 from servingkit.http_local import serving
+from tests.helpers import pin_local_model
 
 MAX_EXAMPLES = 20
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -51,10 +51,7 @@ def test_api_conforms_to_its_openapi_document(
     path: str,
     mode: schemathesis.GenerationMode,
 ) -> None:
-    clean_env.setenv("MODEL_URI", str(tiny_mlflow_dir))
-    clean_env.setenv("MODEL_SHA256", artifact_sha256(tiny_mlflow_dir))
-    clean_env.setenv("MODEL_NAME", "tiny")
-    clean_env.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    pin_local_model(clean_env, tiny_mlflow_dir, tmp_path / "cache")
     clean_env.setenv("API_MAX_BODY_BYTES", "65536")
     statuses: Counter[int] = Counter()
     with serving() as url, requests.Session() as session:

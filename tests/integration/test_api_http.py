@@ -15,20 +15,14 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from lambda_fn.model_store import artifact_sha256
 from servingkit.http_local import serving
-from tests.helpers import tiny_frame, tiny_row
+from tests.helpers import pin_local_model, tiny_frame, tiny_row
 from tests.integration.conftest import Aws
 
 
 @pytest.fixture
 def model_env(clean_env: pytest.MonkeyPatch, tiny_mlflow_dir: Path, tmp_path: Path) -> pytest.MonkeyPatch:
-    clean_env.setenv("MODEL_URI", str(tiny_mlflow_dir))
-    clean_env.setenv("MODEL_SHA256", artifact_sha256(tiny_mlflow_dir))
-    clean_env.setenv("MODEL_NAME", "tiny")
-    clean_env.setenv("MODEL_VERSION", "1")
-    clean_env.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
-    return clean_env
+    return pin_local_model(clean_env, tiny_mlflow_dir, tmp_path / "cache", version="1")
 
 
 @pytest.fixture(params=["1.0", "2.0", "url"])

@@ -12,7 +12,7 @@ import pytest
 from lambda_fn import api, runtime
 from lambda_fn.model_store import artifact_sha256
 from servingkit.http_local import build_event
-from tests.helpers import FakeContext, save_joblib, save_mlflow_model, tiny_pipeline, tiny_row
+from tests.helpers import FakeContext, pin_local_model, save_joblib, save_mlflow_model, tiny_pipeline, tiny_row
 
 KINDS = ("1.0", "2.0", "url")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -30,12 +30,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(clean_env: pytest.MonkeyPatch, model_dir: Path, tmp_path: Path) -> pytest.MonkeyPatch:
-    clean_env.setenv("MODEL_URI", str(model_dir))
-    clean_env.setenv("MODEL_SHA256", artifact_sha256(model_dir))
-    clean_env.setenv("MODEL_NAME", "tiny")
-    clean_env.setenv("MODEL_VERSION", "7")
-    clean_env.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
-    return clean_env
+    return pin_local_model(clean_env, model_dir, tmp_path / "cache", version="7")
 
 
 def call(

@@ -33,7 +33,7 @@ from lambda_fn.rollout import (
 from lambda_fn.schema import Signature
 from lambda_fn.sinks import MemorySink
 from lambda_fn.stream import StreamRuntime, process_batch
-from tests.helpers import kinesis_event
+from tests.helpers import fake_model, kinesis_event
 
 SIG = Signature.from_columns([{"name": "x", "type": "double"}])
 
@@ -57,17 +57,7 @@ class Affine:
 
 
 def loaded(name: str, estimator: Any) -> LoadedModel:
-    return LoadedModel(
-        name=name,
-        version="1",
-        sha256=name[0] * 64,
-        uri=f"file:///{name}",
-        format="test",
-        signature=SIG,
-        load_seconds=0,
-        loaded_at=0,
-        estimator=estimator,
-    )
+    return fake_model(estimator, SIG, name=name, sha256=name[0] * 64)
 
 
 class Recorder:

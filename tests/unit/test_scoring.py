@@ -9,6 +9,7 @@ from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason
 from lambda_fn.schema import Signature
 from lambda_fn.scoring import SYSTEMIC_MIN_ROWS, ModelBatchError, load_hook, score_batch
+from tests.helpers import fake_model
 
 SIG = Signature.from_columns([{"name": "x", "type": "double"}])
 
@@ -29,17 +30,7 @@ class CountingModel:
 
 
 def loaded(est: Any, signature: Signature | None = SIG) -> LoadedModel:
-    return LoadedModel(
-        name="m",
-        version="1",
-        sha256="0" * 64,
-        uri="file:///m",
-        format="test",
-        signature=signature,
-        load_seconds=0.0,
-        loaded_at=0.0,
-        estimator=est,
-    )
+    return fake_model(est, signature)
 
 
 def test_one_predict_call_per_batch() -> None:

@@ -9,12 +9,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lambda_fn.model_store import LoadedModel
 from lambda_fn.schema import Signature
 from lambda_fn.scoring import SYSTEMIC_MIN_ROWS, ModelBatchError
 from lambda_fn.sinks import Entry, MemorySink, PutOutcome
 from lambda_fn.stream import StreamRuntime, process_batch
-from tests.helpers import kinesis_event
+from tests.helpers import fake_model, kinesis_event
 
 SIG = Signature.from_columns([{"name": "x", "type": "double"}])
 
@@ -26,17 +25,7 @@ class Doubler:
         return x[:, 0] * 2
 
 
-MODEL = LoadedModel(
-    name="d",
-    version="1",
-    sha256="0" * 64,
-    uri="file:///d",
-    format="test",
-    signature=SIG,
-    load_seconds=0,
-    loaded_at=0,
-    estimator=Doubler(),
-)
+MODEL = fake_model(Doubler(), SIG, name="d")
 
 GOOD = st.builds(lambda v: {"id": "g", "f": {"x": v}}, st.floats(-1e6, 1e6).filter(lambda v: v != 666))
 POISON = st.sampled_from(
