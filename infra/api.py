@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -16,7 +16,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.functions import RETENTION
-from infra.nag import acknowledge
+from infra.nag import acknowledge, acknowledge_resource
 from infra.settings import ApiAuth
 
 _PARAM = re.compile(r"{\w+}")
@@ -117,6 +117,10 @@ class SyncApi(Construct):
         self.invoke_policy: iam.ManagedPolicy | None = None
         if iam_auth:
             # Callers attach this policy: invoke exactly the declared routes of this stage.
+            route_arns = {
+                (verb, path): self.api.arn_for_execute_api(verb, _PARAM.sub("*", path), stage.stage_name)
+                for verb, path in self.routes
+            }
             self.invoke_policy = iam.ManagedPolicy(
                 self,
                 "InvokePolicy",
@@ -124,22 +128,15 @@ class SyncApi(Construct):
                 statements=[
                     iam.PolicyStatement(
                         actions=["execute-api:Invoke"],
-                        resources=[
-                            self.api.arn_for_execute_api(verb, _PARAM.sub("*", path), stage.stage_name)
-                            for verb, path in self.routes
-                        ],
+                        resources=list(route_arns.values()),
                     )
                 ],
             )
-            stack = Stack.of(self)
-            api_id = stack.resolve(stack.get_logical_id(self.api.node.default_child))  # type: ignore[arg-type]
-            stage_id = stack.resolve(stack.get_logical_id(stage.node.default_child))  # type: ignore[arg-type]
-            arn = f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/<{stage_id}>"
-            for verb, path in self.routes:
+            for (_, path), route_arn in route_arns.items():
                 if "{" in path:
-                    acknowledge(
+                    acknowledge_resource(
                         self.invoke_policy,
-                        f"AwsSolutions-IAM5[Resource::{arn}/{verb}{_PARAM.sub('*', path)}]",
+                        route_arn,
                         "The wildcard is the {name} segment of an Open Inference Protocol route: the model name.",
                     )
             for api_method in self.methods:

@@ -5,7 +5,7 @@ a job role that can read the input prefix and the model, write the output prefix
 nothing else, and the job's code in S3 as assets (the entry script, and `lambda_fn` + `servingkit` as
 a `--py-files` zip). Jobs are started with `aws emr-serverless start-job-run` (docs/batch.md); there is
 no scheduler here: use EventBridge Scheduler or Step Functions' EMR Serverless integration if needed.
-Not wired into the serving stack; a stack opts in with:
+The serving stack adds it with `-c batch_scoring=true` (infra/stack.py); another stack opts in with:
 
     BatchScoringJob(stack, "Batch", input_bucket=..., input_prefix="rides/", output_bucket=...,
                     output_prefix="scored/", model_bucket=models.bucket, model_prefix="models/taxi/")
@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_emrserverless as emr
@@ -26,7 +25,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as assets
 from constructs import Construct
 
-from infra.nag import acknowledge
+from infra.nag import acknowledge, acknowledge_resource
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_SCRIPT = ROOT / "scripts" / "batch_score.py"
@@ -42,24 +41,6 @@ def _code_dir() -> str:
     for pkg in CODE_PACKAGES:
         shutil.copytree(ROOT / pkg, staging / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return str(staging)
-
-
-def _nag_resource(stack: Stack, arn: str) -> str:
-    """An ARN as cdk-nag names it in a finding id: Ref -> <Name>, GetAtt -> <Name.Attr>, Join concatenated."""
-
-    def render(node: Any) -> str:
-        if isinstance(node, str):
-            return node
-        if isinstance(node, dict) and "Ref" in node:
-            return f"<{node['Ref']}>"
-        if isinstance(node, dict) and "Fn::GetAtt" in node:
-            return "<{}.{}>".format(*node["Fn::GetAtt"])
-        if isinstance(node, dict) and "Fn::Join" in node:
-            sep, parts = node["Fn::Join"]
-            return str(sep).join(render(p) for p in parts)
-        return str(node)
-
-    return render(stack.resolve(arn))
 
 
 def _prefix(value: str) -> str:
@@ -175,9 +156,9 @@ class BatchScoringJob(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "logs:DescribeLogGroups has no resource-level permissions; EMR Serverless calls it to find its group.",
         )
-        acknowledge(
+        acknowledge_resource(
             self.role,
-            f"AwsSolutions-IAM5[Resource::{_nag_resource(stack, f'{self.log_group.log_group_arn}:*')}]",
+            f"{self.log_group.log_group_arn}:*",
             "Log streams of this one log group (the job creates one stream per driver and executor).",
         )
 
@@ -203,10 +184,9 @@ class BatchScoringJob(Construct):
                 conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
             )
         )
-        shown = _nag_resource(Stack.of(self), bucket.arn_for_objects(f"{prefix}/*"))
-        acknowledge(
+        acknowledge_resource(
             self.role,
-            f"AwsSolutions-IAM5[Resource::{shown}]",
+            bucket.arn_for_objects(f"{prefix}/*"),
             f"Batch scoring reads or writes every object under the {sid.lower()} prefix {prefix!r}, and no other.",
         )
 

@@ -10,17 +10,24 @@ from constructs import Construct
 
 from infra.image import image_code
 from infra.nag import acknowledge
-from infra.settings import FunctionSizing
+from infra.settings import LOG_RETENTION_DAYS, FunctionSizing
 
 LIVE_ALIAS = "live"
 
 _R = logs.RetentionDays
-RETENTION = {
-    1: _R.ONE_DAY, 3: _R.THREE_DAYS, 5: _R.FIVE_DAYS, 7: _R.ONE_WEEK, 14: _R.TWO_WEEKS, 30: _R.ONE_MONTH,
-    60: _R.TWO_MONTHS, 90: _R.THREE_MONTHS, 120: _R.FOUR_MONTHS, 150: _R.FIVE_MONTHS, 180: _R.SIX_MONTHS,
-    365: _R.ONE_YEAR, 400: _R.THIRTEEN_MONTHS, 545: _R.EIGHTEEN_MONTHS, 731: _R.TWO_YEARS, 1096: _R.THREE_YEARS,
-    1827: _R.FIVE_YEARS, 2192: _R.SIX_YEARS, 2557: _R.SEVEN_YEARS, 2922: _R.EIGHT_YEARS,
-}  # fmt: skip
+# The CDK names each period (ONE_DAY...) rather than giving its days: paired with the validated list, in order.
+RETENTION = dict(
+    zip(
+        LOG_RETENTION_DAYS,
+        (
+            _R.ONE_DAY, _R.THREE_DAYS, _R.FIVE_DAYS, _R.ONE_WEEK, _R.TWO_WEEKS, _R.ONE_MONTH, _R.TWO_MONTHS,
+            _R.THREE_MONTHS, _R.FOUR_MONTHS, _R.FIVE_MONTHS, _R.SIX_MONTHS, _R.ONE_YEAR, _R.THIRTEEN_MONTHS,
+            _R.EIGHTEEN_MONTHS, _R.TWO_YEARS, _R.THREE_YEARS, _R.FIVE_YEARS, _R.SIX_YEARS, _R.SEVEN_YEARS,
+            _R.EIGHT_YEARS,
+        ),
+        strict=True,
+    )
+)  # fmt: skip
 
 
 class ServingFunction(Construct):

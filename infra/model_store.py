@@ -7,7 +7,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.nag import acknowledge
+from infra.nag import acknowledge, acknowledge_resource
 from infra.settings import ModelRef
 
 
@@ -51,15 +51,13 @@ class ModelStore(Construct):
         objects: list[str] = []
         listings: dict[str, set[str]] = {}
         stack = Stack.of(self)
-        own = f"<{stack.resolve(stack.get_logical_id(self.bucket.node.default_child))}.Arn>"  # type: ignore[arg-type]
         for ref in refs:
             bucket_arn = self.bucket.bucket_arn if ref.bucket is None else f"arn:{stack.partition}:s3:::{ref.bucket}"
             objects += [f"{bucket_arn}/{ref.key}", f"{bucket_arn}/{ref.key}/*"]
             listings.setdefault(bucket_arn, set()).update((ref.key, f"{ref.key}/*"))
-            shown = own if ref.bucket is None else f"arn:<AWS::Partition>:s3:::{ref.bucket}"
-            acknowledge(
+            acknowledge_resource(
                 grantee,
-                f"AwsSolutions-IAM5[Resource::{shown}/{ref.key}/*]",
+                f"{bucket_arn}/{ref.key}/*",
                 "An MLflow model is a directory: reading it needs the objects under this one model's prefix, no more.",
             )
         grantee.add_to_principal_policy(

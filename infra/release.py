@@ -24,7 +24,6 @@ class Release(Construct):
         super().__init__(scope, construct_id)
         self.rollout = rollout
         self.application = codedeploy.LambdaApplication(self, "Application", application_name=application_name)
-        self.groups: dict[str, codedeploy.LambdaDeploymentGroup] = {}
 
     def add(self, name: str, alias: lambda_.Alias, alarms: list[cloudwatch.IAlarm]) -> codedeploy.LambdaDeploymentGroup:
         """Shift `alias` with the stage's rollout; any of `alarms` firing during the shift rolls it back."""
@@ -44,5 +43,4 @@ class Release(Construct):
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited]",
             "CodeDeploy's service role for Lambda: AWS's own least-privilege policy for alias shifting.",
         )
-        self.groups[name] = group
         return group

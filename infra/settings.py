@@ -195,9 +195,6 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
             f"context {Ctx.LOG_RETENTION_DAYS}={retention}: CloudWatch Logs accepts "
             + ", ".join(map(str, LOG_RETENTION_DAYS))
         )
-    age = topo.trigger.max_record_age_seconds
-    if 0 <= age < 60:
-        raise TopologyError(f"context {Ctx.MAX_RECORD_AGE_SECONDS}={age}: must be -1 (no limit) or at least 60")
     email = _opt(ctx, Ctx.ALARM_EMAIL, None)
     if email and not _EMAIL.match(email):
         raise TopologyError(f"context {Ctx.ALARM_EMAIL}={email!r}: must be an e-mail address")

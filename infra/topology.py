@@ -190,6 +190,9 @@ def topology(ctx: Mapping[str, Any] | None = None) -> Topology:
         bisect_on_error=_bool(ctx, Ctx.BISECT_ON_ERROR, True),
         starting_position=start,  # type: ignore[arg-type]
     )
+    age = trigger.max_record_age_seconds
+    if 0 <= age < 60:  # Lambda's rule: the local poller must not accept what a deploy would refuse
+        raise TopologyError(f"context {Ctx.MAX_RECORD_AGE_SECONDS}={age}: must be -1 (no limit) or at least 60")
     return Topology(
         stage=stage,
         prefix=prefix,

@@ -11,7 +11,7 @@ import pytest
 
 from infra.environment import api_environment, scorer_environment
 from infra.settings import deploy_settings
-from infra.topology import Ctx, TopologyError
+from infra.topology import Ctx, TopologyError, topology
 from lambda_fn.config import Env, settings_from
 from tests.infra.synth import BASE, SHA
 
@@ -61,6 +61,13 @@ def test_defaults() -> None:
 def test_bad_context_names_the_key(context: dict[str, Any], key: str) -> None:
     with pytest.raises(TopologyError, match=key):
         deploy_settings(context)
+
+
+def test_the_local_cloud_refuses_a_record_age_lambda_would_refuse() -> None:
+    """The topology is shared with the local poller: a value `cdk deploy` rejects is rejected locally too."""
+    with pytest.raises(TopologyError, match=Ctx.MAX_RECORD_AGE_SECONDS):
+        topology({"max_record_age_seconds": 30})
+    assert topology({"max_record_age_seconds": 60}).trigger.max_record_age_seconds == 60
 
 
 def test_environment_parses_with_the_lambdas_own_settings() -> None:
