@@ -54,7 +54,7 @@ from lambda_fn.api_inputs import (
 from lambda_fn.config import ConfigError, Metric, Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason
-from lambda_fn.scoring import Hook, ModelBatchError, apply_hook, load_hook, score_batch
+from lambda_fn.scoring import Hook, ModelBatchError, apply_hook, score_batch
 from lambda_fn.stream import MetricsLike
 
 API_TITLE = "Model serving API"
@@ -147,14 +147,9 @@ def _routed_model(key: str | None) -> tuple[LoadedModel, dict[str, str]]:
         raise ApiError(503, "model_unavailable", "the model is not available; retry later") from None
 
 
-@lru_cache(maxsize=4)
-def _hook(spec: str | None) -> Hook | None:
-    return load_hook(spec)
-
-
-def _feature_hook(settings: Settings) -> Hook | None:
+def _feature_hook() -> Hook | None:
     try:
-        return _hook(settings.feature_hook)
+        return runtime.hook()
     except ConfigError:
         logger.exception("FEATURE_HOOK cannot be loaded")
         raise ApiError(503, "service_unavailable", "the service is misconfigured; see the function logs") from None
@@ -298,8 +293,9 @@ def predict(app: ApiGatewayResolver) -> Response[str]:
             ids.append(rid)
     if problems:
         raise ApiError(400, "invalid_input", "some instances cannot be read", problems)
+    hook = _feature_hook()  # before the model: a bad FEATURE_HOOK is a misconfiguration, not a model fault
     model, identity = _routed_model(next((str(i) for i in ids if i is not None and i != ""), None))
-    predictions = _score(features, model, _feature_hook(settings))
+    predictions = _score(features, model, hook)
     # Shadow (bounded by SHADOW_TIMEOUT_MS, never in the answer) and per-variant metrics: lambda_fn.rollout.
     rollout.after_request(runtime.rollout(), features, predictions, identity, ids)
     out: dict[str, Any] = {"predictions": predictions}

@@ -14,7 +14,7 @@ from typing import Any
 from lambda_fn.config import Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel, load_model
 from lambda_fn.rollout import Rollout, emf_variant_emitter, rollout_from
-from lambda_fn.scoring import load_hook
+from lambda_fn.scoring import Hook, load_hook
 from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
 from lambda_fn.stream import StreamRuntime
 
@@ -82,6 +82,12 @@ def drain_load_times() -> list[float]:
 
 
 @lru_cache(maxsize=1)
+def hook() -> Hook | None:
+    """FEATURE_HOOK, imported once per container: the stream, the API and the shadow share it."""
+    return load_hook(get_settings().feature_hook)
+
+
+@lru_cache(maxsize=1)
 def rollout() -> Rollout:
     """A/B variants and shadow from MODEL_VARIANTS / SHADOW_*; their models load lazily via get_model."""
     settings = get_settings()
@@ -90,7 +96,8 @@ def rollout() -> Rollout:
         # Few attempts: the shadow's time is bounded, and its output is best effort by design.
         policy = RetryPolicy(max_attempts=3, base_delay_s=settings.output_base_delay_ms / 1000)
         sink = KinesisSink(client("kinesis"), settings.shadow_output_stream_name, policy)
-    return rollout_from(settings, get_model, sink, load_hook(settings.feature_hook))
+    # Only the shadow scores features itself; A/B variants get them through the caller's hook.
+    return rollout_from(settings, get_model, sink, hook() if settings.shadow_model_uri else None)
 
 
 @lru_cache(maxsize=1)
@@ -102,7 +109,7 @@ def stream_runtime() -> StreamRuntime:
         model=lambda: get_model(settings),
         output=KinesisSink(client("kinesis"), stream_name, policy),
         dlq=SqsSink(client("sqs"), dlq_url, policy),
-        hook=load_hook(settings.feature_hook),
+        hook=hook(),
         features_field=settings.features_field,
         id_field=settings.id_field,
         variants=rollout().variants,
@@ -119,4 +126,5 @@ def reset() -> None:
         shadow.close()
     rollout.cache_clear()
     stream_runtime.cache_clear()
+    hook.cache_clear()
     get_settings.cache_clear()

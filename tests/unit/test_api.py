@@ -283,6 +283,13 @@ def test_model_that_cannot_load_is_503_with_request_id_and_no_details(
         assert "secret-model-path" not in json.dumps(err)
 
 
+def test_a_feature_hook_that_cannot_load_is_a_misconfiguration(env: pytest.MonkeyPatch) -> None:
+    env.setenv("FEATURE_HOOK", "no_such_module_xyz:f")
+    status, _, err = call("POST", "/predict", {"instances": [{"trip": {}}]})
+    assert status == 503 and err["error"]["code"] == "service_unavailable"
+    assert "no_such_module_xyz" not in json.dumps(err)
+
+
 def test_missing_configuration_is_503_not_500(clean_env: pytest.MonkeyPatch) -> None:
     status, _, err = call("GET", "/health")
     assert status == 503 and err["error"]["code"] == "service_unavailable"
