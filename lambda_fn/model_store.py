@@ -134,27 +134,39 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def artifact_sha256(path: str | Path) -> str:
-    """sha256 of a file, or of a directory's sorted manifest of file digests (see module doc)."""
+def artifact_digest(path: str | Path) -> tuple[str, list[tuple[Path, str, str]]]:
+    """The artifact's sha256 and its files as (path, relative key, sha256), sorted by key.
+
+    A file's digest is its own; a directory's is that of its sorted manifest of file digests (see
+    module doc). Publishing records the same per-file digests, so each file is read once.
+    """
     path = Path(path)
     if path.is_file():
-        return file_sha256(path)
+        digest = file_sha256(path)
+        return digest, [(path, path.name, digest)]
     if not path.is_dir():
         raise ModelNotFoundError(f"no model artifact at {path}")
-    lines = [
-        f"{file_sha256(p)}  {p.relative_to(path).as_posix()}"
-        for p in sorted(path.rglob("*"), key=lambda q: q.relative_to(path).as_posix())
-        if p.is_file() and p.name != _COMPLETE
-    ]
-    if not lines:
+    keyed = sorted(
+        ((p, p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file() and p.name != _COMPLETE),
+        key=lambda item: item[1],
+    )
+    files = [(p, key, file_sha256(p)) for p, key in keyed]
+    if not files:
         raise ModelNotFoundError(f"model directory {path} is empty")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    manifest = "\n".join(f"{digest}  {key}" for _, key, digest in files)
+    return hashlib.sha256(manifest.encode()).hexdigest(), files
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of a directory's sorted manifest of file digests (see module doc)."""
+    return artifact_digest(path)[0]
 
 
 # --------------------------------------------------------------------------- fetching
 
 
-def _s3_client() -> Any:
+def s3_client() -> Any:
+    """A boto3 S3 client with standard retries, honouring the endpoint variables (moto, LocalStack, real S3)."""
     import boto3
     from botocore.config import Config
 
@@ -179,7 +191,7 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
 
     from botocore.exceptions import ClientError
 
-    s3 = s3 or _s3_client()
+    s3 = s3 or s3_client()
     target = Path(cache_dir) / hashlib.sha256(uri.encode()).hexdigest()[:24]
     if (target / _COMPLETE).exists():
         marker = (target / _COMPLETE).read_text().split("\n")

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from infra.topology import Ctx
-from lambda_fn.model_store import MLMODEL, artifact_sha256, fetch, file_sha256
+from lambda_fn.model_store import MLMODEL, artifact_digest, artifact_sha256, fetch, s3_client
 from lambda_fn.schema import SchemaError, Signature
 
 MANIFEST = "release.json"
@@ -185,21 +185,6 @@ def _signature(mlmodel: Mapping[str, Any]) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- S3 side
 
 
-def _s3() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
-
-
-def _files(path: Path) -> list[tuple[Path, str]]:
-    """(file, relative key) pairs, sorted; the same set artifact_sha256 digests."""
-    if path.is_file():
-        return [(path, path.name)]
-    files = [p for p in path.rglob("*") if p.is_file() and p.name != ".complete"]
-    return sorted(((p, p.relative_to(path).as_posix()) for p in files), key=lambda t: t[1])
-
-
 def _existing(s3: Any, bucket: str, prefix: str) -> set[str]:
     from botocore.exceptions import ClientError
 
@@ -239,13 +224,13 @@ def publish(
     tag_registry: bool = True,
 ) -> PublishResult:
     """Copy the model at `uri` into the bucket under its sha256 and write its release manifest."""
-    s3 = s3 or _s3()
+    s3 = s3 or s3_client()
     source = resolve_source(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         local = download(uri, Path(tmp) / "download", tracking_uri)
         if not _is_local(uri):
             local = _stage(local, Path(tmp) / "stage")
-        sha = artifact_sha256(local)
+        sha, files = artifact_digest(local)
         mlmodel = _mlmodel(local)
         meta = mlmodel.get("metadata") or {}
         run_id = source.run_id or mlmodel.get("run_id")
@@ -253,8 +238,6 @@ def publish(
         model_version = version or source.registered_version or (run_id[:12] if run_id else sha[:12])
         base = f"{prefix.strip('/')}/{slug(str(model_name))}/{sha}"
         is_dir = local.is_dir()
-        files = _files(local)
-        digests = {rel: file_sha256(p) for p, rel in files}
         artifact_base = f"{base}/model" if is_dir else base
         model_uri = f"s3://{bucket}/{artifact_base}" if is_dir else f"s3://{bucket}/{base}/{files[0][1]}"
         manifest_key = f"{base}/{MANIFEST}"
@@ -273,7 +256,7 @@ def publish(
                 "alias": source.alias,
                 "run_id": run_id,
             },
-            "files": [{"path": rel, "size": p.stat().st_size, "sha256": digests[rel]} for p, rel in files],
+            "files": [{"path": rel, "size": p.stat().st_size, "sha256": digest} for p, rel, digest in files],
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         result = PublishResult(manifest, model_uri, f"s3://{bucket}/{manifest_key}")
@@ -288,16 +271,15 @@ def publish(
                 )
             result.manifest = old  # the first publication's manifest (and its created date) stands
             result.already_published = True
-        expected = {f"{artifact_base}/{rel}" for _, rel in files} | {manifest_key}
+        expected = {f"{artifact_base}/{rel}" for _, rel, _ in files} | {manifest_key}
         strangers = sorted(existing - expected)
         if strangers:
             raise PublishConflictError(
                 f"s3://{bucket}/{base}/ holds objects that are not part of this artifact ({', '.join(strangers[:5])}); "
                 "refusing to publish into it"
             )
-        for path, rel in files:
+        for path, rel, digest in files:
             key = f"{artifact_base}/{rel}"
-            digest = digests[rel]
             if key in existing:
                 remote = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(_SHA_META)
                 if remote != digest:
@@ -330,9 +312,8 @@ def publish(
 def verify_published(model_uri: str, sha256: str, s3: Any | None = None) -> None:
     """Download what the function will download and check the digest it will check."""
     with tempfile.TemporaryDirectory(prefix="verify-") as cache:
-        local, _ = fetch(model_uri, cache, s3 or _s3())
+        local, _ = fetch(model_uri, cache, s3)
         actual = artifact_sha256(local)
-        shutil.rmtree(cache, ignore_errors=True)
     if actual != sha256:
         raise PublishError(f"verification failed: {model_uri} has sha256 {actual}, expected {sha256}")
 
