@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.output} is not empty; remove it or pick another --output")
     args.output.mkdir(parents=True, exist_ok=True)
     per_file = -(-args.rows // args.files)
-    total_bad = 0
-    written = 0
+    total_bad = written = files = 0
     for k in range(args.files):
         n = min(per_file, args.rows - written)
         if n <= 0:
@@ -91,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         write(df, path, args.format)
         written += n
         total_bad += n_bad
+        files += 1
         print(f"{path}: {n:,} rows ({n_bad} unscoreable)", file=sys.stderr)
-    print(json.dumps({"output": str(args.output), "rows": written, "files": args.files, "unscoreable": total_bad}))
+    print(json.dumps({"output": str(args.output), "rows": written, "files": files, "unscoreable": total_bad}))
     return 0
 
 

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -121,26 +121,31 @@ class ChunkResult:
         return counts
 
 
+# Where rows came from: one file for the chunk or one per row (Spark), and explicit row numbers if not a range.
+Files: TypeAlias = "str | Sequence[str | None] | pa.Array"
+Positions: TypeAlias = "Sequence[int | None] | pa.Array"
+
+
 class _Where:
     """Where each row of a chunk came from, as Arrow columns (one file and a row range in the usual case)."""
 
     __slots__ = ("files", "positions")
 
-    def __init__(
-        self, source_file: str | Sequence[str | None], n: int, first_row: int | None, rows: Sequence[int | None] | None
-    ) -> None:
+    def __init__(self, source_file: Files, n: int, first_row: int, rows: Positions | None) -> None:
         import numpy as np
 
         if isinstance(source_file, str):
             self.files: pa.Array = pa.repeat(pa.scalar(source_file, pa.string()), n)
+        elif isinstance(source_file, pa.Array):
+            self.files = source_file
         else:
             self.files = pa.array(list(source_file), pa.string())
-        if rows is not None:
-            self.positions: pa.Array = pa.array(list(rows), pa.int64())
-        elif first_row is not None:
-            self.positions = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
+        if isinstance(rows, pa.Array):
+            self.positions: pa.Array = rows
+        elif rows is not None:
+            self.positions = pa.array(list(rows), pa.int64())
         else:
-            self.positions = pa.nulls(n, pa.int64())
+            self.positions = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
 
 
 @dataclass(slots=True)
@@ -208,20 +213,40 @@ class ChunkScorer:
             )
 
     def infer_prediction_type(self, rows: Sequence[Any]) -> str:
-        """Score a small sample to learn the output type (Spark needs the schema before it runs)."""
-        result = self.score(rows, source_file="<sample>", first_row=0)
-        values = result.scored.column("prediction").to_pylist() if result.scored.num_rows else []
-        kind = _kind_of(values)
+        """Score a small sample to learn the output type (Spark needs the schema before it runs): from the
+        model's own values, before they are put in an output column of the current type."""
+        errors: dict[int, RowError] = {}
+        _, features = self._features(rows, errors)
+        result = self._run(lambda: score_batch(features, self.model, self.hook, strict=self.strict), "<sample>")
+        kind = _kind_of([p for i, p in enumerate(result.predictions) if i not in result.errors])
         self.prediction_type = kind
         return kind
+
+    @property
+    def keep_text(self) -> list[str]:
+        """Columns a CSV reader must leave as text: the id (an id of digits is still an id)."""
+        return [self.id_field] if self.id_field else []
+
+    def pinned(self, config: JobConfig) -> str:
+        """This scorer's configuration for other processes (workers, executors), pinned to the artifact it
+        loaded: every copy loads exactly the model this one checked, even if the URI is overwritten."""
+        env = {**config.model_env, Env.MODEL_SHA256: self.model.sha256}
+        return json.dumps(
+            {"env": env, "prediction_type": self.prediction_type, "strict": config.strict}, sort_keys=True
+        )
+
+    @classmethod
+    def from_pinned(cls, pinned: str) -> ChunkScorer:
+        data = json.loads(pinned)
+        return cls.from_config(JobConfig(data["env"], data["prediction_type"], data["strict"]))
 
     def score(
         self,
         rows: Sequence[Any],
         *,
-        source_file: str | Sequence[str | None],
-        first_row: int | None = 0,
-        source_rows: Sequence[int | None] | None = None,
+        source_file: Files,
+        first_row: int = 0,
+        source_rows: Positions | None = None,
         pre_errors: Mapping[int, RowError] | None = None,
     ) -> ChunkResult:
         """Score one chunk; `pre_errors` are rows the reader could not decode (they are rejected as is)."""
@@ -252,9 +277,9 @@ class ChunkScorer:
         self,
         batch: pa.RecordBatch | pa.Table,
         *,
-        source_file: str | Sequence[str | None],
-        first_row: int | None = 0,
-        source_rows: Sequence[int | None] | None = None,
+        source_file: Files,
+        first_row: int = 0,
+        source_rows: Positions | None = None,
     ) -> ChunkResult:
         """Score Arrow rows (Parquet): the same result as `score(arrow_rows(batch))`, but clean columns are
         checked as a whole and go to the model without becoming Python rows (see `columnar`)."""
@@ -344,7 +369,7 @@ class ChunkScorer:
             return pc.cast(column, pa.string())
         return None
 
-    def _run(self, call: Any, source_file: str | Sequence[str | None]) -> BatchResult:
+    def _run(self, call: Any, source_file: Files) -> BatchResult:
         try:
             result: BatchResult = call()
         except ModelBatchError as exc:

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lambda_fn.model_store import s3_client
 from lambda_fn.records import Reason
 from lambda_fn.scoring import RowError
 from servingkit.batch.core import BatchJobError
@@ -38,14 +39,6 @@ _SUFFIXES = {
 }
 _OUT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 _GLOB = set("*?[")
-
-
-def s3_client() -> Any:
-    """A boto3 S3 client honouring the standard endpoint variables (moto, LocalStack, real S3)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -69,32 +62,35 @@ def _data_file(name: str) -> bool:
 class InputFile:
     uri: str
     format: str
-    size: int | None = None
 
 
 def resolve_inputs(specs: Sequence[str], fmt: str | None = None, s3: Any | None = None) -> list[InputFile]:
     """Expand files, directories, globs and s3:// prefixes or globs into a sorted list of data files."""
-    uris: list[tuple[str, int | None]] = []
+    uris: list[str] = []
     for spec in specs:
-        found = _expand_s3(spec, s3 or s3_client()) if spec.startswith("s3://") else _expand_local(spec)
+        if spec.startswith("s3://"):
+            s3 = s3 or s3_client()
+            found = _expand_s3(spec, s3)
+        else:
+            found = _expand_local(spec)
         if not found:
             raise BatchJobError(f"input {spec!r} matches no data file")
         uris.extend(found)
     files: list[InputFile] = []
-    for uri, size in uris:
+    for uri in uris:
         kind = fmt or format_of(uri)
         if kind is None:
             raise BatchJobError(f"cannot tell the format of {uri!r} from its name; pass --format {'|'.join(FORMATS)}")
         if kind not in FORMATS:
             raise BatchJobError(f"format {kind!r}: one of {FORMATS}")
-        files.append(InputFile(uri, kind, size))
+        files.append(InputFile(uri, kind))
     kinds = {f.format for f in files}
     if len(kinds) > 1:
         raise BatchJobError(f"inputs mix formats {sorted(kinds)}; score them in separate runs")
     return files
 
 
-def _expand_local(spec: str) -> list[tuple[str, int | None]]:
+def _expand_local(spec: str) -> list[str]:
     path = Path(spec).expanduser()
     if any(c in spec for c in _GLOB):
         paths = [Path(p) for p in glob.glob(str(path), recursive=True)]  # noqa: PTH207 - absolute patterns
@@ -107,15 +103,15 @@ def _expand_local(spec: str) -> list[tuple[str, int | None]]:
     files = sorted(p.resolve() for p in paths if p.is_file() and _data_file(p.name))
     if path.is_dir():
         files = [p for p in files if format_of(p.name)]
-    return [(str(p), p.stat().st_size) for p in files]
+    return [str(p) for p in files]
 
 
-def _expand_s3(spec: str, s3: Any) -> list[tuple[str, int | None]]:
+def _expand_s3(spec: str, s3: Any) -> list[str]:
     bucket, key = split_s3(spec)
     cut = min((key.index(c) for c in _GLOB if c in key), default=-1)
     pattern = key if cut >= 0 else None
     prefix = key[:cut] if cut >= 0 else key
-    out: list[tuple[str, int | None]] = []
+    out: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             k = obj["Key"]
@@ -127,7 +123,7 @@ def _expand_s3(spec: str, s3: Any) -> list[tuple[str, int | None]]:
                 continue
             if pattern is None and k != prefix and not format_of(k):
                 continue
-            out.append((f"s3://{bucket}/{k}", int(obj["Size"])))
+            out.append(f"s3://{bucket}/{k}")
     return sorted(out)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lambda_fn.config import Env
+from lambda_fn.model_store import s3_client
 from servingkit.batch.core import REJECTED_SCHEMA, BatchJobError, ChunkResult, ChunkScorer, JobConfig
 from servingkit.batch.io import (
     PartWriter,
@@ -129,15 +130,17 @@ def run_local(
     if parallelism not in PARALLELISM:
         raise BatchJobError(f"parallelism {parallelism!r}: one of {list(PARALLELISM)}")
     started = time.perf_counter()
+    if s3 is None and any(u.startswith("s3://") for u in (*inputs, output, config.model_env.get(Env.MODEL_URI, ""))):
+        s3 = s3_client()  # one client (and connection pool) for listing, model, downloads and uploads
     files = resolve_inputs(inputs, input_format, s3)
     scorer = ChunkScorer.from_config(config, s3)
     ensure_empty(output, overwrite, s3)
     load_seconds = time.perf_counter() - started
     started, cpu_started = time.perf_counter(), time.process_time()
     out = output.rstrip("/")
-    known = all(f.format == "parquet" and not f.uri.startswith("s3://") for f in files)
+    # Inputs share one format (resolve_inputs checks); local Parquet footers give the total for the progress bar.
+    known = bool(files) and files[0].format == "parquet" and not any(f.uri.startswith("s3://") for f in files)
     total = _parquet_rows([f.uri for f in files]) if known else None
-    all_parquet = all(f.format == "parquet" for f in files)
     mode = ""  # decided on the first chunk
     reasons: dict[str, int] = {}
     rows_in = 0
@@ -171,18 +174,17 @@ def run_local(
         try:
             for f in files:
                 with _local_copy(f.uri, work, s3) as path:
-                    keep_text = [scorer.id_field] if scorer.id_field else []
-                    for raw in _read(path, f.uri, f.format, chunk_size, keep_text):
+                    for raw in _read(path, f.uri, f.format, chunk_size, scorer.keep_text):
                         if scored_w is None:
                             head = raw.head(SAMPLE_ROWS * 4).decode()
-                            sample = _sample(head.rows, head.errors)
+                            sample = sample_of(head.rows, head.errors)
                             scorer.check_rows(sample)
                             if config.prediction_type == "auto":
                                 scorer.infer_prediction_type(sample)
                             scored_w = PartWriter(
                                 f"{out}/scored", output_format, scorer.scored_schema, rows_per_file, s3, work
                             )
-                            mode = _mode(parallelism, workers, scorer, raw if all_parquet else None, total, chunk_size)
+                            mode = _mode(parallelism, workers, scorer, raw, total, chunk_size)
                             if mode == "threads":
                                 pool = ThreadPoolExecutor(workers, thread_name_prefix="score")
                             elif mode == "processes":
@@ -234,12 +236,12 @@ def run_local(
 
 
 def _mode(
-    parallelism: str, workers: int, scorer: ChunkScorer, first: RawChunk | None, total: int | None, chunk_size: int
+    parallelism: str, workers: int, scorer: ChunkScorer, first: RawChunk, total: int | None, chunk_size: int
 ) -> str:
     """threads, processes or in-process. Auto: threads when the first chunk takes the Arrow path (the work
     is then native code that releases the GIL), processes when rows must become Python objects."""
     if parallelism == "auto":
-        arrow = first is not None and first.fmt == "parquet" and scorer.takes_arrow_path(first.data)
+        arrow = first.fmt == "parquet" and scorer.takes_arrow_path(first.data)
         parallelism = "threads" if arrow else "processes"
     if parallelism == "processes" and total is not None and total <= chunk_size:
         workers = 1  # one chunk: starting worker processes would cost more than it saves
@@ -249,7 +251,7 @@ def _mode(
 _WORKER: ChunkScorer | None = None
 
 
-def _init_worker(config_json: str) -> None:
+def _init_worker(pinned: str) -> None:
     """Worker process: native code single-threaded (the processes are the parallelism; nested thread
     pools would oversubscribe the cores), and the model loaded once, pinned to the driver's sha256."""
     import os
@@ -259,8 +261,7 @@ def _init_worker(config_json: str) -> None:
     from threadpoolctl import threadpool_limits
 
     global _WORKER
-    data = json.loads(config_json)
-    _WORKER = ChunkScorer.from_config(JobConfig(data["env"], data["prediction_type"], data["strict"]))
+    _WORKER = ChunkScorer.from_pinned(pinned)
     threadpool_limits(1)
 
 
@@ -273,9 +274,8 @@ def _ready() -> int:
 
 def _start_workers(scorer: ChunkScorer, config: JobConfig, workers: int) -> ProcessPoolExecutor:
     """Processes, not threads: decoding and validation are Python and would serialize on the GIL."""
-    env = {**config.model_env, Env.MODEL_SHA256: scorer.model.sha256}
-    payload = json.dumps({"env": env, "prediction_type": scorer.prediction_type, "strict": config.strict})
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(payload,))
+    pinned = scorer.pinned(config)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(pinned,))
     seen: set[int] = set()
     for _ in range(workers * 20):
         seen.update(f.result() for f in [pool.submit(_ready) for _ in range(workers)])
@@ -320,7 +320,8 @@ def _read(path: Path, uri: str, fmt: str, chunk_size: int, keep_text: list[str])
         yield raw
 
 
-def _sample(rows: list[Any], errors: dict[int, Any]) -> list[Any]:
+def sample_of(rows: list[Any], errors: dict[int, Any]) -> list[Any]:
+    """Up to SAMPLE_ROWS decodable rows of a chunk's head: what configuration checks and type inference see."""
     return [r for i, r in enumerate(rows[: SAMPLE_ROWS * 4]) if i not in errors][:SAMPLE_ROWS]
 
 

@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lambda_fn.config import Env
 from servingkit.batch.core import REJECTED_SCHEMA, BatchJobError, ChunkScorer, JobConfig
-from servingkit.batch.io import format_of, json_rows, put_text, resolve_inputs, text_rows
-from servingkit.batch.local import SAMPLE_ROWS, Summary, peak_rss_mb
+from servingkit.batch.io import Chunk, RawChunk, put_text, resolve_inputs
+from servingkit.batch.local import SAMPLE_ROWS, Summary, peak_rss_mb, sample_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,48 +53,38 @@ def _worker_scorer(config_json: str) -> ChunkScorer:
     """One loaded model per Python worker (workers are reused across tasks), never one per partition."""
     scorer = _WORKER_SCORERS.get(config_json)
     if scorer is None:
-        data = json.loads(config_json)
-        scorer = ChunkScorer.from_config(JobConfig(data["env"], data["prediction_type"], data["strict"]))
-        _WORKER_SCORERS[config_json] = scorer
+        scorer = _WORKER_SCORERS[config_json] = ChunkScorer.from_pinned(config_json)
     return scorer
 
 
-def _rows_of(pdf: pd.DataFrame, fmt: str, keep_text: Sequence[str]) -> tuple[list[Any], dict[int, Any]]:
-    """Rows of a CSV (text) or JSON-lines partition; Parquet partitions go to `score_arrow`."""
+def _decode(pdf: pd.DataFrame, fmt: str, keep_text: Sequence[str]) -> Chunk:
+    """Rows of a partition batch or of the sample, decoded as the local engine decodes a chunk."""
     import pyarrow as pa
 
-    if fmt == "jsonl":
-        chunk = json_rows(pdf["value"].tolist())
-        return chunk.rows, chunk.errors
-    return text_rows(pa.Table.from_pandas(pdf, preserve_index=False), keep_text), {}
-
-
-def _clean_path(path: Any) -> str | None:
-    if not isinstance(path, str):
-        return None
-    if path.startswith("file://"):
-        return path[len("file://") :]
-    return path[len("file:") :] if path.startswith("file:") else path
+    data = pdf["value"].tolist() if fmt == "jsonl" else pa.Table.from_pandas(pdf, preserve_index=False)
+    return RawChunk(fmt, data, 0, keep_text=tuple(keep_text)).decode()
 
 
 def _partition_fn(config_json: str, fmt: str) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        import pandas as pd
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         scorer = _worker_scorer(config_json)
-        keep_text = [scorer.id_field] if scorer.id_field else []
         name, version, sha = scorer.model.name, scorer.model.version, scorer.model.sha256
         for pdf in batches:
-            files = [_clean_path(p) for p in pdf[_FILE].tolist()]
-            positions = [None if pd.isna(p) else int(p) for p in pdf[_ROW].tolist()]
+            # Spark's file:// URIs as the local engine names files (plain paths); row numbers may be null.
+            files = pc.replace_substring_regex(
+                pa.array(pdf[_FILE], pa.string(), from_pandas=True), pattern="^file:(//)?", replacement=""
+            )
+            positions = pa.array(pdf[_ROW], pa.int64(), from_pandas=True)
             data = pdf.drop(columns=[_FILE, _ROW])
             if fmt == "parquet":  # clean columns skip Python rows, as in the local engine
                 table = pa.Table.from_pandas(data, preserve_index=False)
                 res = scorer.score_arrow(table, source_file=files, source_rows=positions)
             else:
-                rows, errors = _rows_of(data, fmt, keep_text)
-                res = scorer.score(rows, source_file=files, source_rows=positions, pre_errors=errors)
+                chunk = _decode(data, fmt, scorer.keep_text)
+                res = scorer.score(chunk.rows, source_file=files, source_rows=positions, pre_errors=chunk.errors)
             ns, nr = res.scored.num_rows, res.rejected.num_rows
             scored = res.scored
             scored = scored.append_column(_STATUS, pa.array(["scored"] * ns, pa.string()))
@@ -152,18 +141,19 @@ def run_spark(
 
     started = time.perf_counter()
     spark = spark or session()
-    paths, fmt = _paths(inputs, input_format)
+    # Listed here (files, directories, globs, s3:// prefixes), as the local engine lists them: one format.
+    files = resolve_inputs(inputs, input_format)
+    paths, fmt = [f.uri for f in files], files[0].format
     scorer = ChunkScorer.from_config(config)
     df = _read(spark, paths, fmt)
     sample_pdf: Any = df.limit(SAMPLE_ROWS).toPandas()
-    keep_text = [scorer.id_field] if scorer.id_field else []
-    sample, sample_errors = _rows_of(sample_pdf.drop(columns=[_FILE, _ROW]), fmt, keep_text)
-    sample = [r for i, r in enumerate(sample) if i not in sample_errors]
+    head = _decode(sample_pdf.drop(columns=[_FILE, _ROW]), fmt, scorer.keep_text)
+    sample = sample_of(head.rows, head.errors)
     scorer.check_rows(sample)
-    kind = scorer.infer_prediction_type(sample) if config.prediction_type == "auto" else config.prediction_type
-    # Every executor must load the artifact the driver checked, even if the URI is overwritten meanwhile.
-    env = {**config.model_env, Env.MODEL_SHA256: scorer.model.sha256}
-    worker = json.dumps({"env": env, "prediction_type": kind, "strict": config.strict}, sort_keys=True)
+    if config.prediction_type == "auto":
+        scorer.infer_prediction_type(sample)
+    kind = scorer.prediction_type
+    worker = scorer.pinned(config)  # every executor loads the artifact the driver checked
     load_seconds = time.perf_counter() - started
     started, cpu_started = time.perf_counter(), time.process_time()
 
@@ -206,22 +196,6 @@ def run_spark(
     )
     put_text(f"{out}/_summary.json", json.dumps(summary.to_dict(), indent=2), None)
     return summary
-
-
-def _paths(inputs: Sequence[str], input_format: str | None) -> tuple[list[str], str]:
-    """Local inputs are expanded here (exact file list, format check); s3:// goes to Spark unchanged."""
-    local = [i for i in inputs if not i.startswith("s3://")]
-    remote = [i for i in inputs if i.startswith("s3://")]
-    files = resolve_inputs(local, input_format) if local else []
-    kinds = {f.format for f in files}
-    for uri in remote:
-        kind = input_format or format_of(uri.rstrip("/*"))
-        if kind is None:
-            raise BatchJobError(f"cannot tell the format of {uri!r}; pass --format parquet|csv|jsonl")
-        kinds.add(kind)
-    if len(kinds) != 1:
-        raise BatchJobError(f"inputs must share one format, got {sorted(kinds)}")
-    return [f.uri for f in files] + remote, kinds.pop()
 
 
 def _write(df: DataFrame, target: str, fmt: str, mode: str) -> None:

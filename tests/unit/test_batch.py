@@ -287,3 +287,22 @@ def test_prediction_type_is_inferred_from_the_model(model_dir: Path, tmp_path: P
     assert summary.prediction_type == "double"
     assert pq.read_schema(next((tmp_path / "out" / "scored").glob("*.parquet"))).field("prediction").type == "double"
     assert np.isfinite(read_out(tmp_path / "out" / "scored")["prediction"]).all()
+
+
+@pytest.mark.parametrize(
+    ("labels", "kind", "arrow_type"),
+    [(["short", "long"], "string", "string"), ([0, 1], "long", "int64"), ([False, True], "boolean", "bool")],
+)
+def test_classifier_labels_keep_their_type(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labels: list[Any], kind: str, arrow_type: str
+) -> None:
+    """The type is learned from the model's own values, not from an output column of a default type."""
+    monkeypatch.setattr(
+        type(tiny_pipeline()), "predict", lambda self, x: np.array([labels[int(d) % 2] for d in x["distance"]])
+    )
+    write_parquet_dataset(tmp_path / "in")
+    summary = run([str(tmp_path / "in")], str(tmp_path / "out"), config(model_dir))
+    assert (summary.prediction_type, summary.scored) == (kind, 92)
+    scored = pq.read_table(tmp_path / "out" / "scored")
+    assert str(scored.schema.field("prediction").type) == arrow_type
+    assert set(scored.column("prediction").to_pylist()) == set(labels)
