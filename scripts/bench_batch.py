@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from servingkit.benchutil import run_sampled
+
 FEATURES = ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"]
 
 
@@ -117,44 +119,19 @@ def child(kind: str, data: str, out: str, chunk: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- parent: run and sample memory
 
 
-def _tree_rss_kb(pid: int) -> int:
-    total, todo, seen = 0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return total
-
-
 def measure(kind: str, data: Path, work: Path, chunk: int) -> dict[str, Any]:
     out = work / f"out-{kind}-{chunk}"
     cmd = [sys.executable, __file__, "--child", kind, str(data), str(out), "--chunk-size", str(chunk)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _tree_rss_kb(proc.pid))
-        time.sleep(0.05)
-    process_seconds = time.perf_counter() - started
-    stdout, stderr = proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{kind} failed:\n{stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    run = run_sampled(cmd, env)
+    if run.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{run.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
     result["rows_per_s"] = round(result["rows"] / result["seconds"])
     result["seconds"] = round(result["seconds"], 2)
-    result["peak_mb"] = round(peak / 1024)
+    result["peak_mb"] = round(run.peak_kb / 1024)
     # The whole process: interpreter, imports, model load (and worker start-up), data, results.
-    result["process_seconds"] = round(process_seconds, 2)
+    result["process_seconds"] = round(run.seconds, 2)
     shutil.rmtree(out, ignore_errors=True)
     return result
 

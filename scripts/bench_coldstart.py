@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from servingkit.benchutil import run_sampled
 
 KIT_CHILD = r"""
 import json, os, sys
@@ -39,15 +40,12 @@ model = sio.load(sys.argv[1], trusted=["sklearn.ensemble._hist_gradient_boosting
 
 
 def _run(code: str, arg: str, env: dict[str, str]) -> tuple[float, float]:
-    """Seconds from spawn to exit, and peak RSS in MiB, of one fresh interpreter."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, arg], env=env, cwd=ROOT, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if status != 0:
-        raise SystemExit(f"child failed ({status}):\n{stderr[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    """Seconds from spawn to exit, and peak RSS in MiB (the child's high-water mark, wait4), of one fresh
+    interpreter. No /proc sampling: the parent stays idle while the child runs."""
+    run = run_sampled([sys.executable, "-c", code, arg], env, cwd=ROOT, interval=None)
+    if run.returncode != 0:
+        raise SystemExit(f"child failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return run.seconds, run.rusage.ru_maxrss / 1024
 
 
 def main() -> int:

@@ -29,24 +29,9 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 def _event(n: int) -> dict[str, Any]:
     from servingkit.taxi import ride_events
+    from tests.helpers import kinesis_event
 
-    records = []
-    for i, ride in enumerate(ride_events(n, seed=n)):
-        records.append(
-            {
-                "eventSource": "aws:kinesis",
-                "eventID": f"shardId-000000000000:{49_000_000 + i}",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/rides",
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": ride["ride_id"],
-                    "sequenceNumber": str(49_000_000 + i),
-                    "data": base64.b64encode(json.dumps(ride).encode()).decode(),
-                    "approximateArrivalTimestamp": time.time(),
-                },
-            }
-        )
-    return {"Records": records}
+    return kinesis_event(list(ride_events(n, seed=n)), start_seq=49_000_000, key_field="ride_id")
 
 
 def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:

@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from infra.node import prefer_wheel_node
+from servingkit.benchutil import run_sampled
 
 CONTEXT = {"model_uri": "s3://example-models/taxi/1", "model_sha256": "0" * 64}
 
@@ -59,22 +59,6 @@ print(json.dumps({"cold": t1 - t0, "warm": t2 - t1}))
 """
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """RSS of a process and all its descendants, in KiB (Linux /proc)."""
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            for task in Path(f"/proc/{p}/task").iterdir():
-                stack += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-    return total
-
-
 def run_child(code: str, nag: bool, node: str | None = None) -> dict[str, float]:
     """Spawn a fresh interpreter; wall seconds per phase from the child, peak tree RSS sampled by the parent."""
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as out:
@@ -82,32 +66,11 @@ def run_child(code: str, nag: bool, node: str | None = None) -> dict[str, float]
         if node:
             env["JSII_NODE"] = node
             env["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(CONTEXT), "1" if nag else "0", out],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        peak = 0
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, _tree_rss_kb(proc.pid))
-                time.sleep(0.05)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        stdout, stderr = proc.communicate()
-        done.set()
-        sampler.join()
-        if proc.returncode != 0:
-            raise SystemExit(f"synth child failed:\n{stderr[-3000:]}")
-        result: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
-        result["peak_mb"] = peak / 1024
+        run = run_sampled([sys.executable, "-c", code, json.dumps(CONTEXT), "1" if nag else "0", out], env, cwd=ROOT)
+        if run.returncode != 0:
+            raise SystemExit(f"synth child failed:\n{run.stderr[-3000:]}")
+        result: dict[str, float] = json.loads(run.stdout.strip().splitlines()[-1])
+        result["peak_mb"] = run.peak_kb / 1024
         return result
 
 
