@@ -61,7 +61,6 @@ API_TITLE = "Model serving API"
 API_VERSION = "1.0.0"
 JSON = "application/json"
 CSV = "text/csv"
-DEFAULT_MAX_BODY = 1024 * 1024
 
 logger = Logger(service=service_name(), child=True)
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -159,7 +158,7 @@ def _max_body() -> int:
     try:
         return get_settings().api_max_body_bytes
     except ConfigError:
-        return DEFAULT_MAX_BODY
+        return int(Settings.model_fields["api_max_body_bytes"].default)  # the limit before settings are valid
 
 
 # --------------------------------------------------------------------------- request helpers
@@ -378,7 +377,7 @@ def v2_infer(app: ApiGatewayResolver, name: str) -> Response[str]:
     model = _model()
     _check_name(name, model)
     try:
-        rows, _wanted = v2_rows(body, model.signature)
+        rows = v2_rows(body, model.signature)
     except InputError as exc:
         raise _bad_input(exc) from None
     predictions = _score(rows, model)

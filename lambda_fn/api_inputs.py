@@ -248,8 +248,8 @@ def csv_rows(text: str, signature: Signature | None) -> list[Any]:
     return rows
 
 
-def v2_rows(body: Any, signature: Signature | None) -> tuple[list[Any], list[str]]:
-    """An Open Inference Protocol request → rows, and the requested output names (may be empty)."""
+def v2_rows(body: Any, signature: Signature | None) -> list[Any]:
+    """An Open Inference Protocol request → rows (the model has one output; `outputs` needs no choosing)."""
     if not isinstance(body, dict):
         raise InputError("the body must be a JSON object with 'inputs'", [Problem("must be an object", None)])
     inputs = body.get("inputs")
@@ -306,13 +306,9 @@ def v2_rows(body: Any, signature: Signature | None) -> tuple[list[Any], list[str
         problems.append(Problem(f"inputs have different lengths {lengths}", "inputs"))
     if problems:
         raise InputError("the inference request does not match the model's inputs", problems)
-    outputs = body.get("outputs")
-    wanted: list[str] = []
-    if isinstance(outputs, list):
-        wanted = [o["name"] for o in outputs if isinstance(o, dict) and isinstance(o.get("name"), str)]
     n = len(next(iter(columns.values())))
     names = list(columns)
-    return [{k: columns[k][i] for k in names} for i in range(n)], wanted
+    return [{k: columns[k][i] for k in names} for i in range(n)]
 
 
 def v2_datatype(values: Sequence[Any]) -> str:

@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,7 +38,7 @@ class Env:
     INPUT_SCHEMA = "INPUT_SCHEMA"
     OUTPUT_MAX_ATTEMPTS = "OUTPUT_MAX_ATTEMPTS"
     OUTPUT_BASE_DELAY_MS = "OUTPUT_BASE_DELAY_MS"
-    # Reserved for the sync API and the rollout features (their issues add the Settings fields).
+    # The sync API and the rollout (shadow, A/B variants).
     API_MAX_BODY_BYTES = "API_MAX_BODY_BYTES"
     SHADOW_MODEL_URI = "SHADOW_MODEL_URI"
     SHADOW_MODEL_SHA256 = "SHADOW_MODEL_SHA256"
@@ -62,7 +61,6 @@ class Metric:
     RECORDS_IN = "RecordsIn"
     RECORDS_SCORED = "RecordsScored"
     RECORDS_DEAD_LETTERED = "RecordsDeadLettered"
-    RECORDS_RETRIED = "RecordsRetried"
     RECORDS_FAILED = "RecordsReportedFailed"
     OUTPUT_RETRIES = "OutputPutRetries"
     BATCH_LATENCY = "BatchLatencyMs"
@@ -89,6 +87,11 @@ class Metric:
 def service_name() -> str:
     """The Powertools service name: parent and child loggers must agree on it or child logs are lost."""
     return os.environ.get(Env.POWERTOOLS_SERVICE_NAME) or Metric.SERVICE
+
+
+def metrics_namespace() -> str:
+    """The EMF namespace: Powertools' standard variable, else the kit's (alarms and dashboards use it)."""
+    return os.environ.get(Env.POWERTOOLS_METRICS_NAMESPACE) or Metric.NAMESPACE
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -238,33 +241,12 @@ class Settings(BaseModel):
         return self.output_stream_name, self.dlq_url
 
 
-_FIELDS = {
-    Env.MODEL_URI: "model_uri",
-    Env.MODEL_SHA256: "model_sha256",
-    Env.MODEL_NAME: "model_name",
-    Env.MODEL_VERSION: "model_version",
-    Env.MODEL_CACHE_DIR: "model_cache_dir",
-    Env.MODEL_TRUSTED_TYPES: "model_trusted_types",
-    Env.ALLOW_UNPINNED_PICKLE: "allow_unpinned_pickle",
-    Env.OUTPUT_STREAM_NAME: "output_stream_name",
-    Env.DLQ_URL: "dlq_url",
-    Env.FEATURES_FIELD: "features_field",
-    Env.ID_FIELD: "id_field",
-    Env.FEATURE_HOOK: "feature_hook",
-    Env.INPUT_SCHEMA: "input_schema",
-    Env.OUTPUT_MAX_ATTEMPTS: "output_max_attempts",
-    Env.OUTPUT_BASE_DELAY_MS: "output_base_delay_ms",
-    Env.API_MAX_BODY_BYTES: "api_max_body_bytes",
-    Env.SHADOW_MODEL_URI: "shadow_model_uri",
-    Env.SHADOW_MODEL_SHA256: "shadow_model_sha256",
-    Env.SHADOW_TIMEOUT_MS: "shadow_timeout_ms",
-    Env.SHADOW_OUTPUT_STREAM_NAME: "shadow_output_stream_name",
-    Env.MODEL_VARIANTS: "model_variants",
-}
-_ENV_OF = {field: env for env, field in _FIELDS.items()}
+# Field names are the lower-cased environment names (see Settings): one list to keep, Settings itself.
+_FIELDS = {field.upper(): field for field in Settings.model_fields}
+_unnamed = set(_FIELDS) - {value for key, value in vars(Env).items() if key.isupper()}
+if _unnamed:  # a setting nobody could set: give it a constant in Env
+    raise RuntimeError(f"Settings fields without an Env name: {sorted(_unnamed)}")
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-
-Kind = Literal["stream", "api"]
 
 
 def settings_from(environ: Mapping[str, str]) -> Settings:
@@ -289,7 +271,7 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
         problems = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
-            env = _ENV_OF.get(field, field)
+            env = field.upper() if field in Settings.model_fields else field
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
             problems.append(f"{env}={environ.get(env, '')!r}: {where + ': ' if where else ''}{err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -16,11 +16,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_fn import runtime
-from lambda_fn.config import Metric, get_settings, service_name
+from lambda_fn.config import Metric, get_settings, metrics_namespace, service_name
 from lambda_fn.stream import process_batch
 
 logger = Logger(service=service_name())
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE))
+metrics = Metrics(namespace=metrics_namespace())
 
 
 # With metrics disabled (local runs), Powertools still prints the cold-start metric and keeps

@@ -18,9 +18,7 @@ design: retrying a primary batch because of the shadow would duplicate primary o
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import threading
 import time
 import uuid
@@ -33,13 +31,12 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 
-from lambda_fn.config import Metric, Settings, VariantSpec, service_name
+from lambda_fn.config import Metric, Settings, VariantSpec, metrics_namespace, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.scoring import BatchResult, Hook, ModelBatchError, RowError, score_batch
-from lambda_fn.sinks import Entry, Sink
+from lambda_fn.sinks import Entry, Sink, encode_json
 
 logger = Logger(service=service_name(), child=True)
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _SCALE = float(1 << 64)
 # A shadow model that cannot be loaded is not retried on every batch: loading may cost seconds.
 SHADOW_LOAD_BACKOFF_S = 60.0
@@ -85,8 +82,9 @@ class Arm:
     weight: float
     model: ModelFactory
 
-    def identity(self) -> dict[str, str]:
-        return {**self.model().identity, "variant": self.name}
+    def identity_of(self, model: LoadedModel) -> dict[str, str]:
+        """The identity outputs carry: the model's, and this variant's name."""
+        return {**model.identity, "variant": self.name}
 
 
 @dataclass(slots=True)
@@ -128,7 +126,7 @@ class Variants:
         for index, positions in sorted(self.router.groups(keys).items()):
             arm = self.arms[index]
             model = arm.model()
-            identities[index] = {**model.identity, "variant": arm.name}
+            identities[index] = arm.identity_of(model)
             try:
                 part = score_batch([features[p] for p in positions], model, hook)
             except ModelBatchError as exc:
@@ -150,12 +148,16 @@ class Variants:
         return Routed(merged, arm_of, identities, stats)
 
 
-def emf_variant_emitter(variant: str, values: Sequence[tuple[str, str, float]]) -> None:
-    """Emit metrics with a `variant` dimension as their own EMF document (the handler's carry none)."""
+def _ephemeral_metrics() -> Any:
+    """Metrics flushed as their own EMF document, apart from the handler's (which carry no variant)."""
     from aws_lambda_powertools.metrics import EphemeralMetrics
 
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE)
-    emf = EphemeralMetrics(namespace=namespace, service=service_name())
+    return EphemeralMetrics(namespace=metrics_namespace(), service=service_name())
+
+
+def emf_variant_emitter(variant: str, values: Sequence[tuple[str, str, float]]) -> None:
+    """Emit metrics with a `variant` dimension as their own EMF document (the handler's carry none)."""
+    emf = _ephemeral_metrics()
     emf.add_dimension(name=Metric.VARIANT_DIMENSION, value=variant)
     for name, unit, value in values:
         emf.add_metric(name=name, unit=unit, value=value)
@@ -397,8 +399,8 @@ def _shadow_entry(i: int, job: ShadowInput, model: dict[str, str], result: Batch
     body: dict[str, Any] = {"kind": "shadow", "id": rid, "shadow": shadow, "primary": primary}
     if job.sources is not None:
         body["source"] = job.sources[i]
-    key = job.keys[i] if i < len(job.keys) and job.keys[i] else hashlib.sha256(_encode(rid).encode()).hexdigest()
-    return Entry(ref=i, data=_encode(body).encode(), key=key[:256])
+    key = job.keys[i] if i < len(job.keys) and job.keys[i] else hashlib.sha256(encode_json(rid).encode()).hexdigest()
+    return Entry(ref=i, data=encode_json(body).encode(), key=key[:256])
 
 
 def emit_shadow(report: ShadowReport, metrics: Any) -> None:
@@ -424,7 +426,7 @@ def choose(ro: Rollout, key: str | None, primary: ModelFactory) -> tuple[LoadedM
         return model, model.identity
     arm = ro.variants.pick(key or uuid.uuid4().hex)
     model = arm.model()
-    return model, {**model.identity, "variant": arm.name}
+    return model, arm.identity_of(model)
 
 
 def after_request(
@@ -445,10 +447,7 @@ def after_request(
         return None
     job = ShadowInput(list(features), list(predictions), [True] * len(predictions), identity, ids=list(ids))
     report = ro.shadow.start(job).wait()
-    from aws_lambda_powertools.metrics import EphemeralMetrics
-
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", Metric.NAMESPACE)
-    emf = EphemeralMetrics(namespace=namespace, service=service_name())
+    emf = _ephemeral_metrics()
     emit_shadow(report, emf)
     emf.flush_metrics()
     return report

@@ -20,6 +20,8 @@ KINESIS_MAX_RECORD_BYTES = 1024 * 1024
 SQS_MAX_ENTRIES = 10
 SQS_MAX_BYTES = 256 * 1024
 _MAX_DELAY_S = 2.0
+# Compact JSON as output records and dead letters carry it (the stream's and the shadow's).
+encode_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _RETRYABLE_CALL_ERRORS = frozenset(
     {
         "ProvisionedThroughputExceededException",

@@ -23,12 +23,11 @@ from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason, UserRecord, decode_event, map_payloads
 from lambda_fn.rollout import Shadow, ShadowInput, VariantEmitter, Variants, emit_shadow, emit_variant_stats
 from lambda_fn.scoring import Hook, score_batch
-from lambda_fn.sinks import SQS_MAX_BYTES, Entry, Sink
+from lambda_fn.sinks import SQS_MAX_BYTES, Entry, Sink, encode_json
 
 logger = Logger(service=service_name(), child=True)
 _MAX_PARTITION_KEY = 256
 # One encoder for the process: json.dumps with custom separators builds a new encoder on every call.
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 _DLQ_DATA_BUDGET = SQS_MAX_BYTES - 8 * 1024
 
@@ -71,7 +70,7 @@ class BatchSummary:
 def _output_entry(i: int, rec: UserRecord, prediction: Any, model_json: str) -> Entry:
     """Encode one prediction record; the common case (string id, number prediction) skips the generic encoder."""
     rid = rec.record_id
-    key = str(rid) if rid is not None and rid != "" else rec.partition_key
+    key = _route_key(rec)
     if not key or len(key) > _MAX_PARTITION_KEY:
         key = hashlib.sha256(key.encode()).hexdigest() if key else rec.sequence_number or "0"
     if type(prediction) is float and math.isfinite(prediction):
@@ -79,7 +78,7 @@ def _output_entry(i: int, rec: UserRecord, prediction: Any, model_json: str) -> 
     elif type(prediction) is int:
         pred = str(prediction)
     else:
-        pred = _encode(prediction)
+        pred = encode_json(prediction)
     sub = "null" if rec.sub_sequence_number is None else str(rec.sub_sequence_number)
     seq = rec.sequence_number
     seq_json = '"' + seq + '"' if seq.isdigit() else _quote(seq)
@@ -111,7 +110,7 @@ def _json_scalar(value: Any) -> str:
         return _quote(value)
     if value is None:
         return "null"
-    return _encode(value)
+    return encode_json(value)
 
 
 def dead_letter_body(rec: UserRecord, model: Mapping[str, str] | None) -> bytes:
@@ -138,7 +137,7 @@ def dead_letter_body(rec: UserRecord, model: Mapping[str, str] | None) -> bytes:
         body["data_truncated"] = True
         body["data_size"] = len(raw)
         body["data_sha256"] = hashlib.sha256(raw).hexdigest()
-    return _encode(body).encode()
+    return encode_json(body).encode()
 
 
 def process_batch(
@@ -154,19 +153,20 @@ def process_batch(
 
     live = [i for i, r in enumerate(records) if r.reason is None]
     features = [records[i].features for i in live]
+    keys = [_route_key(records[i]) for i in live] if rt.variants is not None or rt.shadow is not None else []
     # With A/B variants each live record is scored by its variant's model and labelled with it.
     row_identity: list[dict[str, str]] | None = None
     if rt.variants is None:
         model = rt.model()
         result = score_batch(features, model, rt.hook)
         identity: dict[str, str] | None = model.identity
-        model_json = _encode(identity)
+        model_json = encode_json(identity)
         jsons = [model_json]
         arm_of: list[int] = [0] * len(live)
     else:
-        routed = rt.variants.score(features, [_route_key(records[i]) for i in live], rt.hook)
+        routed = rt.variants.score(features, keys, rt.hook)
         result, identity, arm_of = routed.result, None, routed.arm_of
-        jsons = [_encode(x) for x in routed.identities]
+        jsons = [encode_json(x) for x in routed.identities]
         row_identity = [routed.identities[a] for a in arm_of]
     outputs: list[Entry] = []
     failed_identity: dict[int, dict[str, str]] = {}
@@ -189,7 +189,7 @@ def process_batch(
                 primary_ok=[j not in result.errors for j in range(len(live))],
                 primary_model=identity if identity is not None else (row_identity or []),
                 ids=[records[i].record_id for i in live],
-                keys=[_route_key(records[i]) for i in live],
+                keys=keys,
                 sources=[_source(records[i]) for i in live],
             )
         )
