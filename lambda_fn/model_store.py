@@ -390,8 +390,6 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
     if predict_fn is None and not hasattr(estimator, "predict"):
         raise ModelLoadError(f"loaded object {type(estimator).__name__} has no predict method")
     names = getattr(estimator, "feature_names_in_", None)
-    if local.is_dir():
-        _self_check(local, mlmodel, signature, estimator if predict_fn is None else None, predict_fn, names)
     meta = mlmodel.get("metadata") or {}
     name = settings.model_name or meta.get("name") or _default_name(settings.model_uri)
     version = (
@@ -401,29 +399,26 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
         or mlmodel.get("run_id")
         or actual[:12]
     )
-    return LoadedModel(
+    model = LoadedModel(
         name=str(name),
         version=str(version),
         sha256=actual,
         uri=settings.model_uri,
         format=fmt,
         signature=signature,
-        load_seconds=time.perf_counter() - started,
-        loaded_at=time.time(),
+        load_seconds=0.0,
+        loaded_at=0.0,
         estimator=estimator,
         feature_names=[str(n) for n in names] if names is not None else None,
         _predict=predict_fn,
     )
+    if local.is_dir():
+        _self_check(local, mlmodel, model)
+    model.load_seconds, model.loaded_at = time.perf_counter() - started, time.time()  # the self-check included
+    return model
 
 
-def _self_check(
-    path: Path,
-    mlmodel: dict[str, Any],
-    signature: Signature | None,
-    estimator: Any,
-    predict_fn: Callable[[Any], Any] | None,
-    names: Any,
-) -> None:
+def _self_check(path: Path, mlmodel: dict[str, Any], model: LoadedModel) -> None:
     """Score the model's own input example once: a model that cannot is broken, not fed poison.
 
     This is what lets the scorer treat later row failures as bad rows (dead-lettered) rather than
@@ -445,21 +440,8 @@ def _self_check(
             frame = pd.DataFrame(raw)
     except (ValueError, TypeError, OSError):
         return  # an example we cannot read proves nothing either way
-    probe = LoadedModel(
-        name="",
-        version="",
-        sha256="",
-        uri="",
-        format="",
-        signature=signature,
-        load_seconds=0,
-        loaded_at=0,
-        estimator=estimator,
-        feature_names=[str(n) for n in names] if names is not None else None,
-        _predict=predict_fn,
-    )
     try:
-        probe.predict(frame)
+        model.predict(frame)
     except Exception as exc:  # noqa: BLE001 - any failure here means the model itself is unusable
         raise ModelLoadError(
             f"model loaded but cannot score its own input example ({example.name}): {type(exc).__name__}: {exc}"
