@@ -53,7 +53,7 @@ from lambda_fn.api_inputs import (
 )
 from lambda_fn.config import ConfigError, Metric, Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel
-from lambda_fn.records import Reason
+from lambda_fn.records import Reason, record_id
 from lambda_fn.scoring import Hook, ModelBatchError, apply_hook, score_batch
 from lambda_fn.stream import MetricsLike
 
@@ -286,10 +286,7 @@ def predict(app: ApiGatewayResolver) -> Response[str]:
             feats = payload[features_field]
         features.append(feats)
         if id_field:
-            rid = payload.get(id_field)
-            if rid is None and isinstance(feats, dict):
-                rid = feats.get(id_field)
-            ids.append(rid)
+            ids.append(record_id(payload, feats, id_field))
     if problems:
         raise ApiError(400, "invalid_input", "some instances cannot be read", problems)
     hook = _feature_hook()  # before the model: a bad FEATURE_HOOK is a misconfiguration, not a model fault

@@ -148,6 +148,14 @@ def _loads(data: bytes) -> Any:
     return value
 
 
+def record_id(payload: dict[str, Any], features: Any, id_field: str) -> Any:
+    """A record's id: at the top level, else inside its features object (stream, API and batch alike)."""
+    rid = payload.get(id_field)
+    if rid is None and type(features) is dict:
+        rid = features.get(id_field)
+    return rid
+
+
 def map_payloads(records: Iterable[UserRecord], features_field: str | None, id_field: str | None) -> None:
     """Decode JSON and pick features and id, in place; failures are marked with a reason."""
     for rec in records:
@@ -169,7 +177,4 @@ def map_payloads(records: Iterable[UserRecord], features_field: str | None, id_f
         else:
             rec.features = payload
         if id_field:
-            rid = payload.get(id_field)
-            if rid is None and type(rec.features) is dict:
-                rid = rec.features.get(id_field)
-            rec.record_id = rid
+            rec.record_id = record_id(payload, rec.features, id_field)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from lambda_fn.config import Env, Settings, settings_from
 from lambda_fn.model_store import LoadedModel, load_model
-from lambda_fn.records import Reason
+from lambda_fn.records import Reason, record_id
 from lambda_fn.schema import validate
 from lambda_fn.scoring import BatchResult, Hook, ModelBatchError, RowError, load_hook, score_batch, score_frame
 from servingkit.batch import columnar
@@ -464,12 +464,10 @@ def _ids(rows: Sequence[Any], ff: str | None, idf: str) -> list[str | None]:
 
 
 def _row_id(row: Any, ff: str | None, idf: str) -> str | None:
-    """The record id as the stream finds it: at the top level, else inside the features object."""
+    """The record id as the stream finds it (`record_id`), as text."""
     if type(row) is not dict:
         return None
-    rid = row.get(idf)
-    if rid is None and ff and type(row.get(ff)) is dict:
-        rid = row[ff].get(idf)
+    rid = record_id(row, row.get(ff) if ff else None, idf)
     if rid is None:
         return None
     return rid if isinstance(rid, str) else json.dumps(rid, default=str)
