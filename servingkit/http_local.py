@@ -298,6 +298,8 @@ def demo_environment() -> dict[str, str]:
     from lambda_fn.config import Env
     from servingkit.train import demo_artifact
 
+    if os.environ.get(Env.MODEL_URI):
+        return {}
     model_dir, release = demo_artifact()
     env = {
         Env.MODEL_URI: str(model_dir),
@@ -312,6 +314,4 @@ def demo_environment() -> dict[str, str]:
     ):
         if release.get(key):
             env[name] = str(release[key])
-    if os.environ.get(Env.MODEL_URI):
-        return {}
     return env
