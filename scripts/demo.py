@@ -25,10 +25,7 @@ sys.path.insert(0, str(ROOT))
 from infra.topology import TopologyError
 from lambda_fn.config import ConfigError
 from servingkit.localcloud.pipeline import LocalCloud, PipelineSummary
-from servingkit.localcloud.resources import ResourceError
-
-MODEL_DIR = ROOT / "build" / "model"
-RELEASE = ROOT / "build" / "release.json"
+from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ResourceError
 
 
 def err(line: str) -> None:
@@ -38,7 +35,7 @@ def err(line: str) -> None:
 def ensure_model(model_dir: Path, release: Path) -> None:
     if (model_dir / "MLmodel").is_file() and release.is_file():
         return
-    if model_dir != MODEL_DIR:
+    if model_dir != DEFAULT_MODEL_DIR:
         raise SystemExit(f"{model_dir} is not a model directory (or {release} is missing)")
     err(f"{model_dir} is missing: training the demo model first (about 10 s) ...")
     from servingkit.train import train
@@ -193,8 +190,8 @@ def main() -> int:
     parser.add_argument("--serve", action="store_true", help="keep running and serve the API until Ctrl-C")
     parser.add_argument("--host", default="127.0.0.1", help="API bind address with --serve (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="API port with --serve (0: any free port)")
-    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="exported MLflow model (build/model)")
-    parser.add_argument("--release", type=Path, default=RELEASE, help="its release.json with the pinned sha256")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="exported MLflow model (build/model)")
+    parser.add_argument("--release", type=Path, default=DEFAULT_RELEASE, help="its release.json with the pinned sha256")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C

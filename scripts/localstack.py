@@ -102,8 +102,6 @@ def _pipeline(endpoint: str | None, args: argparse.Namespace) -> dict[str, Any]:
         endpoint_url=endpoint,
         shards=args.shards,
         poison_rate=args.poison_rate,
-        model_dir=ROOT / "build" / "model",
-        release=ROOT / "build" / "release.json",
         progress=_progress if sys.stderr.isatty() else None,
     )
     return summary.as_dict()
@@ -186,24 +184,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from infra.topology import Ctx
     from servingkit.localcloud.pipeline import LocalCloud
 
-    instance: ls.LocalStack | None = None
-    endpoint = ls.endpoint_for(args.port)
-    if ls.health(endpoint) is None:
-        instance = ls.launch(args.port, log=say)
-    else:
-        endpoint = ls.ensure_running(endpoint, log=say)
+    endpoint = ls.ensure_running(ls.endpoint_for(args.port), log=say)
+    instance = ls.current()  # None when an already running LocalStack is reused
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        with LocalCloud(
-            endpoint_url=endpoint,
-            ctx={Ctx.PREFIX: args.prefix},
-            model_dir=ROOT / "build" / "model",
-            release=ROOT / "build" / "release.json",
-        ) as cloud:
+        with LocalCloud(endpoint_url=endpoint, ctx={Ctx.PREFIX: args.prefix}) as cloud:
             assert cloud.resources is not None
             topo = cloud.resources.topology
             say(f"scoring {topo.input_stream.name} → {topo.output_stream.name} / {topo.dlq_name} on {endpoint}")

@@ -27,7 +27,7 @@ from typing import Any
 from infra.topology import Ctx, Topology, topology
 from lambda_fn.config import _FIELDS, Env
 from servingkit.localcloud.emulator import DEFAULT_REGION, patched_environ, pointed_at, start_emulator
-from servingkit.localcloud.poller import KinesisPoller
+from servingkit.localcloud.poller import _THROTTLED, KinesisPoller, _epoch, _error_code
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, Release, Resources, provision
 
 Progress = Callable[[str, int, int], None]
@@ -45,7 +45,6 @@ POISON_KINDS = (
 KPL_GROUP = 20
 _PUT_MAX = 500
 _IDLE_S = 0.1  # collector pause when nothing new arrived (GetRecords: 5 calls/s per shard in AWS)
-_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"})
 _HIDE_S = 900  # messages read by the collector stay hidden (not deleted) until the run ends
 
 
@@ -221,8 +220,8 @@ class LocalCloud:
         scorer_env = {
             **self.resources.environment,
             Env.MODEL_CACHE_DIR: cache,
-            "POWERTOOLS_METRICS_DISABLED": _env_default("POWERTOOLS_METRICS_DISABLED", "true"),
-            "POWERTOOLS_LOG_LEVEL": _env_default("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             **self.extra_env,
         }
         others = tuple(name for name in _FIELDS if name not in scorer_env)
@@ -283,9 +282,7 @@ class LocalCloud:
             collector.stop()
         self.last_ledger, self.last_collector = ledger, collector
         summary = collector.summary(
-            ledger,
             endpoint=self.endpoint_url or "",
-            topo=self.resources.topology,
             started=started,
             produce_seconds=produced - started,
             poller=self.poller,
@@ -294,10 +291,6 @@ class LocalCloud:
         )
         summary.model_load_seconds = self.model_load_seconds
         return summary
-
-
-def _env_default(name: str, default: str) -> str:
-    return os.environ.get(name, default)
 
 
 # -- producer ------------------------------------------------------------------------------------
@@ -364,8 +357,7 @@ def read_arrivals(kinesis: Any, stream: str) -> dict[tuple[str, str], float]:
                 time.sleep(0.2)
                 continue
             for r in resp["Records"]:
-                ts = r["ApproximateArrivalTimestamp"]
-                out[(sid, str(r["SequenceNumber"]))] = ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
+                out[(sid, str(r["SequenceNumber"]))] = _epoch(r["ApproximateArrivalTimestamp"])
             if not resp["Records"]:
                 if resp.get("MillisBehindLatest", 0) == 0:
                     break
@@ -375,11 +367,6 @@ def read_arrivals(kinesis: Any, stream: str) -> dict[tuple[str, str], float]:
 
 
 # -- collector -----------------------------------------------------------------------------------
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 def _position(body: Mapping[str, Any]) -> Position:
     src = body.get("source", body)
     sub = src.get("sub_sequence_number")
@@ -534,34 +521,42 @@ class Collector:
 
     def summary(
         self,
-        ledger: dict[Position, tuple[str, str | None]],
         *,
         endpoint: str,
-        topo: Topology,
         started: float,
         produce_seconds: float,
         poller: KinesisPoller,
         arrivals: Mapping[tuple[str, str], float],
         n_samples: int,
     ) -> PipelineSummary:
+        """Account for the ledger given to `expect()` against everything read."""
+        ledger: dict[Position, Any] = self._ledger or {}
+        topo = self.res.topology
         s = PipelineSummary(endpoint, topo.input_stream.shards, topo.output_stream.shards)
         s.records_in = len(ledger)
         s.poison_in = sum(1 for _, kind in ledger.values() if kind)
         s.kpl_user_records = sum(1 for k in ledger if k[2] is not None)
         seen: set[Position] = set()
+
+        def claim(pos: Position) -> tuple[str, str | None] | None:
+            """The ledger entry of a first result for `pos`; None (counted) for a duplicate or a foreign one."""
+            if pos in seen:
+                s.duplicates += 1
+                return None
+            seen.add(pos)
+            item = ledger.get(pos)
+            if item is None:
+                s.foreign += 1
+            return item
+
         latencies: list[float] = []
         last = started
         with self.lock:
             outputs, dead, failures = list(self.outputs), list(self.dead), list(self.batch_failures)
         for read_at, body in outputs:
             pos = _position(body)
-            if pos in seen:
-                s.duplicates += 1
-                continue
-            seen.add(pos)
-            item = ledger.get(pos)
+            item = claim(pos)
             if item is None:
-                s.foreign += 1
                 continue
             s.predicted += 1
             if item[1] is not None:
@@ -578,14 +573,8 @@ class Collector:
                 )
         reasons: Counter[str] = Counter()
         for body in dead:
-            pos = _position(body)
-            if pos in seen:
-                s.duplicates += 1
-                continue
-            seen.add(pos)
-            item = ledger.get(pos)
+            item = claim(_position(body))
             if item is None:
-                s.foreign += 1
                 continue
             if item[1] is None:
                 s.misrouted += 1

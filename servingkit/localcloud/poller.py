@@ -35,6 +35,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 _RECORD_OVERHEAD = 600  # JSON around one record in the event (ids, ARNs, names)
 _GET_RECORDS_LIMIT = 10_000
+_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"})
 
 
 class FunctionError(Exception):
@@ -119,6 +120,12 @@ def _iso(epoch: float) -> str:
 
 def _epoch(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError ("" for any other exception)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def first_failure(response: Any, batch: list[StreamRecord]) -> int | None:
@@ -324,11 +331,11 @@ class ShardConsumer:
         try:
             resp = self.p.kinesis.get_records(ShardIterator=self.iterator, Limit=_GET_RECORDS_LIMIT)
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            code = _error_code(exc)
             if code == "ExpiredIteratorException":
                 self.iterator = None
                 return 0
-            if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"):
+            if code in _THROTTLED:
                 self.p.sleep(self.p.idle_poll_s)
                 return 0
             raise
@@ -410,6 +417,19 @@ class ShardConsumer:
         retries = self.p.trigger.retry_attempts
         return retries >= 0 and attempts > retries
 
+    def _retry_or_skip(self, batch: list[StreamRecord], attempts: int) -> bool:
+        """After a failed attempt: True if retries are exhausted and `batch` was sent on-failure and skipped,
+        False if a retry was counted and the backoff slept (the caller invokes again)."""
+        p = self.p
+        if self._exhausted(attempts):
+            p.send_on_failure(self.shard_id, batch, "RetryAttemptsExhausted", attempts)
+            self._skip(batch)
+            return True
+        with p.lock:
+            p.stats.retries += 1
+        p.backoff(attempts)
+        return False
+
     def deliver(self, batch: list[StreamRecord]) -> bool:
         """Invoke until every record of `batch` is checkpointed or skipped; False if stopped midway."""
         p = self.p
@@ -437,13 +457,8 @@ class ShardConsumer:
                         p.stats.bisections += 1
                     mid = len(batch) // 2
                     return self.deliver(batch[:mid]) and self.deliver(batch[mid:])
-                if self._exhausted(attempts):
-                    p.send_on_failure(self.shard_id, batch, "RetryAttemptsExhausted", attempts)
-                    self._skip(batch)
+                if self._retry_or_skip(batch, attempts):
                     return True
-                with p.lock:
-                    p.stats.retries += 1
-                p.backoff(attempts)
                 continue
             if resume is None:
                 self._done(batch)
@@ -453,13 +468,8 @@ class ShardConsumer:
                 p.stats.partial_failures += 1
             self._done(batch[:resume])
             batch = batch[resume:]
-            if self._exhausted(attempts):
-                p.send_on_failure(self.shard_id, batch, "RetryAttemptsExhausted", attempts)
-                self._skip(batch)
+            if self._retry_or_skip(batch, attempts):
                 return True
-            with p.lock:
-                p.stats.retries += 1
-            p.backoff(attempts)
         return True
 
     def _done(self, records: list[StreamRecord]) -> None:
