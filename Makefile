@@ -1,9 +1,15 @@
 # One entry point for people and CI. Every target installs what it needs first.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Dev/prod parity: the venv runs the image's Python minor, read from the Dockerfile's base image tag.
+IMAGE_PYTHON := $(shell sed -nE 's|^ARG BASE_IMAGE=public\.ecr\.aws/lambda/python:([0-9]+\.[0-9]+)\..*|\1|p' Dockerfile)
+# The first interpreter of that minor that runs: pyenv's, then PATH, then Debian's (override: make PYTHON=...).
+PYTHON ?= $(firstword $(foreach p,$(sort $(wildcard $(HOME)/.pyenv/versions/$(IMAGE_PYTHON).*/bin/python$(IMAGE_PYTHON))) \
+            $(shell command -v python$(IMAGE_PYTHON) 2>/dev/null) /usr/bin/python$(IMAGE_PYTHON),\
+            $(shell $(p) -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(IMAGE_PYTHON)".split("."))))' \
+            2>/dev/null && echo $(p))))
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-py$(IMAGE_PYTHON)
 export PYTHONPATH := $(CURDIR)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -13,7 +19,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt Dockerfile
+	@test -n "$(PYTHON)" || { echo "make: Python $(IMAGE_PYTHON) (the Lambda image's) is needed for .venv:" \
+	  "install it (pyenv install $(IMAGE_PYTHON), or apt-get install python$(IMAGE_PYTHON))" \
+	  "or name it: make PYTHON=/path/to/python$(IMAGE_PYTHON) ..." >&2; exit 1; }
+	@if test -x $(PY) && ! $(PY) -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" != "$(IMAGE_PYTHON)")'; \
+	  then echo "make: .venv is not Python $(IMAGE_PYTHON) (the image's): recreating it"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt

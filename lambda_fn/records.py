@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,15 +65,30 @@ def _shard_of(record: Mapping[str, Any]) -> str:
     return event_id.split(":", 1)[0] if ":" in event_id else event_id
 
 
+def _aggregated_record_class() -> Any:
+    """The KPL `AggregatedRecord` message class of aws-kinesis-agg, importable from a fresh interpreter.
+
+    Its generated `messages_pb2` does `import config_pb2`, a top-level name that resolves only after the
+    library's aggregator or deaggregator module has put its own folder on `sys.path`. In Lambda nothing
+    else imports those, so bind that name to the package's module instead of editing `sys.path`.
+    """
+    if "config_pb2" not in sys.modules:
+        from aws_kinesis_agg import config_pb2
+
+        sys.modules["config_pb2"] = config_pb2
+    from aws_kinesis_agg import messages_pb2
+
+    return messages_pb2.AggregatedRecord  # type: ignore[attr-defined]
+
+
 def _deaggregate(data: bytes) -> list[tuple[str | None, bytes]] | str:
     """User records of a KPL aggregate as (partition key, data), or the reason it is corrupt."""
     body, digest = data[len(KPL_MAGIC) : -_DIGEST], data[-_DIGEST:]
     if hashlib.md5(body, usedforsecurity=False).digest() != digest:
         return "KPL aggregate MD5 digest does not match its contents"
-    from aws_kinesis_agg import messages_pb2
     from google.protobuf.message import DecodeError
 
-    agg = messages_pb2.AggregatedRecord()  # type: ignore[attr-defined]
+    agg = _aggregated_record_class()()
     try:
         agg.ParseFromString(body)
     except DecodeError as exc:

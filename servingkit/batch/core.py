@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -122,8 +122,8 @@ class ChunkResult:
 
 
 # Where rows came from: one file for the chunk or one per row (Spark), and explicit row numbers if not a range.
-Files: TypeAlias = "str | Sequence[str | None] | pa.Array"
-Positions: TypeAlias = "Sequence[int | None] | pa.Array"
+type Files = str | Sequence[str | None] | pa.Array
+type Positions = Sequence[int | None] | pa.Array
 
 
 class _Where:

@@ -48,7 +48,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "stage": "qa",
         "rollout": "all-at-once",
         "alarm_email": "ops@example.com",
-        "base_image": "public.ecr.aws/lambda/python:3.11.2026.02.28.00@sha256:" + "ab" * 32,
+        "base_image": "public.ecr.aws/lambda/python:3.13.2026.06.05.14@sha256:" + "ab" * 32,
         "batch_scoring": "true",
         "shadow_model_uri": "s3://example-models/taxi/3",
         "shadow_model_sha256": OTHER_SHA,

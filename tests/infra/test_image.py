@@ -28,12 +28,19 @@ def test_hadolint_clean() -> None:
 def test_dockerfile_pins_the_base_and_installs_runtime_requirements_only() -> None:
     base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE, re.M)
     assert base and re.fullmatch(
-        r"public\.ecr\.aws/lambda/python:3\.11\.\d{4}\.\d\d\.\d\d\.\d\d(@sha256:[0-9a-f]{64})?", base[1]
+        r"public\.ecr\.aws/lambda/python:3\.\d+\.\d{4}\.\d\d\.\d\d\.\d\d(@sha256:[0-9a-f]{64})?", base[1]
     )
     copies = re.findall(r"^COPY (\S+)", DOCKERFILE, re.M)
     assert copies == ["requirements.txt", "lambda_fn/"]
     assert "--only-binary=:all:" in DOCKERFILE and "--no-cache-dir" in DOCKERFILE
     assert "requirements-dev" not in DOCKERFILE
+
+
+def test_the_venv_runs_the_image_python_minor() -> None:
+    """Dev/prod parity: what the tests run on is the interpreter the image ships."""
+    base = re.search(r"^ARG BASE_IMAGE=public\.ecr\.aws/lambda/python:(\d+)\.(\d+)\.", DOCKERFILE, re.M)
+    assert base, "the Dockerfile's BASE_IMAGE is not a dated public.ecr.aws/lambda/python tag"
+    assert sys.version_info[:2] == (int(base[1]), int(base[2])), (sys.version, base[0])
 
 
 def test_build_context_holds_only_the_image_inputs(default: Synth) -> None:

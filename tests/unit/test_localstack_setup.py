@@ -44,14 +44,17 @@ def test_a_failing_command_is_reported_with_its_command_line_and_output():
 
 
 def test_a_missing_python_313_names_what_was_tried_and_how_to_fix_it(monkeypatch, tmp_path):
-    monkeypatch.setenv(ls.PYTHON_ENV, sys.executable)  # 3.11: tried and rejected
+    old = tmp_path / "python3.11"  # an interpreter of another minor: tried and rejected
+    old.write_text("#!/bin/sh\necho 3 11\n")
+    old.chmod(0o755)
+    monkeypatch.setenv(ls.PYTHON_ENV, str(old))
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
 
     with pytest.raises(ls.LocalStackError) as err:
         ls.find_python()
     assert "needs Python 3.13" in str(err.value)
-    assert sys.executable in str(err.value)
+    assert str(old) in str(err.value)
     assert ls.PYTHON_ENV in str(err.value)
 
 

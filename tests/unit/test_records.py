@@ -68,3 +68,29 @@ def test_id_is_looked_up_inside_features_when_absent_at_top_level() -> None:
     map_payloads(recs, None, "id")
     assert recs[0].record_id == "x1"
     assert recs[0].features == {"id": "x1", "v": 2}
+
+
+def test_kpl_aggregate_decodes_in_a_fresh_interpreter_that_imports_only_the_handler(tmp_path) -> None:
+    """As in Lambda: nothing imports aws-kinesis-agg's aggregator first (it edits sys.path as a side effect)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    payloads = [{"ride_id": f"r{i}", "ride": {"trip_distance": i}} for i in range(3)]
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"Records": [kinesis_record(kpl_aggregate(payloads), 1)]}))
+    probe = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import lambda_fn.handler\n"
+        "from lambda_fn.records import decode_event\n"
+        "assert not any(m.startswith('aws_kinesis_agg.') and 'aggregator' in m for m in sys.modules)\n"
+        f"users = decode_event(json.load(open({str(event)!r})))\n"
+        "print(json.dumps([[u.sub_sequence_number, u.reason, u.data.decode() if u.data else None] for u in users]))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "POWERTOOLS_METRICS_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-I", "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    decoded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert decoded == [[i, None, json.dumps(p)] for i, p in enumerate(payloads)]
