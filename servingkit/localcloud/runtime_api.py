@@ -27,12 +27,13 @@ import contextlib
 import json
 import logging
 import re
+import select
 import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -176,9 +177,9 @@ class _Pending:
         timings = Timings(self.queued_at, self.picked_up_at, time.monotonic())
         self.done = Invocation(self.request_id, payload, error, timings, self.cold, raw, content_type)
 
-    def fail(self, error: FunctionError, document: Any = None) -> None:
+    def fail(self, error: FunctionError, document: Any = None, raw: bytes | None = None) -> None:
         doc = error.document() if document is None else document
-        self.finish(doc, error, json.dumps(doc).encode(), "application/json")
+        self.finish(doc, error, json.dumps(doc).encode() if raw is None else raw, "application/json")
 
 
 class RuntimeAPI:
@@ -294,20 +295,14 @@ class RuntimeAPI:
         """Wait until the runtime has called GET /next once (init done): True; False on timeout, init error,
         reported exit or close, whichever comes first."""
         with self._cond:
-            self._cond.wait_for(
-                lambda: self._polling or self._closed or self._init_error is not None or self._exit_error is not None,
-                timeout,
-            )
+            self._cond.wait_for(self._init_settled, timeout)
             return self._polling
 
     def wait_for_init_error(self, timeout: float) -> FunctionError | None:
         """Wait for the runtime's /init/error: the error; None once it polls instead (init succeeded), on
         timeout, reported exit or close."""
         with self._cond:
-            self._cond.wait_for(
-                lambda: self._polling or self._closed or self._init_error is not None or self._exit_error is not None,
-                timeout,
-            )
+            self._cond.wait_for(self._init_settled, timeout)
             return self._init_error
 
     def report_runtime_exit(self, exit_code: int | None = None) -> None:
@@ -371,6 +366,10 @@ class RuntimeAPI:
 
     # ----- the runtime's side (called by the HTTP handler) -----
 
+    def _init_settled(self) -> bool:
+        """Init has an outcome: the runtime polls, posted an init error or exited; or the server is closed."""
+        return self._polling or self._closed or self._init_error is not None or self._exit_error is not None
+
     def _fail_if_broken(self, pending: _Pending) -> bool:
         """End `pending` with the environment's init error or exit, if it has one (lock held)."""
         if self._init_error is not None:
@@ -399,7 +398,7 @@ class RuntimeAPI:
                 HTTPStatus.FORBIDDEN, "InvalidStateTransition", "this execution environment has been reset"
             )
 
-    def _next(self, generation: int) -> _Pending:
+    def _next(self, generation: int, connected: Callable[[], bool]) -> _Pending:
         with self._cond:
             self._check_generation(generation)
             if not self._polling:
@@ -409,6 +408,8 @@ class RuntimeAPI:
                 self._check_generation(generation)
                 pending = self._pending
                 if pending is not None and pending.picked_up_at is None and pending.done is None:
+                    if not connected():
+                        raise _RefusalError(HTTPStatus.BAD_REQUEST, "ConnectionClosed", "the runtime went away")
                     pending.picked_up_at = time.monotonic()
                     pending.deadline_ms = int(time.time() * 1000 + pending.timeout_s * 1000)
                     pending.cold = self._dispatched == 0
@@ -451,7 +452,7 @@ class RuntimeAPI:
         with self._cond:
             pending = self._in_flight(generation, request_id)
             error, document = _parse_error(body, header_type)
-            pending.fail(error, document)
+            pending.fail(error, document, body)
             self._cond.notify_all()
 
     def _post_init_error(self, generation: int, body: bytes, header_type: str | None) -> None:
@@ -498,28 +499,37 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
-        if path == _NEXT:
-            try:
-                pending = self.api._next(self.generation)
-            except _RefusalError as refused:
-                self._refuse(refused)
-                return
-            log.debug("invocation %s handed to the runtime", pending.request_id)
-            self._send(HTTPStatus.OK, pending.body, pending.headers())
-        elif path == _INIT_ERROR or _INVOCATION.match(path):
-            self._drain_and_refuse(_method_not_allowed())
-        else:
-            self._drain_and_refuse(_not_found())
+        try:
+            if self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding"):
+                self._read_body(0)  # a body on a GET is dropped, so that the connection stays in step
+            if path == _INIT_ERROR or _INVOCATION.match(path):
+                raise _method_not_allowed()
+            if path != _NEXT:
+                raise _not_found()
+            pending = self.api._next(self.generation, self._peer_connected)
+        except _RefusalError as refused:
+            self._refuse(refused)
+            return
+        log.debug("invocation %s handed to the runtime", pending.request_id)
+        self._send(HTTPStatus.OK, pending.body, pending.headers())
+
+    def _peer_connected(self) -> bool:
+        """False once the runtime has closed its end (its process is gone): nothing is handed to it then."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return not readable or self.connection.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
+        match = _INVOCATION.match(path)
         try:
-            match = _INVOCATION.match(path)
+            body, size = self._read_body(MAX_RESPONSE_BYTES)  # read first: the connection stays in step
             if path == _NEXT:
                 raise _method_not_allowed()
             if path != _INIT_ERROR and match is None:
                 raise _not_found()
-            body, size = self._read_body(MAX_RESPONSE_BYTES)
             header_type = self.headers.get(ERROR_TYPE_HEADER)
             if match is None:
                 self.api._post_init_error(self.generation, body, header_type)
@@ -573,14 +583,6 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _RefusalError(HTTPStatus.BAD_REQUEST, "InvalidRequest", "invalid Content-Length") from None
             take(length)
         return bytes(kept), total
-
-    def _drain_and_refuse(self, refused: _RefusalError) -> None:
-        if self.command != "GET" or self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding"):
-            try:
-                self._read_body(0)
-            except _RefusalError as bad:
-                refused = bad
-        self._refuse(refused)
 
     def _refuse(self, refused: _RefusalError) -> None:
         log.debug("runtime API refused %s %s: %s", self.command, self.path, refused.message)
