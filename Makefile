@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-py$(IMAGE_PYTHON)
 export PYTHONPATH := $(CURDIR)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv model demo serve test lint typecheck unit integration infra e2e localstack-tests \
+.PHONY: help venv model demo serve test lint typecheck unit integration infra image-tests e2e localstack-tests \
         bench synth localstack clean
 
 help:
@@ -73,6 +73,9 @@ synth: $(STAMP) $(CDK) ## cdk synth offline into cdk.out (CDK_CONTEXT="-c model_
 	$(CDK_ENV) $(CDK) synth --quiet --no-notices $(CDK_CONTEXT)
 	$(CDK_ENV) $(CDK) ls --app cdk.out
 
+image-tests: $(STAMP) build/model/MLmodel ## the Lambda image built (stand-in base) and booted as Lambda runs it
+	$(PY) -m pytest tests/image -m image -q
+
 e2e: $(STAMP) ## the whole pipeline on the embedded emulator
 	$(PY) -m pytest tests/e2e -m e2e -q
 
@@ -83,7 +86,7 @@ localstack-tests: $(STAMP) build/model/MLmodel ## the whole pipeline against Loc
 localstack: $(STAMP) ## LocalStack without Docker on 127.0.0.1:4566 in the foreground (Ctrl-C stops it; PORT=...)
 	$(PY) scripts/localstack.py run --port $(or $(PORT),4566) $(ARGS)
 
-test: lint typecheck unit integration infra e2e localstack-tests ## everything CI runs
+test: lint typecheck unit integration infra image-tests e2e localstack-tests ## everything CI runs
 
 bench: $(STAMP) build/model/MLmodel ## benchmarks (print figures, last line JSON)
 	$(PY) scripts/bench_stream.py

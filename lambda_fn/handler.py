@@ -34,7 +34,10 @@ if not _METRICS_ENABLED:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
-    get_settings()
+    _settings = get_settings()
+    # Lambda names the configured handler in _HANDLER: the stream scorer cannot start without its outputs.
+    if os.environ.get("_HANDLER") == f"{__name__}.stream_handler":
+        _settings.require_stream_outputs()
 runtime.prewarm_model_imports()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TIERS = ("unit", "integration", "infra", "e2e", "localstack")
+TIERS = ("unit", "integration", "infra", "image", "e2e", "localstack")
 
 # Never reach AWS from a test: fake credentials and a fixed region for every boto3 client.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -40,3 +40,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     runtime.reset()
     yield monkeypatch
     runtime.reset()
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The demo model (directory, release.json): build/ when `make model` ran, else a fresh export."""
+    model, meta = ROOT / "build" / "model", ROOT / "build" / "release.json"
+    if (model / "MLmodel").is_file() and meta.is_file():
+        return model, meta
+    from servingkit.train import train
+
+    out = tmp_path_factory.mktemp("release")
+    train(rows=20_000, tracking_uri=f"sqlite:///{out / 'mlruns.db'}", export_dir=out / "model", register=False)
+    return out / "model", out / "release.json"

@@ -26,7 +26,13 @@ from typing import Any
 
 from infra.topology import Ctx, Topology, topology
 from lambda_fn.config import _FIELDS, Env
-from servingkit.localcloud.emulator import DEFAULT_REGION, patched_environ, pointed_at, start_emulator
+from servingkit.localcloud.emulator import (
+    DEFAULT_REGION,
+    endpoint_environment,
+    patched_environ,
+    pointed_at,
+    start_emulator,
+)
 from servingkit.localcloud.poller import _THROTTLED, KinesisPoller, _epoch, _error_code
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, Release, Resources, provision
 
@@ -175,7 +181,10 @@ class LocalCloud:
         max_concurrency: int = 1,
         warm: bool = True,
         environment: Mapping[str, str] | None = None,
+        function: Callable[[dict[str, str]], Callable[[dict[str, Any], Any], Any]] | None = None,
     ) -> None:
+        """`function`, given the scorer's environment, makes the handler the poller invokes (the image runner);
+        by default the handler runs in this process."""
         context = dict(ctx or {})
         context.setdefault(Ctx.STAGE, "local")
         context.setdefault(Ctx.PREFIX, f"serving-local-{secrets.token_hex(3)}")
@@ -189,6 +198,7 @@ class LocalCloud:
         self.max_concurrency = max_concurrency
         self.warm = warm
         self.extra_env = dict(environment or {})
+        self.function = function
         self.last_ledger: dict[Position, tuple[str, str | None]] = {}
         self.last_collector: Collector | None = None
         self.model_load_seconds: float | None = None
@@ -215,6 +225,14 @@ class LocalCloud:
         self._stack.enter_context(pointed_at(self.endpoint_url, self.region))
         self.clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
         self.resources = provision(self.topology, self.release, self.clients, self.region)
+        if self.function is not None:
+            # Its own process: the scorer's settings and the emulator's endpoint, nothing of this process.
+            image = self.function(
+                {**self.resources.environment, **endpoint_environment(self.endpoint_url, self.region), **self.extra_env}
+            )
+            self._stack.callback(getattr(image, "stop", lambda: None))
+            self._start_poller(image)
+            return
         cache = tempfile.mkdtemp(prefix="servingkit-model-")
         self._stack.callback(shutil.rmtree, cache, True)
         scorer_env = {
@@ -233,11 +251,15 @@ class LocalCloud:
         if self.warm:
             # Like provisioned concurrency: load the model before traffic, so latency shows steady state.
             self.model_load_seconds = round(runtime.get_model().load_seconds, 3)
-        handler = self.handler
-        if handler is None:
+        if self.handler is None:
             from lambda_fn.handler import stream_handler
 
-            handler = stream_handler
+            self._start_poller(stream_handler)
+        else:
+            self._start_poller(self.handler)
+
+    def _start_poller(self, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        assert self.resources is not None
         self.poller = KinesisPoller(
             kinesis=self.clients["kinesis"],
             stream_arn=self.resources.input_stream_arn,

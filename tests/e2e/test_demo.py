@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 
-from tests.e2e.conftest import ROOT
+from tests.conftest import ROOT
 
 RIDE = {"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.3, "pickup_datetime": "2026-03-02T08:15:00"}
 

@@ -1,0 +1,160 @@
+"""The function image booted as Lambda boots it: its entrypoint, the real awslambdaric, the Runtime API.
+
+Each case runs the container with a read-only root, a writable /tmp, a non-root user and the template's
+memory; the handler CMD of each function comes from the synthesized template.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from infra.topology import topology
+from lambda_fn.config import Env
+from servingkit.http_local import serving
+from servingkit.localcloud.emulator import endpoint_environment, pointed_at, start_emulator
+from servingkit.localcloud.pipeline import LocalCloud
+from servingkit.localcloud.poller import FunctionError
+from servingkit.localcloud.resources import Release, Resources, provision
+from tests.helpers import kinesis_event
+from tests.image.conftest import TemplateFunction
+
+
+@dataclass
+class Provisioned:
+    release: Release
+    resources: Resources
+    clients: dict[str, Any]
+    environment: dict[str, str]
+
+
+@pytest.fixture
+def provisioned(release: tuple[Path, Path]) -> Iterator[Provisioned]:
+    """The stack's resources on a fresh emulator, the demo model uploaded; no event source mapping."""
+    the_release = Release.load(*release)
+    with start_emulator() as emulator, pointed_at(emulator.endpoint_url):
+        clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
+        resources = provision(topology({"stage": "local"}), the_release, clients, "us-east-1")
+        environment = {**resources.environment, **endpoint_environment(emulator.endpoint_url)}
+        yield Provisioned(the_release, resources, clients, environment)
+
+
+PAYLOAD = {
+    "ride_id": "r1",
+    "ride": {"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.3, "pickup_datetime": "2026-03-01T08:15:00"},
+}
+
+
+def _strict(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_missing_configuration_fails_the_init_naming_the_variable(run_function: Any, scorer: TemplateFunction) -> None:
+    fn = run_function(scorer, {"MODEL_URI": "s3://nowhere/model", "MODEL_SHA256": "0" * 64})
+    result = fn.invoke({"Records": []}, timeout_s=120)
+    assert result.error is not None, result
+    assert Env.OUTPUT_STREAM_NAME in result.error.message or Env.OUTPUT_STREAM_NAME in fn.logs(), fn.logs()
+    assert not fn.running()  # Lambda discards an environment whose init failed
+
+
+def test_the_stream_scorer_accounts_for_every_record_kpl_aggregates_included(
+    run_function: Any, scorer: TemplateFunction, release: tuple[Path, Path]
+) -> None:
+    """Records (and KPL aggregates made by aws-kinesis-agg in this process, not the container's) flow from
+    the emulator's input stream through the container's handler to the output stream or the DLQ."""
+    model, meta = release
+    holder: dict[str, Any] = {}
+
+    def image(environment: dict[str, str]) -> Any:
+        holder["fn"] = run_function(scorer, environment, name="serving-local-scorer")
+        return holder["fn"]
+
+    with LocalCloud(model_dir=model, release=meta, function=image, warm=False) as cloud:
+        summary = cloud.run(600, poison_rate=0.05, kpl_share=0.3, seed=7, timeout_s=240)
+        fn = holder["fn"]
+    assert summary.records_in == 600, summary
+    assert summary.lost == 0 and summary.duplicates == 0 and summary.misrouted == 0, summary
+    assert summary.kpl_user_records > 0, summary
+    assert summary.dead_lettered >= 20 and summary.predicted + summary.dead_lettered == 600, summary
+    assert len(fn.cold_starts) == 1, "one execution environment served every batch (warm after the first)"
+    env = fn.cold_starts[0]
+    assert env.invocations > 1 and env.first_response_seconds is not None
+
+
+def test_every_api_route_answers_from_the_image(
+    run_function: Any, api: TemplateFunction, provisioned: Provisioned
+) -> None:
+    fn = run_function(api, provisioned.environment, name="serving-local-api")
+    name = provisioned.release.name
+    with serving(handler=fn) as url:
+        health = requests.get(f"{url}/health", timeout=120)
+        assert health.status_code == 200, health.text
+        info = requests.get(f"{url}/model", timeout=30).json()
+        assert info["sha256"] == provisioned.release.sha256
+        one = requests.post(f"{url}/predict", json=PAYLOAD, timeout=30)
+        assert one.status_code == 200 and isinstance(_strict(one.text)["predictions"][0], float), one.text
+        many = requests.post(f"{url}/predict", json={"instances": [PAYLOAD, PAYLOAD]}, timeout=30)
+        assert many.status_code == 200 and len(many.json()["predictions"]) == 2
+        csv = "PU_DO,trip_distance,pickup_hour,pickup_dow\n161_236,2.3,8,4\n"
+        inv = requests.post(f"{url}/invocations", data=csv, headers={"Content-Type": "text/csv"}, timeout=30)
+        assert inv.status_code == 200, inv.text
+        split = {"dataframe_split": {"columns": ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"],
+                                     "data": [["161_236", 2.3, 8, 4]]}}  # fmt: skip
+        assert requests.post(f"{url}/invocations", json=split, timeout=30).json()["predictions"]
+        meta_v2 = requests.get(f"{url}/v2/models/{name}", timeout=30)
+        assert meta_v2.status_code == 200 and meta_v2.json()["name"] == name
+        infer = {"inputs": [
+            {"name": "PU_DO", "shape": [1], "datatype": "BYTES", "data": ["161_236"]},
+            {"name": "trip_distance", "shape": [1], "datatype": "FP64", "data": [2.3]},
+            {"name": "pickup_hour", "shape": [1], "datatype": "INT64", "data": [8]},
+            {"name": "pickup_dow", "shape": [1], "datatype": "INT64", "data": [4]},
+        ]}  # fmt: skip
+        v2 = requests.post(f"{url}/v2/models/{name}/infer", json=infer, timeout=30)
+        assert v2.status_code == 200 and v2.json()["outputs"], v2.text
+        assert requests.get(f"{url}/openapi.json", timeout=30).json()["openapi"].startswith("3.")
+        bad = requests.post(f"{url}/predict", data="{not json", headers={"Content-Type": "application/json"})
+        assert bad.status_code == 400 and _strict(bad.text)["error"]["code"]
+        assert requests.get(f"{url}/nope", timeout=30).status_code == 404
+    assert len(fn.cold_starts) == 1 and fn.cold_starts[0].invocations == 11
+
+
+def test_a_model_whose_sha256_does_not_match_is_an_error_and_nothing_is_written(
+    run_function: Any, scorer: TemplateFunction, provisioned: Provisioned
+) -> None:
+    fn = run_function(scorer, {**provisioned.environment, Env.MODEL_SHA256: "f" * 64})
+    with pytest.raises(FunctionError, match="ChecksumMismatchError: checksum mismatch"):
+        fn(kinesis_event([PAYLOAD, PAYLOAD]), None)
+    kinesis, stream = provisioned.clients["kinesis"], provisioned.resources.topology.output_stream.name
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")
+        assert kinesis.get_records(ShardIterator=it["ShardIterator"])["Records"] == []
+    dlq = provisioned.clients["sqs"].receive_message(QueueUrl=provisioned.resources.dlq_url, WaitTimeSeconds=0)
+    assert not dlq.get("Messages")
+
+
+def test_the_image_ships_only_the_runtime_and_runs_as_lambda_does(engine: Any, function_image: Any) -> None:
+    probe = (
+        "import importlib.util, os, sys, json\n"
+        "dev = [m for m in ('mlflow', 'aws_cdk', 'servingkit', 'infra', 'moto', 'pytest', 'awslambdaric')"
+        " if importlib.util.find_spec(m) and not (m == 'awslambdaric' and '/var/runtime' in sys.path)]\n"
+        "print(json.dumps({'python': list(sys.version_info[:2]), 'dev': dev, 'uid': os.getuid(),"
+        " 'task': os.environ['LAMBDA_TASK_ROOT'], 'cwd': os.getcwd()}))\n"
+    )
+    done = engine.docker(
+        "run", "--rm", "--network=host", "--read-only", "--user", "993:990", "--entrypoint", "/var/lang/bin/python3",
+        function_image.tag, "-c", probe,
+    )  # fmt: skip
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["python"] == [3, 13] and facts["uid"] == 993, facts
+    assert facts["task"] == facts["cwd"] == "/var/task"
+    assert facts["dev"] == [], f"development packages in the image: {facts['dev']}"
