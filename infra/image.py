@@ -8,10 +8,12 @@ from aws_cdk import IgnoreMode
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_lambda as lambda_
 
+from infra.topology import API_HANDLER, STREAM_HANDLER
+
+__all__ = ["API_HANDLER", "STREAM_HANDLER", "image_code"]
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = "Dockerfile"
-STREAM_HANDLER = "lambda_fn.handler.stream_handler"
-API_HANDLER = "lambda_fn.handler.api_handler"
 
 # Belt and braces with .dockerignore (an allow-list): synth hashes the build context, so anything
 # large left in it (a venv, node_modules, cdk.out, models) would make every synth slow and every

@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# The image's two entry points (each function's CMD): the stack, the local runners and the tests read these.
+STREAM_HANDLER = "lambda_fn.handler.stream_handler"
+API_HANDLER = "lambda_fn.handler.api_handler"
+
 
 class TopologyError(ValueError):
     """A context value is missing or malformed; the message names the context key."""

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from infra.topology import TopologyError
 from lambda_fn.config import ConfigError
+from servingkit.image.engine import EngineError
+from servingkit.localcloud.emulator import endpoint_environment
 from servingkit.localcloud.pipeline import LocalCloud, PipelineSummary
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ResourceError
 
@@ -104,7 +107,10 @@ def table(s: PipelineSummary, cloud: LocalCloud, target: str) -> str:
         ),
         ("latency p50/p99", ms + "  (read time - approximate arrival)"),
         ("invocations", f"{s.poller.get('invocations')} (retries {s.poller.get('retries')})"),
-        ("model load", f"{s.model_load_seconds} s (before traffic)"),
+        (
+            "model load",
+            f"{s.model_load_seconds} s (before traffic)" if s.model_load_seconds is not None else "in the cold start",
+        ),
     ]
     errors = s.poller.get("errors") or []
     if errors:
@@ -136,12 +142,14 @@ API (the same model, loaded from the emulator's S3):
 Ctrl-C stops everything."""
 
 
-def serve(cloud: LocalCloud, host: str, port: int) -> None:
-    """Serve the API handler (the same model, from the emulator's S3) until Ctrl-C; the poller keeps running."""
+def serve(cloud: LocalCloud, host: str, port: int, handler: Any = None) -> None:
+    """Serve the API handler (the same model, from the emulator's S3) until Ctrl-C; the poller keeps running.
+
+    `handler`: the API function to call (the image, with --image); by default the handler in this process."""
     from servingkit.http_local import make_server
 
     assert cloud.resources is not None
-    server, url = make_server(host=host, port=port)
+    server, url = make_server(handler, host=host, port=port)
     print(
         CLI.format(
             region=cloud.region,
@@ -193,6 +201,12 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="exported MLflow model (build/model)")
     parser.add_argument("--release", type=Path, default=DEFAULT_RELEASE, help="its release.json with the pinned sha256")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--image",
+        action="store_true",
+        help="score in the real Lambda image: build it (Docker engine and base stand-in started here) and invoke "
+        "the container through the Lambda Runtime API instead of the handler in this process",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     if args.records < 1 or not 0 <= args.poison_rate < 1:
@@ -211,9 +225,26 @@ def main() -> int:
     err(f"starting the local cloud on {endpoint or 'an embedded moto server'} ...")
     summary: PipelineSummary | None = None
     try:
-        with LocalCloud(
-            endpoint_url=endpoint, ctx=ctx, shards=args.shards, model_dir=args.model_dir, release=args.release
-        ) as cloud:
+        with ExitStack() as stack:
+            function: Any = None
+            if args.image:
+                from servingkit.localcloud.image_session import image_session
+
+                session = stack.enter_context(image_session(progress=err))
+
+                def function(env: dict[str, str]) -> Any:
+                    return session.scorer(env, ctx, name="serving-local-scorer")
+
+            cloud = stack.enter_context(
+                LocalCloud(
+                    endpoint_url=endpoint,
+                    ctx=ctx,
+                    shards=args.shards,
+                    model_dir=args.model_dir,
+                    release=args.release,
+                    function=function,
+                )
+            )
             try:
                 summary = cloud.run(
                     args.records,
@@ -227,8 +258,13 @@ def main() -> int:
                 bars.close()
             print(table(summary, cloud, target), flush=True)
             if args.serve:
-                serve(cloud, args.host, args.port)
-    except (TopologyError, ResourceError, ConfigError) as exc:
+                api = None
+                if args.image:
+                    assert cloud.resources is not None and cloud.endpoint_url
+                    api_env = {**cloud.resources.environment, **endpoint_environment(cloud.endpoint_url, cloud.region)}
+                    api = stack.enter_context(session.api(api_env, ctx, name="serving-local-api"))
+                serve(cloud, args.host, args.port, api)
+    except (TopologyError, ResourceError, ConfigError, EngineError) as exc:
         err(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
@@ -245,6 +281,7 @@ def main() -> int:
         err(f"FAILED: {summary.lost} records lost, {summary.misrouted} misrouted")
     figures = {
         "target": target,
+        "image": args.image,
         "records": summary.records_in,
         "predicted": summary.predicted,
         "dead_lettered": summary.dead_lettered,
