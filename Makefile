@@ -37,10 +37,10 @@ build/model/MLmodel: $(STAMP)
 
 model: build/model/MLmodel ## train the demo model (MLflow) and export it to build/model
 
-demo: $(STAMP) build/model/MLmodel ## the whole pipeline on an embedded AWS emulator (10,000 records)
+demo: $(STAMP) build/model/MLmodel ## the whole pipeline on an embedded AWS emulator (10,000 records; ARGS=--image: in the real image)
 	$(PY) scripts/demo.py $(ARGS)
 
-serve: $(STAMP) build/model/MLmodel ## the API handler behind a local HTTP server on 127.0.0.1
+serve: $(STAMP) build/model/MLmodel ## the API handler behind a local HTTP server on 127.0.0.1 (ARGS=--image: the real image)
 	$(PY) scripts/serve.py $(ARGS)
 
 lint: $(STAMP) ## ruff

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import warnings
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--payload", choices=("1.0", "2.0", "url"), default="1.0", help="API Gateway payload format")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    parser.add_argument(
+        "--image",
+        action="store_true",
+        help="answer from the real Lambda image (built here; the model is served from an embedded S3 emulator)",
+    )
     args = parser.parse_args()
+    if args.image:
+        return serve_image(args)
 
     try:
         os.environ.update(demo_environment())
@@ -63,6 +71,43 @@ def main() -> int:
         pass
     finally:
         server.server_close()
+    return 0
+
+
+def serve_image(args: argparse.Namespace) -> int:
+    """The API function's container behind the local server; the demo model uploaded to an emulator's S3."""
+    import boto3
+
+    from infra.topology import topology
+    from servingkit.image.engine import EngineError
+    from servingkit.localcloud.emulator import endpoint_environment, pointed_at, start_emulator
+    from servingkit.localcloud.image_session import image_session
+    from servingkit.localcloud.resources import Release, ResourceError, provision
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        with ExitStack() as stack:
+            session = stack.enter_context(image_session(progress=log))
+            emulator = stack.enter_context(start_emulator())
+            stack.enter_context(pointed_at(emulator.endpoint_url))
+            clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
+            ctx = {"stage": "local"}
+            resources = provision(topology(ctx), Release.load(), clients, os.environ.get("AWS_REGION", "us-east-1"))
+            env = {**resources.environment, **endpoint_environment(emulator.endpoint_url)}
+            api = stack.enter_context(session.api(env, ctx, name="serving-local-api"))
+            server, url = make_server(
+                api, host=args.host, port=args.port, payload_version=args.payload, log=None if args.quiet else log
+            )
+            stack.callback(server.server_close)
+            print(f"serving {resources.model_uri} from the image {session.image.tag} on {url}; Ctrl-C stops")
+            print(EXAMPLE.format(url=url), flush=True)
+            with suppress(KeyboardInterrupt):
+                server.serve_forever()
+    except (EngineError, ResourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
