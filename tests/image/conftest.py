@@ -95,7 +95,13 @@ def function_image(engine: DockerEngine, base_image: str, stack: Synth) -> Built
     context, dockerfile, args, _template_platform = asset_context(stack.outdir, STACK)
     arch = "arm64" if host_platform.machine() in ("aarch64", "arm64") else "x86_64"
     built = build_function_image(
-        engine, base_image, context=context, dockerfile=dockerfile, build_args=args, platform=DOCKER_PLATFORMS[arch]
+        engine,
+        base_image,
+        context=context,
+        dockerfile=dockerfile,
+        build_args=args,
+        platform=DOCKER_PLATFORMS[arch],
+        tag="servingkit/function:cdk-asset",
     )
     _say(f"built {built.tag}: {built.size_bytes / 2**20:.0f} MiB in {built.seconds:.1f} s")
     return built
