@@ -30,6 +30,7 @@ class Env:
     MODEL_CACHE_DIR = "MODEL_CACHE_DIR"
     MODEL_TRUSTED_TYPES = "MODEL_TRUSTED_TYPES"
     ALLOW_UNPINNED_PICKLE = "ALLOW_UNPINNED_PICKLE"
+    MODEL_ALLOW_ENV_MISMATCH = "MODEL_ALLOW_ENV_MISMATCH"
     OUTPUT_STREAM_NAME = "OUTPUT_STREAM_NAME"
     DLQ_URL = "DLQ_URL"
     FEATURES_FIELD = "FEATURES_FIELD"
@@ -157,6 +158,8 @@ class Settings(BaseModel):
     model_cache_dir: str = "/tmp/model-cache"
     model_trusted_types: tuple[str, ...] = ()
     allow_unpinned_pickle: bool = False
+    # A model saved by another Python minor (pickle-based) or scikit-learn minor loads anyway (lambda_fn.model_env).
+    model_allow_env_mismatch: bool = False
     output_stream_name: str | None = None
     dlq_url: str | None = None
     features_field: str | None = None
@@ -246,6 +249,7 @@ _FIELDS = {field.upper(): field for field in Settings.model_fields}
 _unnamed = set(_FIELDS) - {value for key, value in vars(Env).items() if key.isupper()}
 if _unnamed:  # a setting nobody could set: give it a constant in Env
     raise RuntimeError(f"Settings fields without an Env name: {sorted(_unnamed)}")
+_BOOL_FIELDS = {name for name, info in Settings.model_fields.items() if info.annotation is bool}
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
@@ -257,7 +261,7 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
         if value is None or value.strip() == "":
             continue
         value = value.strip()
-        if field == "allow_unpinned_pickle":
+        if field in _BOOL_FIELDS:
             if value.lower() not in _BOOLS:
                 raise ConfigError(f"{env}={value!r}: must be true or false")
             raw[field] = _BOOLS[value.lower()]

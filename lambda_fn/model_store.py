@@ -8,7 +8,8 @@ Supported artifacts:
 
 Loading a pickle executes code, so pickle-based formats load only when `MODEL_SHA256` pins the
 artifact (or `ALLOW_UNPINNED_PICKLE=true` says the risk is accepted). skops loads only types it
-trusts, plus those the MLmodel file or `MODEL_TRUSTED_TYPES` names.
+trusts, plus those the MLmodel file or `MODEL_TRUSTED_TYPES` names. An MLflow directory's recorded Python
+and scikit-learn versions are compared with the runtime's before it loads (`lambda_fn.model_env`).
 
 The sha256 of a directory is the sha256 of its manifest: one line `<sha256 of file>  <relative path>`
 per file, sorted by path, joined with newlines. `artifact_sha256()` computes both forms.
@@ -90,6 +91,7 @@ class LoadedModel:
     estimator: Any = field(repr=False)
     feature_names: list[str] | None = None
     _predict: Callable[[Any], Any] | None = field(default=None, repr=False)
+    env_warnings: list[str] = field(default_factory=list)  # recorded vs runtime versions (lambda_fn.model_env)
 
     @property
     def identity(self) -> dict[str, str]:
@@ -375,11 +377,17 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
     trusted = list(settings.model_trusted_types)
     pinned = settings.model_sha256 is not None
     predict_fn = None
+    env_warnings: list[str] = []
     mlmodel: dict[str, Any] = {}
     signature: Signature | None = None
     if local.is_dir():
         if not (local / MLMODEL).is_file():
             raise ModelLoadError(f"{settings.model_uri} is a directory without an MLmodel file")
+        from lambda_fn.model_env import check_model_env  # before unpickling: a refusal is a ModelLoadError
+
+        env_warnings = check_model_env(
+            local, allow_mismatch=settings.model_allow_env_mismatch, where=settings.model_uri
+        )
         estimator, fmt, signature, mlmodel, predict_fn = _load_mlflow_dir(
             local, trusted, pinned, settings.allow_unpinned_pickle
         )
@@ -411,6 +419,7 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
         estimator=estimator,
         feature_names=[str(n) for n in names] if names is not None else None,
         _predict=predict_fn,
+        env_warnings=env_warnings,
     )
     if local.is_dir():
         _self_check(local, mlmodel, model)

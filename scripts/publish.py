@@ -36,6 +36,7 @@ def _publish(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
         verify=not args.no_verify,
         tag_registry=not args.no_tag,
+        allow_env_mismatch=args.allow_env_mismatch,
     )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("--no-verify", action="store_true", help="skip downloading and re-hashing the upload")
     pub.add_argument("--no-tag", action="store_true", help="do not tag the registry version with the S3 location")
     pub.add_argument("--json", action="store_true", help="print one JSON object (context and manifest)")
+    pub.add_argument(
+        "--allow-env-mismatch",
+        action="store_true",
+        help="publish a model saved by another Python minor (pickle-based) or scikit-learn minor than the image's; "
+        "the function then needs MODEL_ALLOW_ENV_MISMATCH=true to load it",
+    )
     pub.set_defaults(func=_publish)
 
     pro = sub.add_parser("promote", help="point the champion and/or challenger alias at registry versions")

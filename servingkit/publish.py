@@ -29,8 +29,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from infra.topology import Ctx
+from lambda_fn.model_env import SKLEARN, Runtime, compare, model_format, pinned_version, read_recorded
 from lambda_fn.model_store import MLMODEL, artifact_digest, artifact_sha256, fetch, s3_client
 from lambda_fn.schema import SchemaError, Signature
+from servingkit.image.platform import REQUIREMENTS, base_image
 
 MANIFEST = "release.json"
 MANIFEST_FORMAT = 1
@@ -182,6 +184,29 @@ def _signature(mlmodel: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(raw) if isinstance(raw, dict) else None
 
 
+def image_runtime(requirements: Path = REQUIREMENTS) -> Runtime:
+    """What the Lambda image will load the model with: the Dockerfile's Python minor, the scikit-learn pin."""
+    image = base_image()
+    sklearn = pinned_version(requirements.read_text(), SKLEARN)
+    return Runtime(
+        python=image.platform.python, sklearn=sklearn, label=f"the image ({image.image}, {requirements.name})"
+    )
+
+
+def check_environment(local: Path, allow_mismatch: bool, runtime: Runtime | None = None) -> list[str]:
+    """Compare an MLflow directory's recorded Python and scikit-learn with the image's (`lambda_fn.model_env`
+    rules, the same the function applies at load); a refusal is a PublishError unless `allow_mismatch`."""
+    if not (local.is_dir() and (local / MLMODEL).is_file()):
+        return []  # a single model file records no environment
+    result = compare(read_recorded(local), runtime or image_runtime(), model_format(local))
+    if result.refusals and not allow_mismatch:
+        raise PublishError(
+            f"the model's environment does not match the image's: {'; '.join(result.refusals)}. Re-save the model "
+            "with the image's versions (or change the image), or pass --allow-env-mismatch to publish it anyway"
+        )
+    return [f"{r} (published anyway: --allow-env-mismatch)" for r in result.refusals] + list(result.warnings)
+
+
 # --------------------------------------------------------------------------- S3 side
 
 
@@ -222,14 +247,19 @@ def publish(
     s3: Any | None = None,
     verify: bool = True,
     tag_registry: bool = True,
+    allow_env_mismatch: bool = False,
 ) -> PublishResult:
-    """Copy the model at `uri` into the bucket under its sha256 and write its release manifest."""
+    """Copy the model at `uri` into the bucket under its sha256 and write its release manifest.
+
+    Before anything is written, the model's recorded Python and scikit-learn are compared with the image's
+    (`check_environment`): a mismatch the function would refuse at load is refused here too."""
     s3 = s3 or s3_client()
     source = resolve_source(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         local = download(uri, Path(tmp) / "download", tracking_uri)
         if not _is_local(uri):
             local = _stage(local, Path(tmp) / "stage")
+        env_warnings = check_environment(local, allow_env_mismatch)
         sha, files = artifact_digest(local)
         mlmodel = _mlmodel(local)
         meta = mlmodel.get("metadata") or {}
@@ -259,7 +289,7 @@ def publish(
             "files": [{"path": rel, "size": p.stat().st_size, "sha256": digest} for p, rel, digest in files],
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        result = PublishResult(manifest, model_uri, f"s3://{bucket}/{manifest_key}")
+        result = PublishResult(manifest, model_uri, f"s3://{bucket}/{manifest_key}", warnings=env_warnings)
 
         existing = _existing(s3, bucket, base + "/")
         if manifest_key in existing:

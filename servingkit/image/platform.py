@@ -12,6 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
+REQUIREMENTS = ROOT / "requirements.txt"
+"""What the Dockerfile installs into the image (runtime pins only)."""
 
 # AWS's Lambda base images for Python 3.12+ are Amazon Linux 2023, whose glibc is 2.34; the older
 # ones (Python <= 3.11) are Amazon Linux 2 with glibc 2.26.

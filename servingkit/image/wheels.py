@@ -36,9 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servingkit.image.platform import ARCHITECTURES, ROOT, Platform, base_image
+from servingkit.image.platform import ARCHITECTURES, REQUIREMENTS, Platform, base_image
 
-REQUIREMENTS = ROOT / "requirements.txt"
 PYPI = "https://pypi.org/simple"
 PIP_TIMEOUT_S = 300
 # Settings that only say how to reach the index, not which index or which files: kept from the host.

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from servingkit.image import wheels
-from servingkit.image.platform import AL2_GLIBC, ARCHITECTURES, Platform, base_image
-from servingkit.image.wheels import REQUIREMENTS, MissingWheelsError, WheelCheck, check_architectures, main
+from servingkit.image.platform import AL2_GLIBC, ARCHITECTURES, REQUIREMENTS, Platform, base_image
+from servingkit.image.wheels import MissingWheelsError, WheelCheck, check_architectures, main
 
 
 @pytest.fixture(scope="module")
