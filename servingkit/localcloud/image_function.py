@@ -11,6 +11,7 @@ local HTTP server drive the image exactly as they drive the in-process handler.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import threading
 import time
@@ -210,6 +211,20 @@ class ImageFunction:
                 f"{result.error.type}: {result.error.message}" + (f"\n--- function log ---\n{logs}" if logs else "")
             )
         return result.payload
+
+    def process_usage(self) -> tuple[int, float] | None:
+        """The function process's peak RSS (bytes, VmHWM) and CPU seconds so far, read from the host's /proc."""
+        if self._env is None:
+            return None
+        pid = self.engine.docker("inspect", "--format", "{{.State.Pid}}", self._env.container).stdout.strip()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        hwm = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+        ticks = os.sysconf("SC_CLK_TCK")
+        return hwm, (int(fields[11]) + int(fields[12])) / ticks  # utime + stime of the process (all threads)
 
     def peak_memory_bytes(self) -> int | None:
         """The container's memory high-water mark (cgroup v1 or v2), None where the engine does not say."""

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""The Lambda image's figures: size, build time (cold and cached), cold start in the container, peak memory.
+
+Compared in the same run, interleaved, `--runs` times each (minimum and median printed, wall and CPU):
+- image: `docker run` of the function image → its first answer to a 100-record Kinesis batch, the model
+  downloaded from an S3 emulator, verified and loaded (awslambdaric + local Runtime API, as Lambda boots it);
+- floor: the same container started with only `import sklearn, skops.io` and a load of the same model file;
+- in-process: a fresh interpreter on the host that imports the handler and scores the same batch (as
+  scripts/bench_coldstart.py, without the container).
+CPU is that of the function's process (host /proc for the container, getrusage inside the floor, wait4 for
+the host child). The base is the local stand-in unless SERVINGKIT_BASE_IMAGE names AWS's. Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from servingkit.benchutil import run_sampled
+
+FLOOR = r"""
+import json, resource, sys, time
+began = time.perf_counter()
+import sklearn
+import skops.io as sio
+model = sio.load(sys.argv[1], trusted=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
+use = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"cpu": use.ru_utime + use.ru_stime, "peak": use.ru_maxrss * 1024}))
+"""
+
+IN_PROCESS = r"""
+import json, sys
+from lambda_fn.handler import stream_handler
+from tests.helpers import FakeContext
+response = stream_handler(json.load(open(sys.argv[1])), FakeContext())
+assert response == {"batchItemFailures": []}, response
+"""
+
+
+def _stats(values: list[float]) -> str:
+    return f"{min(values):8.2f} {statistics.median(values):8.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=100, help="records in the first batch")
+    parser.add_argument("--no-cold-build", action="store_true", help="skip the --no-cache build (minutes)")
+    args = parser.parse_args()
+
+    import boto3
+
+    from infra.topology import topology
+    from servingkit.image.build import DOCKER_PLATFORMS, build_function_image
+    from servingkit.image.engine import start_engine
+    from servingkit.image.standin import build_standin
+    from servingkit.localcloud.emulator import endpoint_environment, pointed_at, start_emulator
+    from servingkit.localcloud.image_session import ImageSession, host_architecture
+    from servingkit.localcloud.resources import Release, provision
+    from servingkit.taxi import ride_events
+    from tests.helpers import kinesis_event
+
+    release = Release.load()
+    event = kinesis_event(list(ride_events(args.batch)), key_field="ride_id")
+    event_path = ROOT / "build" / "bench-image-event.json"
+    event_path.write_text(json.dumps(event))
+    figures: dict[str, Any] = {"runs": args.runs, "batch": args.batch, "arch": host_architecture()}
+    warm_ms: list[float] = []
+    engine = start_engine()
+    try:
+        began = time.perf_counter()
+        base = build_standin(engine, progress=lambda line: print(line, flush=True))
+        figures["base_image"] = base
+        figures["base_seconds"] = round(time.perf_counter() - began, 1)
+        platform = DOCKER_PLATFORMS[host_architecture()]
+        if not args.no_cold_build:
+            print("cold build (--no-cache) ...", flush=True)
+            cold = build_function_image(engine, base, platform=platform, no_cache=True, tag="servingkit/function:bench")
+            figures["build_cold_seconds"] = round(cold.seconds, 1)
+        cached = build_function_image(engine, base, platform=platform, tag="servingkit/function:bench")
+        figures["build_cached_seconds"] = round(cached.seconds, 2)
+        deps = max((size for step, size in cached.layers if "pip install" in step), default=0)
+        figures["image_mib"] = round(cached.size_bytes / 2**20)
+        figures["dependency_layer_mib"] = round(deps / 2**20)
+        figures["base_mib"] = round(cached.layers[0][1] / 2**20) if cached.layers else None
+
+        with start_emulator() as emulator, pointed_at(emulator.endpoint_url):
+            clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
+            ctx = {"stage": "bench"}
+            resources = provision(topology(ctx), release, clients, "us-east-1")
+            env = {**resources.environment, **endpoint_environment(emulator.endpoint_url)}
+            session = ImageSession(engine=engine, image=cached, workdir=ROOT / "build")
+            host_env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "AWS_ENDPOINT"))},
+                **env,
+                "PYTHONPATH": str(ROOT),
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+            rows: dict[str, list[tuple[float, float, float]]] = {"image": [], "floor": [], "in-process": []}
+            for i in range(args.runs):
+                fn = session.scorer(env, ctx, name="bench-scorer")
+                try:
+                    answer = fn(event)
+                    assert answer == {"batchItemFailures": []}, answer
+                    cold_env = fn.cold_starts[0]
+                    usage = fn.process_usage() or (0, 0.0)
+                    assert cold_env.first_response_seconds is not None
+                    rows["image"].append((cold_env.first_response_seconds, usage[1], usage[0] / 2**20))
+                    warm = [time.perf_counter()]
+                    for _ in range(5):
+                        fn(event)
+                        warm.append(time.perf_counter())
+                    warm_ms.append(round(1000 * statistics.median(b - a for a, b in itertools.pairwise(warm)), 1))
+                finally:
+                    fn.stop()
+                t0 = time.perf_counter()
+                done = engine.docker(
+                    "run", "--rm", "--network=host", "--read-only", "--user", "993:990",
+                    "--memory", f"{fn.spec.memory_mb}m", "-v", f"{release.model_dir}:/opt/model:ro",
+                    "--entrypoint", "/var/lang/bin/python3", cached.tag, "-c", FLOOR, "/opt/model/model.skops",
+                )  # fmt: skip
+                floor = json.loads(done.stdout.strip().splitlines()[-1])
+                rows["floor"].append((time.perf_counter() - t0, floor["cpu"], floor["peak"] / 2**20))
+                host_env["MODEL_CACHE_DIR"] = str(ROOT / "build" / f"bench-image-cache-{time.time_ns()}")
+                run = run_sampled(
+                    [sys.executable, "-c", IN_PROCESS, str(event_path)], host_env, cwd=ROOT, interval=None
+                )
+                if run.returncode != 0:
+                    raise SystemExit(f"in-process child failed:\n{run.stderr[-3000:]}")
+                cpu = run.rusage.ru_utime + run.rusage.ru_stime
+                rows["in-process"].append((run.seconds, cpu, run.rusage.ru_maxrss / 1024))
+                print(
+                    f"run {i + 1}/{args.runs}: "
+                    + ", ".join(f"{k} {v[-1][0]:.2f}s cpu {v[-1][1]:.2f}s {v[-1][2]:.0f} MiB" for k, v in rows.items()),
+                    flush=True,
+                )
+    finally:
+        engine.stop()
+        subprocess.run(["rm", "-rf", *map(str, (ROOT / "build").glob("bench-image-cache-*"))], check=False)
+
+    print(f"\n{'cold start':12}{'wall min':>9}{'median':>9}{'cpu min':>9}{'median':>9}{'peak MiB':>10}")
+    for name, values in rows.items():
+        walls, cpus, peaks = ([v[0] for v in values], [v[1] for v in values], [v[2] for v in values])
+        print(f"{name:12}{_stats(walls)} {_stats(cpus)} {statistics.median(peaks):9.0f}")
+        figures[name] = {
+            "wall_min": round(min(walls), 3),
+            "wall_median": round(statistics.median(walls), 3),
+            "cpu_min": round(min(cpus), 3),
+            "cpu_median": round(statistics.median(cpus), 3),
+            "peak_mib_median": round(statistics.median(peaks)),
+        }
+    figures["warm_batch_ms_median"] = round(statistics.median(warm_ms), 1)
+    figures["image_vs_floor_cpu_ratio_of_minima"] = round(figures["image"]["cpu_min"] / figures["floor"]["cpu_min"], 2)
+    figures["image_vs_floor_wall_ratio_of_minima"] = round(
+        figures["image"]["wall_min"] / figures["floor"]["wall_min"], 2
+    )
+    figures["image_vs_in_process_wall_ratio_of_minima"] = round(
+        figures["image"]["wall_min"] / figures["in-process"]["wall_min"], 2
+    )
+    print(
+        f"image {figures['image_mib']} MiB (dependency layer {figures['dependency_layer_mib']} MiB, base "
+        f"{figures['base_mib']} MiB); build cold {figures.get('build_cold_seconds')} s, cached "
+        f"{figures['build_cached_seconds']} s; warm batch median {figures['warm_batch_ms_median']} ms"
+    )
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
