@@ -211,6 +211,8 @@ def check_wheels(
     platform = platform or base_image().platform
     platform.manylinux_tags(arch)  # an unknown architecture fails here, not in pip
     reqs = _parse(Path(requirements))
+    if not reqs.lines:
+        return WheelCheck(Path(requirements), platform, arch)
     whole = _resolve(platform, arch, reqs.options, reqs.lines, deps=True, index_url=index_url)
     if whole.ok:
         return WheelCheck(Path(requirements), platform, arch, resolved=whole.wheels)
@@ -279,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-r", "--requirements", type=Path, default=REQUIREMENTS, help="default: %(default)s")
     parser.add_argument("--index-url", default=PYPI, help="package index (default: %(default)s)")
     args = parser.parse_args(argv)
+    if not args.requirements.is_file():
+        parser.error(f"no requirements file {args.requirements}")
     archs = list(ARCHITECTURES) if args.arch == "all" else ["aarch64" if args.arch == "arm64" else args.arch]
     results = check_architectures(archs, args.requirements, base_image().platform, index_url=args.index_url)
     for result in results:
