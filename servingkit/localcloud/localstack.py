@@ -1,6 +1,6 @@
 """LocalStack without Docker: install it in its own Python 3.13 venv, start it on 127.0.0.1, stop it.
 
-LocalStack's host mode needs Python 3.13 and its own pinned dependencies (they clash with the kit's), so it lives in a separate
+LocalStack's host mode needs Python 3.13 and pinned dependencies that clash with the kit's, so it lives in a separate
 venv under `.localstack/` (git-ignored), pinned by `localstack-constraints.txt`. Kinesis is served by
 kinesis-mock (npm `kinesis-local`), whose `main.js` binds 0.0.0.0; `install()` patches it to bind
 127.0.0.1 so nothing is reachable from the network. Lambda execution needs Docker there, which is why the
