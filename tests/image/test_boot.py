@@ -158,3 +158,20 @@ def test_the_image_ships_only_the_runtime_and_runs_as_lambda_does(engine: Any, f
     assert facts["python"] == [3, 13] and facts["uid"] == 993, facts
     assert facts["task"] == facts["cwd"] == "/var/task"
     assert facts["dev"] == [], f"development packages in the image: {facts['dev']}"
+
+
+def test_one_cold_start_then_warm_invocations_in_the_same_environment(
+    run_function: Any, scorer: TemplateFunction, provisioned: Provisioned
+) -> None:
+    fn = run_function(scorer, provisioned.environment)
+    rides = [{**PAYLOAD, "ride_id": f"r{i}"} for i in range(20)]
+    cold = fn.invoke(kinesis_event(rides, key_field="ride_id"))
+    warm = [
+        fn.invoke(kinesis_event(rides, start_seq=49_000_000_000 + 100 * (i + 1), key_field="ride_id")) for i in range(3)
+    ]
+    assert cold.error is None and cold.payload == {"batchItemFailures": []}, cold
+    assert cold.cold and not any(w.cold for w in warm)
+    assert all(w.error is None and w.payload == {"batchItemFailures": []} for w in warm), warm
+    assert len(fn.cold_starts) == 1 and fn.cold_starts[0].invocations == 4
+    # The cold one paid for init (imports) and the model download, verification and load; warm ones did not.
+    assert cold.timings.total_s > max(w.timings.total_s for w in warm), (cold.timings, [w.timings for w in warm])
