@@ -175,3 +175,28 @@ def test_one_cold_start_then_warm_invocations_in_the_same_environment(
     assert len(fn.cold_starts) == 1 and fn.cold_starts[0].invocations == 4
     # The cold one paid for init (imports) and the model download, verification and load; warm ones did not.
     assert cold.timings.total_s > max(w.timings.total_s for w in warm), (cold.timings, [w.timings for w in warm])
+
+
+def test_the_base_has_the_lambda_layout_and_amazon_linux_2023_wheel_policy(engine: Any, base_image: str) -> None:
+    """What the real base image gives the Dockerfile: its layout, environment, entrypoint, and the wheels
+    pip may choose (none newer than glibc 2.34, whatever the stand-in's own glibc is)."""
+    config = json.loads(engine.docker("image", "inspect", "--format", "{{json .Config}}", base_image).stdout)
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert config["Entrypoint"] == ["/lambda-entrypoint.sh"] and config["WorkingDir"] == "/var/task"
+    assert env["LAMBDA_TASK_ROOT"] == "/var/task" and env["LAMBDA_RUNTIME_DIR"] == "/var/runtime"
+    assert env["PATH"].startswith("/var/lang/bin:")
+    probe = (
+        "import json, sys\n"
+        "from pip._vendor.packaging import tags\n"
+        "sys.path.insert(0, '/var/runtime')\n"
+        "import awslambdaric\n"
+        "linux = [t.platform for t in tags.sys_tags() if t.platform.startswith('manylinux_2_')]\n"
+        "print(json.dumps({'exe': sys.executable, 'ric': awslambdaric.__file__, 'glibc': sorted(\n"
+        "    {tuple(map(int, p.split('_')[1:3])) for p in linux})}))\n"
+    )
+    done = engine.docker(
+        "run", "--rm", "--network=host", "--entrypoint", "/var/lang/bin/python3", base_image, "-c", probe
+    )
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["exe"].startswith("/var/lang/bin/python3") and facts["ric"].startswith("/var/runtime/awslambdaric/")
+    assert max(map(tuple, facts["glibc"])) == (2, 34), facts["glibc"]
