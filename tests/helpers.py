@@ -173,3 +173,18 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 300_000
+
+
+def recorded_env_variant(src: Path, dst: Path, *, python: str | None = None, sklearn: str | None = None) -> Path:
+    """A copy of an MLflow directory whose python_env.yaml / requirements.txt record other versions."""
+    import re
+    import shutil
+
+    shutil.copytree(src, dst)
+    if python is not None:
+        env = dst / "python_env.yaml"
+        env.write_text(re.sub(r"(?m)^python: .*$", f"python: {python}", env.read_text()))
+    if sklearn is not None:
+        reqs = dst / "requirements.txt"
+        reqs.write_text(re.sub(r"(?m)^scikit-learn==.*$", f"scikit-learn=={sklearn}", reqs.read_text()))
+    return dst

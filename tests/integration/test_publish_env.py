@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +12,11 @@ import pytest
 from lambda_fn.model_env import Runtime
 from servingkit.image.platform import REQUIREMENTS, base_image
 from servingkit.publish import PublishError, check_environment, image_runtime, publish
+from tests.helpers import recorded_env_variant
 from tests.integration.conftest import BUCKET, Aws
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SKLEARN = re.search(r"(?m)^scikit-learn==(\S+)$", REQUIREMENTS.read_text())[1]  # type: ignore[index]
-
-
-def _variant(src: Path, dst: Path, *, python: str | None = None, sklearn: str | None = None) -> Path:
-    shutil.copytree(src, dst)
-    if python is not None:
-        env = dst / "python_env.yaml"
-        env.write_text(re.sub(r"(?m)^python: .*$", f"python: {python}", env.read_text()))
-    if sklearn is not None:
-        reqs = dst / "requirements.txt"
-        reqs.write_text(re.sub(r"(?m)^scikit-learn==.*$", f"scikit-learn=={sklearn}", reqs.read_text()))
-    return dst
 
 
 def _minor_before(version: str) -> str:
@@ -53,7 +42,7 @@ def test_a_model_of_another_scikit_learn_minor_is_refused_before_anything_is_upl
     aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path
 ) -> None:
     old = _minor_before(IMAGE_SKLEARN) + ".2"
-    model = _variant(tiny_mlflow_dir, tmp_path / "old", sklearn=old)
+    model = recorded_env_variant(tiny_mlflow_dir, tmp_path / "old", sklearn=old)
     with pytest.raises(PublishError) as caught:
         publish(str(model), BUCKET, s3=aws.s3)
     message = str(caught.value)
@@ -70,7 +59,7 @@ def test_the_image_not_the_publishing_host_decides(
 ) -> None:
     """A skops model of another Python minor: a warning. The same as cloudpickle: refused. Patch: a warning."""
     image = base_image().platform.python
-    model = _variant(tiny_mlflow_dir, tmp_path / "py", python=_minor_before(image) + ".7")
+    model = recorded_env_variant(tiny_mlflow_dir, tmp_path / "py", python=_minor_before(image) + ".7")
     (warning,) = check_environment(model, allow_mismatch=False)  # tiny_mlflow_dir is skops
     assert f"recorded in the model's python_env.yaml, {image} in the image" in warning
     mlmodel = model / "MLmodel"
@@ -79,7 +68,7 @@ def test_the_image_not_the_publishing_host_decides(
         check_environment(model, allow_mismatch=False)
 
     major, minor, patch = IMAGE_SKLEARN.split(".")[:3]
-    patched = _variant(tiny_mlflow_dir, tmp_path / "patch", sklearn=f"{major}.{minor}.{int(patch) + 1}")
+    patched = recorded_env_variant(tiny_mlflow_dir, tmp_path / "patch", sklearn=f"{major}.{minor}.{int(patch) + 1}")
     assert check_environment(patched, allow_mismatch=False) == [
         f"scikit-learn {major}.{minor}.{int(patch) + 1} recorded in the model's requirements.txt, {IMAGE_SKLEARN} in "
         f"{image_runtime().label} (patch-level difference)"
@@ -94,7 +83,7 @@ def test_the_image_not_the_publishing_host_decides(
 def test_cli_refuses_in_one_line_and_allow_env_mismatch_publishes(
     aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = _variant(tiny_mlflow_dir, tmp_path / "old", sklearn=_minor_before(IMAGE_SKLEARN) + ".0")
+    model = recorded_env_variant(tiny_mlflow_dir, tmp_path / "old", sklearn=_minor_before(IMAGE_SKLEARN) + ".0")
     cli = _cli()
     assert cli.main(["publish", str(model), "--bucket", BUCKET]) == 1
     err = capsys.readouterr().err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import re
-import shutil
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from lambda_fn.model_env import (
     read_recorded,
 )
 from lambda_fn.model_store import ModelLoadError, artifact_sha256, load_model
-from tests.helpers import save_mlflow_model, tiny_frame, tiny_pipeline
+from tests.helpers import recorded_env_variant, save_mlflow_model, tiny_frame, tiny_pipeline
 
 SKLEARN = metadata.version("scikit-learn")
 
@@ -50,18 +49,6 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _variant(src: Path, dst: Path, *, python: str | None = None, sklearn: str | None = None) -> Path:
-    """A copy of an MLflow directory whose python_env.yaml / requirements.txt record other versions."""
-    shutil.copytree(src, dst)
-    if python is not None:
-        env = dst / "python_env.yaml"
-        env.write_text(re.sub(r"(?m)^python: .*$", f"python: {python}", env.read_text()))
-    if sklearn is not None:
-        reqs = dst / "requirements.txt"
-        reqs.write_text(re.sub(r"(?m)^scikit-learn==.*$", f"scikit-learn=={sklearn}", reqs.read_text()))
-    return dst
-
-
 def _recorded(python: str | None = "3.13.0", sklearn: str | None = "1.9.1") -> RecordedEnv:
     return RecordedEnv(
         python=Recorded(python, "python_env.yaml") if python else None,
@@ -83,7 +70,7 @@ def test_an_mlflow_directory_records_this_interpreter_and_scikit_learn(saved: di
 
 
 def test_fallbacks_conda_then_mlmodel_and_nothing_recorded(saved: dict[str, Path], tmp_path: Path) -> None:
-    model = _variant(saved["skops"], tmp_path / "m")
+    model = recorded_env_variant(saved["skops"], tmp_path / "m")
     (model / "python_env.yaml").unlink()
     (model / "requirements.txt").write_text("scikit-learn>=1.0\n")  # a range is no record of the version
     recorded = read_recorded(model)
@@ -137,7 +124,7 @@ def test_missing_python_env_yaml_is_said_in_a_debug_log(tmp_path: Path, monkeypa
 def test_garbled_files_are_a_clear_warning_not_a_crash(
     saved: dict[str, Path], tmp_path: Path, name: str, content: str | bytes, needle: str
 ) -> None:
-    model = _variant(saved["skops"], tmp_path / "m")
+    model = recorded_env_variant(saved["skops"], tmp_path / "m")
     if isinstance(content, bytes):
         (model / name).write_bytes(content)
     else:
@@ -204,7 +191,7 @@ def test_messages_name_both_versions_and_the_file() -> None:
 def test_a_refusal_is_a_load_error_naming_the_override_which_turns_it_into_a_warning(
     saved: dict[str, Path], tmp_path: Path
 ) -> None:
-    old = _variant(saved["cloudpickle"], tmp_path / "old", sklearn=_other_minor(SKLEARN))
+    old = recorded_env_variant(saved["cloudpickle"], tmp_path / "old", sklearn=_other_minor(SKLEARN))
     with pytest.raises(EnvMismatchError) as caught:
         check_model_env(old, where="s3://bucket/models/old")
     message = str(caught.value)
@@ -235,7 +222,7 @@ def _load(path: Path, **env: str) -> Any:
 def test_model_store_refuses_a_model_of_another_scikit_learn_minor_unless_allowed(
     saved: dict[str, Path], tmp_path: Path
 ) -> None:
-    old = _variant(saved["cloudpickle"], tmp_path / "old", sklearn=_other_minor(SKLEARN))
+    old = recorded_env_variant(saved["cloudpickle"], tmp_path / "old", sklearn=_other_minor(SKLEARN))
     with pytest.raises(ModelLoadError, match=rf"scikit-learn {_other_minor(SKLEARN)} .*MODEL_ALLOW_ENV_MISMATCH=true"):
         _load(old)
     model = _load(old, MODEL_ALLOW_ENV_MISMATCH="true")
@@ -251,10 +238,10 @@ def test_model_store_python_minor_refuses_pickle_warns_for_skops_and_patch_warns
     major, minor = platform.python_version_tuple()[:2]
     other = f"{major}.{int(minor) - 1}.9"
     with pytest.raises(ModelLoadError, match=rf"Python {re.escape(other)} recorded .*pickled byte code"):
-        _load(_variant(saved["cloudpickle"], tmp_path / "pickled", python=other))
-    skops = _load(_variant(saved["skops"], tmp_path / "skops", python=other))
+        _load(recorded_env_variant(saved["cloudpickle"], tmp_path / "pickled", python=other))
+    skops = _load(recorded_env_variant(saved["skops"], tmp_path / "skops", python=other))
     assert skops.format == "mlflow-sklearn-skops" and "skops stores no byte code" in skops.env_warnings[0]
-    patched = _load(_variant(saved["cloudpickle"], tmp_path / "patch", sklearn=_other_patch(SKLEARN)))
+    patched = _load(recorded_env_variant(saved["cloudpickle"], tmp_path / "patch", sklearn=_other_patch(SKLEARN)))
     assert patched.env_warnings == [
         f"scikit-learn {_other_patch(SKLEARN)} recorded in the model's requirements.txt, {SKLEARN} in this runtime "
         "(patch-level difference)"
