@@ -129,6 +129,7 @@ def build_standin(engine: DockerEngine, platform: Platform | None = None, progre
             shutil.copy2(p, context / p.name)
         (context / "_manylinux.py").write_text(policy)
         (context / "certs").mkdir()
+        (context / "certs" / "README").write_text("the build machine's extra CA certificates, if any\n")
         for c in certs:
             shutil.copy2(c, context / "certs" / c.name)
         engine.docker(
