@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-py$(IMAGE_PYTHON)
 export PYTHONPATH := $(CURDIR)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv model demo serve test lint typecheck unit integration infra image-tests e2e localstack-tests \
+.PHONY: help venv model demo serve check test lint typecheck unit integration infra image-tests e2e localstack-tests \
         bench synth localstack clean
 
 help:
@@ -85,6 +85,8 @@ localstack-tests: $(STAMP) build/model/MLmodel ## the whole pipeline against Loc
 
 localstack: $(STAMP) ## LocalStack without Docker on 127.0.0.1:4566 in the foreground (Ctrl-C stops it; PORT=...)
 	$(PY) scripts/localstack.py run --port $(or $(PORT),4566) $(ARGS)
+
+check: lint typecheck unit ## the fast gate: lint, types, unit tests (under a minute on a warm venv)
 
 test: lint typecheck unit integration infra image-tests e2e localstack-tests ## everything CI runs
 
