@@ -62,6 +62,7 @@ class Metric:
     RECORDS_SCORED = "RecordsScored"
     RECORDS_DEAD_LETTERED = "RecordsDeadLettered"
     RECORDS_FAILED = "RecordsReportedFailed"
+    DEAD_LETTERS_REJECTED = "DeadLettersRejected"  # SQS refused a dead letter: a minimal one was sent instead
     OUTPUT_RETRIES = "OutputPutRetries"
     BATCH_LATENCY = "BatchLatencyMs"
     PREDICT_LATENCY = "PredictLatencyMs"

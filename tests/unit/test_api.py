@@ -310,9 +310,11 @@ def test_model_without_signature_fails_bad_input_with_400(clean_env: pytest.Monk
     assert status == 400 and err["error"]["code"] == "invalid_input"
     assert [(d["row"], d["field"]) for d in err["error"]["details"]] == [(1, None)]
     assert "model failed on this row" in err["error"]["details"][0]["message"]
-    # ...and a batch the model rejects whole is still the input's fault here, not a 500.
+    # ...and so is a batch the model rejects whole, now that it has shown it can score: the input's fault,
+    # row by row, not a 500.
     status, _, err = call("POST", "/invocations", {"dataframe_records": [{"x": i} for i in range(10)]})
-    assert status == 400 and err["error"]["code"] == "prediction_failed"
+    assert status == 400 and err["error"]["code"] == "invalid_input"
+    assert [d["row"] for d in err["error"]["details"]] == list(range(10))
 
 
 def test_api_needs_no_stream_outputs_and_runs_through_the_lambda_handler(env: pytest.MonkeyPatch) -> None:
