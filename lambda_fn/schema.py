@@ -223,7 +223,17 @@ def validate(rows: list[Any], signature: Signature | None, *, strict: bool = Fal
     if signature is None:
         kept = [i for i in range(len(rows)) if i not in errs]
         good = [dict_rows[i] for i in kept]
-        frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
+        try:
+            frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
+        except (ValueError, TypeError, OverflowError):  # one row no frame can hold: find it, as below
+            for i in kept:
+                try:
+                    pd.DataFrame.from_records([dict_rows[i]])
+                except (ValueError, TypeError, OverflowError) as exc:
+                    _add(errs, i, f"features cannot be read into a frame: {type(exc).__name__}: {exc}"[:300])
+            kept = [i for i in kept if i not in errs]
+            good = [dict_rows[i] for i in kept]
+            frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
         return Validated(frame, kept, {i: "; ".join(m) for i, m in errs.items()})
 
     not_objects = set(errs)
@@ -281,12 +291,14 @@ def _frame(
 
 
 def _conversion_errors(signature: Signature, columns: dict[str, list[Any]], n: int, errs: dict[int, list[str]]) -> None:
+    import pandas as pd
+
     for spec in signature.inputs:
         for i, v in enumerate(columns[spec.name]):
             if i in errs or v is _MISSING or v is None:
                 continue
-            try:
-                _to_series([v], spec, has_none=False)
+            try:  # as _frame builds it: pandas may store strings in Arrow, which refuses lone surrogates
+                pd.DataFrame({spec.name: _to_series([v], spec, has_none=False)})
             except (ValueError, TypeError, OverflowError) as exc:
                 _add(errs, i, f"field '{spec.name}' cannot be read as {spec.type}: {type(exc).__name__}: {exc}"[:300])
 

@@ -132,3 +132,36 @@ class StrictSqs:
 
     def json(self) -> list[Any]:
         return [strict_json(b) for _, b in self.messages]
+
+
+class Faulty:
+    """Wraps a real (moto) Kinesis or SQS client: chosen entries fail or are refused, the rest go through."""
+
+    def __init__(self, client: Any, fault: Fault, throttle: Callable[[], bool] | None = None) -> None:
+        self.client, self.fault, self.throttle = client, fault, throttle
+
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.throttle is not None and self.throttle():
+            raise _error("ProvisionedThroughputExceededException", "slow down", "PutRecords")
+        failing = [self.fault(r["PartitionKey"], r["Data"]) is not None for r in Records]
+        passed = [r for r, bad in zip(Records, failing, strict=True) if not bad]
+        answers = iter(self.client.put_records(StreamName=StreamName, Records=passed)["Records"] if passed else [])
+        out = [
+            {"ErrorCode": "InternalFailure", "ErrorMessage": "injected"} if bad else next(answers) for bad in failing
+        ]
+        return {"FailedRecordCount": sum("ErrorCode" in o for o in out), "Records": out}
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.throttle is not None and self.throttle():
+            raise _error("RequestThrottled", "slow down", "SendMessageBatch")
+        verdicts = [
+            self.fault(e["MessageAttributes"]["reason"]["StringValue"], e["MessageBody"].encode()) for e in Entries
+        ]
+        passed = [e for e, v in zip(Entries, verdicts, strict=True) if v is None]
+        resp = self.client.send_message_batch(QueueUrl=QueueUrl, Entries=passed) if passed else {}
+        failed = list(resp.get("Failed", []))
+        for e, v in zip(Entries, verdicts, strict=True):
+            if v is not None:
+                code = "InvalidMessageContents" if v == "reject" else "InternalError"
+                failed.append({"Id": e["Id"], "SenderFault": v == "reject", "Code": code, "Message": "injected"})
+        return {"Successful": resp.get("Successful", []), "Failed": failed}

@@ -248,3 +248,22 @@ def test_bounded_json_and_partition_key_rules() -> None:
     assert partition_key("\U0001f600" * 128) == "\U0001f600" * 128
     assert len(partition_key("\U0001f600" * 129)) == 64  # 258 UTF-16 units
     assert partition_key("", "4900") == "4900"
+
+
+def test_a_lone_surrogate_in_a_string_feature_fails_its_row_not_the_batch() -> None:
+    """Found by the property tests: pandas keeps strings in Arrow, which refuses lone surrogates."""
+
+    class Ones:
+        def predict(self, x: Any) -> Any:
+            return [1.0] * len(x)
+
+    sig = Signature.from_columns([{"name": "x", "type": "double"}, {"name": "z", "type": "string"}])
+    out, dlq = MemorySink(), MemorySink()
+    model = fake_model(Ones(), sig)
+    rt = StreamRuntime(model=lambda: model, output=out, dlq=dlq, features_field="f", id_field="id")
+    process_batch(kinesis_event([b'{"id":"a","f":{"x":1,"z":"\\ud800"}}', {"id": "b", "f": {"x": 1.0, "z": "ok"}}]), rt)
+    assert [d["reason"] for d in dlq.json()] == [Reason.SCHEMA] and [o["id"] for o in out.json()] == ["b"]
+    no_signature = fake_model(Ones(), None)
+    rt.model = lambda: no_signature
+    process_batch(kinesis_event([b'{"id":"c","f":{"x":1,"z":"\\udfff"}}']), rt)
+    assert dlq.json()[-1]["reason"] == Reason.SCHEMA
