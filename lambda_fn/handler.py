@@ -35,7 +35,6 @@ if not _METRICS_ENABLED:
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     get_settings()
-runtime.prewarm_model_imports()
 
 
 def _emit_load_metrics() -> None:

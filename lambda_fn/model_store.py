@@ -16,9 +16,12 @@ per file, sorted by path, joined with newlines. `artifact_sha256()` computes bot
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,8 +183,43 @@ def _denied(uri: str) -> str:
     )
 
 
-def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | None]:
-    """Return a local path to the artifact (downloading it once) and the S3 version id if any."""
+class LoaderImports:
+    """Import the model loaders (scikit-learn, skops: ~1.5 s) on a thread while the artifact downloads.
+
+    Safe only while no other thread imports: two threads importing one package can deadlock on its
+    circular imports, and CPython breaks the deadlock by handing one of them a partially initialised
+    module ("cannot import name '_MetadataRequester' from partially initialized module"). So `fetch`
+    starts it after the first S3 response (from then on a download imports nothing; a test checks
+    it) and `load_model` joins it before loading anything, also on errors: it never outlives the load.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None and "skops.io" not in sys.modules:
+            self._thread = threading.Thread(target=_import_loaders, name="model-loader-imports", daemon=True)
+            self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def _import_loaders() -> None:
+    with contextlib.suppress(ImportError):  # not installed: the loader says so when it needs it
+        import skops.io  # noqa: F401
+
+
+def fetch(
+    uri: str, cache_dir: str, s3: Any | None = None, *, on_first_response: Callable[[], None] | None = None
+) -> tuple[Path, str | None]:
+    """Return a local path to the artifact (downloading it once) and the S3 version id if any.
+
+    `on_first_response` is called once S3 has answered, when what is left is pure network and disk.
+    """
+    responded = on_first_response or (lambda: None)
     loc = ModelLocation.parse(uri)
     if loc.scheme == "file":
         path = Path(loc.key)
@@ -201,10 +239,14 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
     try:
         version: str | None = None
         denied = False
+        extra = {"VersionId": loc.version_id} if loc.version_id else {}
+        head = None
         try:
-            extra = {"VersionId": loc.version_id} if loc.version_id else {}
-            head = s3.head_object(Bucket=loc.bucket, Key=loc.key, **extra) if not loc.key.endswith("/") else None
+            if not loc.key.endswith("/"):
+                head = s3.head_object(Bucket=loc.bucket, Key=loc.key, **extra)
+                responded()
         except ClientError as exc:
+            responded()
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchKey", "NotFound"):
                 head = None
@@ -229,6 +271,7 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
             count = 0
             try:
                 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
+                    responded()
                     for obj in page.get("Contents", []):
                         if obj["Key"].endswith("/"):
                             continue
@@ -365,7 +408,11 @@ def _load_mlflow_dir(
 def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
     """Fetch, verify and load the configured model. Raises ModelStoreError subclasses with the cause."""
     started = time.perf_counter()
-    local, s3_version = fetch(settings.model_uri, settings.model_cache_dir, s3)
+    loaders = LoaderImports()
+    try:
+        local, s3_version = fetch(settings.model_uri, settings.model_cache_dir, s3, on_first_response=loaders.start)
+    finally:
+        loaders.join()
     actual = artifact_sha256(local)
     if settings.model_sha256 and actual != settings.model_sha256:
         raise ChecksumMismatchError(

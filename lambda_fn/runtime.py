@@ -6,7 +6,6 @@ emulators can point them anywhere through the SDK's standard `AWS_ENDPOINT_URL_*
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from functools import lru_cache
 from typing import Any
@@ -28,25 +27,6 @@ def client(service: str) -> Any:
     from botocore.config import Config
 
     return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 3}))  # type: ignore[call-overload]
-
-
-def prewarm_model_imports() -> threading.Thread | None:
-    """Import the model loaders (scikit-learn, skops: ~1.5 s) on a thread while the main thread
-    creates clients and downloads the artifact, so the cold start overlaps CPU with network waits.
-    The import system's module locks make a concurrent `import skops.io` simply wait for this one."""
-    import sys
-
-    if "skops.io" in sys.modules:
-        return None
-
-    def _import() -> None:
-        # Not installed: the loader says so when it needs it.
-        with contextlib.suppress(ImportError):
-            import skops.io  # noqa: F401
-
-    thread = threading.Thread(target=_import, name="prewarm-model-imports", daemon=True)
-    thread.start()
-    return thread
 
 
 def get_model(settings: Settings | None = None) -> LoadedModel:
