@@ -84,10 +84,6 @@ class _References:
             while len(self._items) > self._size:
                 self._items.pop(next(iter(self._items)))
 
-    def drop(self, owner: Any) -> None:
-        with self._lock:
-            self._items.pop(id(owner), None)
-
 
 _MODEL_REFERENCE = _References()
 _HOOK_REFERENCE = _References()
@@ -300,7 +296,8 @@ def self_check(model: LoadedModel, example: Any = None) -> bool:
                 raise ValueError(f"model returned {len(out)} predictions for {len(example)} rows")
         except Exception as exc:  # noqa: BLE001 - model code
             raise ModelBatchError(f"model cannot score its own input example: {describe(exc)}") from None
-        remember_reference(model, example)
+        if len(out) and not _non_finite(out[0]):
+            remember_reference(model, example)
         return True
     return _probe(model, finite=False) is True
 
@@ -329,12 +326,16 @@ def _probe(model: LoadedModel, finite: bool) -> bool | None:
             return None
     try:
         out = model.predict(reference)
-        ok = len(out) == len(reference) and not (finite and _non_finite(out[0]))
+        scored = len(out) == len(reference)
+        clean = scored and not _non_finite(out[0])
     except Exception:  # noqa: BLE001 - model code
-        ok = False
-    if ok and built:
-        _MODEL_REFERENCE.put(model, reference)
-    return ok if ok or not built else None
+        scored = clean = False
+    ok = clean if finite else scored
+    if built:
+        if clean:  # a reference must hold for every caller's rule, the stream's (finite) included
+            _MODEL_REFERENCE.put(model, reference)
+        return True if ok else None
+    return ok
 
 
 def _non_finite(value: Any) -> bool:

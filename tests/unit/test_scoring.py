@@ -191,3 +191,19 @@ def test_small_batches_failing_in_the_model_are_dead_lettered_not_retried_foreve
     out = score_batch([{"x": 13.0}, {"x": 13.0}], loaded(CountingModel()))
     assert {e.reason for e in out.errors.values()} == {Reason.MODEL_ERROR}
     assert len(out.errors) == 2
+
+
+def test_a_reference_is_a_row_the_model_scored_to_a_finite_value() -> None:
+    class Log:
+        def predict(self, x: Any) -> Any:
+            import numpy as np
+
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log(x[:, 0])
+
+    model = loaded(Log())
+    assert score_batch([{"x": -1.0}], model).errors == {}  # the API's rule lets NaN through; no reference from it
+    with pytest.raises(ModelBatchError, match="no row"):  # log(0) = -inf: the built row is no evidence either
+        score_batch([{"x": -1.0}], model, finite=True)
+    score_batch([{"x": 1.0}], model, finite=True)
+    assert score_batch([{"x": -1.0}], model, finite=True).errors[0].reason == Reason.NON_FINITE_PREDICTION

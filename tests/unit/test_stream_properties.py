@@ -51,7 +51,8 @@ def runtimes(draw: st.DrawFn, f: Faults) -> tuple[StreamRuntime, StrictKinesis, 
         rt.variants = Variants([Arm("a", 1.0, lambda: primary), Arm("b", 1.0, lambda: second)])
     if draw(st.booleans()):  # a shadow that misbehaves any way must not change the primary's outcome
         shadow = fake_model(Model(draw(st.sampled_from(["rows", *Model.SYSTEMIC]))), SIG, name="shadow")
-        rt.shadow = Shadow(lambda: shadow, 5.0, KinesisSink(StrictKinesis(f.kinesis), "shadow", NO_SLEEP), rt.hook)
+        sink = KinesisSink(StrictKinesis(f.shadow().kinesis), "shadow", NO_SLEEP)
+        rt.shadow = Shadow(lambda: shadow, 5.0, sink, rt.hook)
     return rt, kinesis, sqs, models
 
 
