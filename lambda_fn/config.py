@@ -35,6 +35,7 @@ class Env:
     FEATURES_FIELD = "FEATURES_FIELD"
     ID_FIELD = "ID_FIELD"
     FEATURE_HOOK = "FEATURE_HOOK"
+    ALLOW_EXTERNAL_FEATURE_HOOK = "ALLOW_EXTERNAL_FEATURE_HOOK"
     INPUT_SCHEMA = "INPUT_SCHEMA"
     OUTPUT_MAX_ATTEMPTS = "OUTPUT_MAX_ATTEMPTS"
     OUTPUT_BASE_DELAY_MS = "OUTPUT_BASE_DELAY_MS"
@@ -163,6 +164,8 @@ class Settings(BaseModel):
     features_field: str | None = None
     id_field: str | None = None
     feature_hook: str | None = None
+    # FEATURE_HOOK is code run with the function's role: only code the image ships, unless this says so.
+    allow_external_feature_hook: bool = False
     input_schema: str | None = None
     output_max_attempts: int = Field(default=6, ge=1, le=20)
     output_base_delay_ms: int = Field(default=50, ge=0, le=10_000)
@@ -258,7 +261,7 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
         if value is None or value.strip() == "":
             continue
         value = value.strip()
-        if field == "allow_unpinned_pickle":
+        if Settings.model_fields[field].annotation is bool:
             if value.lower() not in _BOOLS:
                 raise ConfigError(f"{env}={value!r}: must be true or false")
             raw[field] = _BOOLS[value.lower()]

@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from lambda_fn.config import Settings, get_settings, service_name
+from lambda_fn.hook_origin import require_shipped
 from lambda_fn.model_store import LoadedModel, load_model
 from lambda_fn.rollout import Rollout, emf_variant_emitter, rollout_from
 from lambda_fn.scoring import Hook, load_hook
@@ -63,8 +64,15 @@ def drain_load_times() -> list[float]:
 
 @lru_cache(maxsize=1)
 def hook() -> Hook | None:
-    """FEATURE_HOOK, imported once per container: the stream, the API and the shadow share it."""
-    return load_hook(get_settings().feature_hook)
+    """FEATURE_HOOK, imported once per container: the stream, the API and the shadow share it.
+
+    It runs with the function's role, so it must be code the image ships unless explicitly allowed
+    (lambda_fn.hook_origin); that is checked before anything of it is imported.
+    """
+    settings = get_settings()
+    if settings.feature_hook and not settings.allow_external_feature_hook:
+        require_shipped(settings.feature_hook)
+    return load_hook(settings.feature_hook)
 
 
 @lru_cache(maxsize=1)
