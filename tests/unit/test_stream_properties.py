@@ -31,7 +31,7 @@ FAULTY_ROUNDS = 3  # sinks misbehave on the first deliveries, then recover (as a
 
 
 @st.composite
-def runtimes(draw: st.DrawFn, f: Faults) -> tuple[StreamRuntime, StrictKinesis, StrictSqs, list[Model]]:
+def runtimes(draw: st.DrawFn, f: Faults) -> tuple[StreamRuntime, StrictKinesis, StrictSqs, list[Model], StrictKinesis]:
     kinesis = StrictKinesis(f.kinesis, f.throttle)
     sqs = StrictSqs(f.sqs, f.throttle)
     kind = draw(st.sampled_from(["rows", "rows", "rows", *Model.SYSTEMIC]))
@@ -49,11 +49,11 @@ def runtimes(draw: st.DrawFn, f: Faults) -> tuple[StreamRuntime, StrictKinesis, 
         models.append(Model("rows"))
         second = fake_model(models[1], SIG, name="b")
         rt.variants = Variants([Arm("a", 1.0, lambda: primary), Arm("b", 1.0, lambda: second)])
+    shadow_stream = StrictKinesis(f.shadow().kinesis)
     if draw(st.booleans()):  # a shadow that misbehaves any way must not change the primary's outcome
         shadow = fake_model(Model(draw(st.sampled_from(["rows", *Model.SYSTEMIC]))), SIG, name="shadow")
-        sink = KinesisSink(StrictKinesis(f.shadow().kinesis), "shadow", NO_SLEEP)
-        rt.shadow = Shadow(lambda: shadow, 5.0, sink, rt.hook)
-    return rt, kinesis, sqs, models
+        rt.shadow = Shadow(lambda: shadow, 5.0, KinesisSink(shadow_stream, "shadow", NO_SLEEP), rt.hook)
+    return rt, kinesis, sqs, models, shadow_stream
 
 
 def deliver(event: dict[str, Any], expected: list[Any], rt: StreamRuntime, kin: StrictKinesis, sqs: StrictSqs,
@@ -84,7 +84,7 @@ def deliver(event: dict[str, Any], expected: list[Any], rt: StreamRuntime, kin: 
 @given(st.data())
 def test_every_record_is_one_output_or_reported_and_nothing_is_lost(data: st.DataObject) -> None:
     f = data.draw(faults)
-    rt, kin, sqs, models = data.draw(runtimes(f))
+    rt, kin, sqs, models, shadow_stream = data.draw(runtimes(f))
     event, expected = data.draw(events())
     systemic = models[0].kind in Model.SYSTEMIC
     try:
@@ -92,6 +92,7 @@ def test_every_record_is_one_output_or_reported_and_nothing_is_lost(data: st.Dat
     finally:
         if rt.shadow is not None:
             rt.shadow.close()
+    shadow_stream.json()  # shadow records are strict JSON too (StrictKinesis checked their keys and sizes)
     if ledger is not None:
         # A model fault always fails loudly: a broken model that was given rows cannot have let a batch pass.
         assert not (systemic and models[0].calls), "a broken model's batch was acknowledged"
