@@ -564,8 +564,8 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
 def _self_check(artifact: Artifact, mlmodel: dict[str, Any], model: LoadedModel) -> None:
     """Score the model's own input example once: a model that cannot is broken, not fed poison.
 
-    This is what lets the scorer treat later row failures as bad rows (dead-lettered) rather than
-    as a broken deployment (batch retried).
+    This is what lets the scorer treat later row failures as bad rows (dead-lettered, 422 in the API)
+    rather than as a broken deployment (batch retried, 500), from the first request on.
     """
     info = mlmodel.get("saved_input_example_info") or {}
     example = artifact.file(str(info.get("artifact_path", "input_example.json")), "MLmodel input example")
@@ -583,12 +583,12 @@ def _self_check(artifact: Artifact, mlmodel: dict[str, Any], model: LoadedModel)
             frame = pd.DataFrame(raw)
     except (ValueError, TypeError, OSError):
         return  # an example we cannot read proves nothing either way
+    from lambda_fn.scoring import ModelBatchError, self_check  # scoring imports this module
+
     try:
-        model.predict(frame)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the model itself is unusable
-        raise ModelLoadError(
-            f"model loaded but cannot score its own input example ({example.name}): {type(exc).__name__}: {exc}"
-        ) from None
+        self_check(model, frame)  # scored: the example is the model's reference row from now on
+    except ModelBatchError as exc:
+        raise ModelLoadError(f"model loaded but {exc} ({example.name})") from None
 
 
 def _default_name(uri: str) -> str:
