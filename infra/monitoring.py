@@ -149,6 +149,15 @@ class Monitoring(Construct):
             description="Records were dead-lettered (invalid payloads or model rejections): inspect the DLQ.",
         )
         self.alarm(
+            "DeadLettersRejected",
+            self.kit_metric(Metric.DEAD_LETTERS_REJECTED),
+            threshold=1,
+            description=(
+                "SQS refused dead letters; minimal ones (each record's position and sha256, no data) went instead: "
+                "read those records from the input stream before its retention ends."
+            ),
+        )
+        self.alarm(
             "BatchFailures",
             on_failure.metric_approximate_number_of_messages_visible(period=ONE_MINUTE, statistic="Maximum"),
             threshold=1,
@@ -188,6 +197,7 @@ class Monitoring(Construct):
                     k(Metric.RECORDS_DEAD_LETTERED),
                     k(Metric.RECORDS_FAILED),
                     k(Metric.OUTPUT_RETRIES),
+                    k(Metric.DEAD_LETTERS_REJECTED),
                 ],
                 width=12,
             ),

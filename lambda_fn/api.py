@@ -10,9 +10,17 @@ same routes on each). Routes:
   the Open Inference Protocol;
 - `GET /health` (and `/ping`, as MLflow and SageMaker probe it), `GET /model`, `GET /openapi.json`.
 
-A request is all-or-nothing: if any row is invalid the answer is 400 listing every bad row and field.
-Errors share one body, `{"error": {"code", "message", "details": [{"row", "field", "message"}]},
-"request_id"}`; faults on our side (model cannot load) are 503 with details only in the logs.
+A request is all-or-nothing. Who is at fault decides the status, and errors share one body,
+`{"error": {"code", "message", "details": [{"row", "field", "message"}]}, "request_id"}`:
+
+- 400: the request cannot be read or does not match the model's input (every bad row and field named);
+- 422 `unscorable_rows`: valid rows the model cannot score (it raises, or predicts NaN or Infinity) while
+  it still scores its reference row (`lambda_fn.scoring`): the data, not the model, is the problem;
+- 500 `model_error`: the model fails on valid input and on its reference too (a broken model or
+  environment); 503: the model cannot load or the configuration is invalid.
+
+A 5xx never carries an exception's text (logged with the request id instead), and every body is strict
+JSON: NaN, Infinity or a number beyond a double are refused on the way in and never written on the way out.
 """
 
 from __future__ import annotations
@@ -21,7 +29,6 @@ import base64
 import binascii
 import inspect
 import json
-import math
 import re
 import time
 from collections.abc import Callable
@@ -81,23 +88,10 @@ class ApiError(Exception):
 # --------------------------------------------------------------------------- responses
 
 
-def _clean(value: Any) -> Any:
-    """Non-finite floats become null so the body stays valid JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[str]:
-    try:
-        text = _encode(body)
-    except ValueError:
-        text = _encode(_clean(body))
-    return Response(status_code=status, content_type=JSON, body=text, headers=headers or {})
+    """Strict JSON or nothing: a value it cannot spell (NaN) raises, and the request is a 500, never a
+    body a strict client cannot parse. Predictions reach here checked (`score_batch(finite=True)`)."""
+    return Response(status_code=status, content_type=JSON, body=_encode(body), headers=headers or {})
 
 
 def _error_body(err: ApiError, request_id: str) -> dict[str, Any]:
@@ -209,34 +203,52 @@ def _bad_input(exc: InputError) -> ApiError:
     return ApiError(400, "invalid_input", exc.message, exc.problems)
 
 
+_UNSCORABLE = {
+    Reason.MODEL_ERROR: "the model cannot score this row",
+    Reason.NON_FINITE_PREDICTION: "the model predicts NaN or Infinity for this row (strict JSON has neither)",
+}
+
+
 def _score(rows: list[Any], model: LoadedModel, hook: Hook | None = None) -> list[Any]:
-    """Hook (optional) → strict validation → one predict; any bad row fails the request with every problem."""
+    """Hook (optional) → strict validation → one predict; any bad row fails the request with every problem.
+
+    Validation and the hook speak about the input (400, their messages name the field). The model's own
+    errors are only logged: a client sees which rows, and a 5xx when the model itself is at fault.
+    """
     if not rows:
         raise ApiError(400, "invalid_input", "no rows to score", [Problem("at least one row is required", None)])
     if hook is not None:
         try:
             rows, hook_errors = apply_hook(hook, rows)
         except ModelBatchError as exc:
-            raise ApiError(400, "invalid_input", f"the feature hook rejected every row: {exc}") from None
+            logger.warning("the feature hook rejected every row", extra={"error": str(exc)})
+            raise ApiError(400, "invalid_input", "the feature hook rejected every row") from None
         if hook_errors:
             problems = _problems_from_rows({i: e.detail for i, e in hook_errors.items()})
             raise ApiError(400, "invalid_input", "the feature hook rejected some rows", problems)
     try:
-        result = score_batch(rows, model, strict=True)
+        result = score_batch(rows, model, strict=True, finite=True)
     except ModelBatchError as exc:
-        if model.signature is None:
-            # Without a signature nothing was checked up front: the input is the likely cause.
-            raise ApiError(400, "prediction_failed", f"the model cannot score this input: {exc}") from None
-        logger.exception("model failed on every row of a valid request")
-        raise ApiError(500, "model_error", "the model failed on valid input; see the function logs") from None
-    if result.errors:
-        problems = _problems_from_rows({i: e.detail for i, e in result.errors.items() if e.reason == Reason.SCHEMA})
-        problems += [Problem(e.detail, None, i) for i, e in result.errors.items() if e.reason != Reason.SCHEMA]
-        problems.sort(key=lambda p: p.row or 0)
-        n = len(result.errors)
-        what = "do not match the model's input" if all(p.field for p in problems) else "cannot be scored"
-        raise ApiError(400, "invalid_input", f"{n} of {len(rows)} row(s) {what}", problems)
-    return result.predictions
+        logger.error("the model fails on valid input and on its reference row", extra={"error": str(exc)})
+        raise ApiError(
+            500, "model_error", "the model failed on valid input; see the function logs with this request id"
+        ) from None
+    if not result.errors:
+        return result.predictions
+    schema = {i: e.detail for i, e in result.errors.items() if e.reason == Reason.SCHEMA}
+    unscorable = {i: e for i, e in result.errors.items() if e.reason != Reason.SCHEMA}
+    if unscorable:
+        logger.warning(
+            "rows the model cannot score",
+            extra={"rows": {i: f"{e.reason}: {e.detail}" for i, e in sorted(unscorable.items())[:20]}},
+        )
+    problems = _problems_from_rows(schema)
+    problems += [Problem(_UNSCORABLE.get(e.reason, "cannot be scored"), None, i) for i, e in unscorable.items()]
+    problems.sort(key=lambda p: p.row or 0)
+    n = len(result.errors)
+    if schema:
+        raise ApiError(400, "invalid_input", f"{n} of {len(rows)} row(s) do not match the model's input", problems)
+    raise ApiError(422, "unscorable_rows", f"the model cannot score {n} of {len(rows)} valid row(s)", problems)
 
 
 # --------------------------------------------------------------------------- routes

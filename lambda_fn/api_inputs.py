@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambda_fn.records import decode_json
 from lambda_fn.schema import Signature
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -52,22 +54,46 @@ class InputError(ValueError):
         return self.message
 
 
-class _ConstantError(ValueError):
-    pass
+# What JSON can spell but an answer could not carry: a number beyond a double (1e400 reads as inf: an
+# exponent of 3+ digits or a run of 309+ digits) and a lone surrogate escape (\\ud800 is no Unicode). Only
+# a body with one of these is walked.
+_LARGE_NUMBER = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}|[0-9]{309}")
+_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
-def _reject_constant(name: str) -> Any:
-    raise _ConstantError(f"{name} is not valid JSON")
+def _unwritable(value: Any) -> str | None:
+    """Why a decoded body could not be echoed as strict JSON (walked without recursion), or None."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        t = type(node)
+        if t is float and not math.isfinite(node):
+            return "a number is beyond the range of a double (it would read as Infinity)"
+        if t is str:
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone surrogate escape (not Unicode text)"
+        elif t is dict:
+            stack.extend(node)
+            stack.extend(node.values())
+        elif t is list:
+            stack.extend(node)
+    return None
 
 
 def parse_json(body: str | bytes) -> Any:
-    """Strict JSON: NaN and Infinity are refused (their output could not be valid JSON either)."""
+    """Strict JSON, read as the stream reads a record (`records.decode_json`: no NaN or Infinity, at most
+    MAX_JSON_DEPTH levels), and no number beyond a double's range: the answer must be strict JSON too."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except _ConstantError as exc:
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        value = decode_json(data)
+    except ValueError as exc:  # UnicodeError included (a lone surrogate cannot be UTF-8)
         raise InputError(f"malformed JSON: {exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"malformed JSON: {exc}") from None
+    why = _unwritable(value) if _LARGE_NUMBER.search(data) or _SURROGATE.search(data) else None
+    if why is not None:
+        raise InputError(f"malformed JSON: {why}")
+    return value
 
 
 def _type_name(value: Any) -> str:

@@ -176,10 +176,13 @@ _ERRORS = {
     405: "Method not allowed on this path (see the Allow header)",
     413: "Body larger than API_MAX_BODY_BYTES",
     415: "Unsupported Content-Type or charset",
-    500: "The model failed on valid input (details in the logs)",
+    422: "Valid rows the model cannot score (it raises, or predicts NaN or Infinity) while it scores its reference "
+    "row: the rows are named, the model's error is in the logs",
+    500: "The model fails on valid input and on its reference row too: a broken model or environment (details "
+    "only in the logs, by request id)",
     503: "The model or the configuration cannot be loaded (details in the logs)",
 }
-_JSON_BODY = (400, 404, 405, 413, 415, 500, 503)
+_JSON_BODY = (400, 404, 405, 413, 415, 422, 500, 503)
 _NO_BODY = (404, 405, 500, 503)
 
 # operation id → (request body models by media type, 200 response model, error statuses)
@@ -308,7 +311,8 @@ def document(model: LoadedModel | None = None, settings: Settings | None = None)
             version=API_VERSION,
             description=(
                 "Synchronous predictions from the served model. Errors share one body: ErrorResponse. "
-                "A request with any invalid row is rejected whole (400), listing every row and field at fault."
+                "A request with any invalid row is rejected whole (400), listing every row and field at fault; "
+                "rows the model cannot score are 422; a 5xx is a fault on the service's side."
             ),
         )
     )

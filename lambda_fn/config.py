@@ -36,6 +36,7 @@ class Env:
     FEATURES_FIELD = "FEATURES_FIELD"
     ID_FIELD = "ID_FIELD"
     FEATURE_HOOK = "FEATURE_HOOK"
+    ALLOW_EXTERNAL_FEATURE_HOOK = "ALLOW_EXTERNAL_FEATURE_HOOK"
     INPUT_SCHEMA = "INPUT_SCHEMA"
     OUTPUT_MAX_ATTEMPTS = "OUTPUT_MAX_ATTEMPTS"
     OUTPUT_BASE_DELAY_MS = "OUTPUT_BASE_DELAY_MS"
@@ -63,6 +64,7 @@ class Metric:
     RECORDS_SCORED = "RecordsScored"
     RECORDS_DEAD_LETTERED = "RecordsDeadLettered"
     RECORDS_FAILED = "RecordsReportedFailed"
+    DEAD_LETTERS_REJECTED = "DeadLettersRejected"  # SQS refused a dead letter: a minimal one was sent instead
     OUTPUT_RETRIES = "OutputPutRetries"
     BATCH_LATENCY = "BatchLatencyMs"
     PREDICT_LATENCY = "PredictLatencyMs"
@@ -165,6 +167,8 @@ class Settings(BaseModel):
     features_field: str | None = None
     id_field: str | None = None
     feature_hook: str | None = None
+    # FEATURE_HOOK is code run with the function's role: only code the image ships, unless this says so.
+    allow_external_feature_hook: bool = False
     input_schema: str | None = None
     output_max_attempts: int = Field(default=6, ge=1, le=20)
     output_base_delay_ms: int = Field(default=50, ge=0, le=10_000)

@@ -38,7 +38,6 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     # Lambda names the configured handler in _HANDLER: the stream scorer cannot start without its outputs.
     if os.environ.get("_HANDLER") == f"{__name__}.stream_handler":
         _settings.require_stream_outputs()
-runtime.prewarm_model_imports()
 
 
 def _emit_load_metrics() -> None:

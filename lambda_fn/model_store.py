@@ -13,17 +13,27 @@ and scikit-learn versions are compared with the runtime's before it loads (`lamb
 
 The sha256 of a directory is the sha256 of its manifest: one line `<sha256 of file>  <relative path>`
 per file, sorted by path, joined with newlines. `artifact_sha256()` computes both forms.
+
+The pin covers exactly what is loaded (loading a pickle runs code): an artifact holds regular files only
+(a symlink or special file inside it is refused, so nothing is reached that the manifest does not
+list); every S3 key is placed under the cache or refused before anything is written; and the loader
+opens only files of the verified manifest, by relative names that stay inside the artifact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
+import stat
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
@@ -54,6 +64,10 @@ class ChecksumMismatchError(ModelStoreError):
 
 class ModelLoadError(ModelStoreError):
     pass
+
+
+class UnsafeArtifactError(ModelLoadError):
+    """The artifact names or holds something outside itself (a climbing path, a symlink): never loaded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +150,50 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def member_path(name: str) -> PurePosixPath | None:
+    """`name` as a path inside an artifact, or None if it is absolute, empty or climbs out of it.
+
+    One rule for S3 keys under a model prefix and for every path an MLmodel file names: plain
+    segments separated by `/`; no empty, `.` or `..` segment, no backslash, no NUL.
+    """
+    parts = name.split("/")
+    if not name or "\\" in name or "\x00" in name or any(part in ("", ".", "..") for part in parts):
+        return None
+    return PurePosixPath(*parts)
+
+
+def _inside(root: Path, name: str, what: str) -> Path:
+    """root/name, refused unless it stays under root (also after resolving links)."""
+    member = member_path(name)
+    path = root.joinpath(*member.parts) if member is not None else None
+    if path is None or not path.resolve().is_relative_to(root.resolve()):
+        raise UnsafeArtifactError(f"{what} {name!r} is not a path inside the model artifact; refusing to load")
+    return path
+
+
+def _regular_files(root: Path) -> list[tuple[Path, str]]:
+    """Every file under root as (path, relative key); a symlink or special file inside refuses the artifact.
+
+    A symlinked folder would bring in files the manifest never lists (rglob does not follow it), and
+    a symlinked file could change under a verified name: neither is part of a pinned artifact.
+    """
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in (*dirnames, *filenames):
+            path = here / name
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            key = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(mode):
+                raise UnsafeArtifactError(f"model artifact {root} holds a symlink, {key}; copy the file in instead")
+            if not stat.S_ISREG(mode):
+                raise UnsafeArtifactError(f"model artifact {root} holds {key}, which is not a regular file")
+            out.append((path, key))
+    return sorted(out, key=lambda item: item[1])
+
+
 def artifact_digest(path: str | Path) -> tuple[str, list[tuple[Path, str, str]]]:
     """The artifact's sha256 and its files as (path, relative key, sha256), sorted by key.
 
@@ -148,15 +206,30 @@ def artifact_digest(path: str | Path) -> tuple[str, list[tuple[Path, str, str]]]
         return digest, [(path, path.name, digest)]
     if not path.is_dir():
         raise ModelNotFoundError(f"no model artifact at {path}")
-    keyed = sorted(
-        ((p, p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file() and p.name != _COMPLETE),
-        key=lambda item: item[1],
-    )
-    files = [(p, key, file_sha256(p)) for p, key in keyed]
+    files = [(p, key, file_sha256(p)) for p, key in _regular_files(path)]
     if not files:
         raise ModelNotFoundError(f"model directory {path} is empty")
     manifest = "\n".join(f"{digest}  {key}" for _, key, digest in files)
     return hashlib.sha256(manifest.encode()).hexdigest(), files
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """A verified artifact: the loader opens files through `file()`, so only what the digest covered."""
+
+    root: Path
+    sha256: str
+    keys: frozenset[str]
+
+    @classmethod
+    def verify(cls, path: Path) -> Artifact:
+        digest, files = artifact_digest(path)
+        return cls(path, digest, frozenset(key for _, key, _ in files))
+
+    def file(self, name: str, what: str) -> Path | None:
+        """The verified file `name` of a directory artifact; None if there is none; refused if it escapes."""
+        path = _inside(self.root, name, what)
+        return path if path.relative_to(self.root).as_posix() in self.keys else None
 
 
 def artifact_sha256(path: str | Path) -> str:
@@ -182,8 +255,43 @@ def _denied(uri: str) -> str:
     )
 
 
-def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | None]:
-    """Return a local path to the artifact (downloading it once) and the S3 version id if any."""
+class LoaderImports:
+    """Import the model loaders (scikit-learn, skops: ~1.5 s) on a thread while the artifact downloads.
+
+    Safe only while no other thread imports: two threads importing one package can deadlock on its
+    circular imports, and CPython breaks the deadlock by handing one of them a partially initialised
+    module ("cannot import name '_MetadataRequester' from partially initialized module"). So `fetch`
+    starts it after the first S3 response (from then on a download imports nothing; a test checks
+    it) and `load_model` joins it before loading anything, also on errors: it never outlives the load.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None and "skops.io" not in sys.modules:
+            self._thread = threading.Thread(target=_import_loaders, name="model-loader-imports", daemon=True)
+            self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def _import_loaders() -> None:
+    with contextlib.suppress(ImportError):  # not installed: the loader says so when it needs it
+        import skops.io  # noqa: F401
+
+
+def fetch(
+    uri: str, cache_dir: str, s3: Any | None = None, *, on_first_response: Callable[[], None] | None = None
+) -> tuple[Path, str | None]:
+    """Return a local path to the artifact (downloading it once) and the S3 version id if any.
+
+    `on_first_response` is called once S3 has answered, when what is left is pure network and disk.
+    """
+    responded = on_first_response or (lambda: None)
     loc = ModelLocation.parse(uri)
     if loc.scheme == "file":
         path = Path(loc.key)
@@ -203,10 +311,14 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
     try:
         version: str | None = None
         denied = False
+        extra = {"VersionId": loc.version_id} if loc.version_id else {}
+        head = None
         try:
-            extra = {"VersionId": loc.version_id} if loc.version_id else {}
-            head = s3.head_object(Bucket=loc.bucket, Key=loc.key, **extra) if not loc.key.endswith("/") else None
+            if not loc.key.endswith("/"):
+                head = s3.head_object(Bucket=loc.bucket, Key=loc.key, **extra)
+                responded()
         except ClientError as exc:
+            responded()
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchKey", "NotFound"):
                 head = None
@@ -222,22 +334,24 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
                 raise ModelStoreError(f"cannot read {uri}: {exc}") from exc
         if head is not None:
             name = Path(loc.key).name
-            s3.download_file(loc.bucket, loc.key, str(staging / name), ExtraArgs=extra or None)
+            rel = f"file/{name}"  # the marker sits beside, never inside, what is hashed
+            dest = _inside(staging / "file", name, "S3 key")
+            dest.parent.mkdir(parents=True)
+            s3.download_file(loc.bucket, loc.key, str(dest), ExtraArgs=extra or None)
             version = head.get("VersionId") or loc.version_id
-            rel = name
         else:
             prefix = loc.key.rstrip("/") + "/"
             rel = "model"
-            count = 0
             try:
+                keys = []
                 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
-                    for obj in page.get("Contents", []):
-                        if obj["Key"].endswith("/"):
-                            continue
-                        dest = staging / rel / obj["Key"][len(prefix) :]
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        s3.download_file(loc.bucket, obj["Key"], str(dest))
-                        count += 1
+                    responded()
+                    keys += [obj["Key"] for obj in page.get("Contents", []) if not obj["Key"].endswith("/")]
+                # Every key is placed under the cache, or the artifact refused, before anything is written.
+                dests = [(key, _inside(staging / rel, key[len(prefix) :], f"S3 key {key!r}: name")) for key in keys]
+                for key, dest in dests:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(loc.bucket, key, str(dest))
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code == "NoSuchBucket":
@@ -245,9 +359,11 @@ def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | 
                 if code in ("403", "AccessDenied", "Forbidden"):
                     raise ModelNotFoundError(_denied(uri)) from None
                 raise ModelStoreError(f"cannot list {uri}: {exc}") from exc
-            if count == 0 and denied:
+            except (NotADirectoryError, FileExistsError, IsADirectoryError):
+                raise UnsafeArtifactError(f"{uri} has a key that is both a file and a folder") from None
+            if not keys and denied:
                 raise ModelNotFoundError(_denied(uri))
-            if count == 0:
+            if not keys:
                 raise ModelNotFoundError(f"no model at {uri}: no object with that key and no files under that prefix")
         (staging / _COMPLETE).write_text(f"{rel}\n{version or ''}")
         if target.exists():
@@ -272,6 +388,24 @@ def _read_mlmodel(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path / MLMODEL} is not an MLmodel file")
     return data
+
+
+def _refuse_escaping_paths(value: Any, where: str) -> None:
+    """Every path an MLmodel names (model file, data, code, environment, input example) stays inside.
+
+    mlflow joins these names to the model directory, and an absolute name or one with a `..` segment
+    would make it open a file the digest never covered.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_escaping_paths(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_escaping_paths(item, f"{where}[{i}]")
+    elif isinstance(value, str):
+        absolute = value.startswith(("/", "~", "\\")) or (len(value) > 1 and value[1] == ":" and value[0].isalpha())
+        if absolute or ".." in value.replace("\\", "/").split("/"):
+            raise UnsafeArtifactError(f"MLmodel {where} is {value!r}, a path outside the model directory")
 
 
 def _require_pin(fmt: str, pinned: bool, allow_unpinned: bool) -> None:
@@ -327,17 +461,21 @@ def _load_file(path: Path, trusted: list[str], pinned: bool, allow_unpinned: boo
 
 
 def _load_mlflow_dir(
-    path: Path, trusted: list[str], pinned: bool, allow_unpinned: bool
+    artifact: Artifact, trusted: list[str], pinned: bool, allow_unpinned: bool
 ) -> tuple[Any, str, Signature | None, dict[str, Any], Callable[[Any], Any] | None]:
+    path = artifact.root
     mlmodel = _read_mlmodel(path)
+    _refuse_escaping_paths(mlmodel.get("flavors") or {}, "flavors")
+    _refuse_escaping_paths(mlmodel.get("saved_input_example_info") or {}, "saved_input_example_info")
     signature = Signature.from_mlmodel(mlmodel)
     flavors = mlmodel.get("flavors") or {}
     sk = flavors.get("sklearn")
     if sk:
         fmt = sk.get("serialization_format", "cloudpickle")
-        model_file = path / sk.get("pickled_model", "model.pkl")
-        if not model_file.is_file():
-            raise ModelLoadError(f"MLmodel names {model_file.name} but the directory has no such file")
+        name = str(sk.get("pickled_model", "model.pkl"))
+        model_file = artifact.file(name, "MLmodel sklearn pickled_model")
+        if model_file is None:
+            raise ModelLoadError(f"MLmodel names {name} but the directory has no such file")
         if fmt == "skops":
             # Types the artifact itself declares as trusted count only when its checksum is pinned:
             # otherwise anyone who can write to the bucket could vouch for their own file.
@@ -367,8 +505,13 @@ def _load_mlflow_dir(
 def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
     """Fetch, verify and load the configured model. Raises ModelStoreError subclasses with the cause."""
     started = time.perf_counter()
-    local, s3_version = fetch(settings.model_uri, settings.model_cache_dir, s3)
-    actual = artifact_sha256(local)
+    loaders = LoaderImports()
+    try:
+        local, s3_version = fetch(settings.model_uri, settings.model_cache_dir, s3, on_first_response=loaders.start)
+    finally:
+        loaders.join()
+    artifact = Artifact.verify(local)
+    actual = artifact.sha256
     if settings.model_sha256 and actual != settings.model_sha256:
         raise ChecksumMismatchError(
             f"checksum mismatch for {settings.model_uri}: MODEL_SHA256 is {settings.model_sha256} but the "
@@ -381,7 +524,7 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
     mlmodel: dict[str, Any] = {}
     signature: Signature | None = None
     if local.is_dir():
-        if not (local / MLMODEL).is_file():
+        if MLMODEL not in artifact.keys:
             raise ModelLoadError(f"{settings.model_uri} is a directory without an MLmodel file")
         from lambda_fn.model_env import check_model_env  # before unpickling: a refusal is a ModelLoadError
 
@@ -389,7 +532,7 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
             local, allow_mismatch=settings.model_allow_env_mismatch, where=settings.model_uri
         )
         estimator, fmt, signature, mlmodel, predict_fn = _load_mlflow_dir(
-            local, trusted, pinned, settings.allow_unpinned_pickle
+            artifact, trusted, pinned, settings.allow_unpinned_pickle
         )
     else:
         estimator, fmt = _load_file(local, trusted, pinned, settings.allow_unpinned_pickle)
@@ -422,20 +565,20 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
         env_warnings=env_warnings,
     )
     if local.is_dir():
-        _self_check(local, mlmodel, model)
+        _self_check(artifact, mlmodel, model)
     model.load_seconds, model.loaded_at = time.perf_counter() - started, time.time()  # the self-check included
     return model
 
 
-def _self_check(path: Path, mlmodel: dict[str, Any], model: LoadedModel) -> None:
+def _self_check(artifact: Artifact, mlmodel: dict[str, Any], model: LoadedModel) -> None:
     """Score the model's own input example once: a model that cannot is broken, not fed poison.
 
-    This is what lets the scorer treat later row failures as bad rows (dead-lettered) rather than
-    as a broken deployment (batch retried).
+    This is what lets the scorer treat later row failures as bad rows (dead-lettered, 422 in the API)
+    rather than as a broken deployment (batch retried, 500), from the first request on.
     """
     info = mlmodel.get("saved_input_example_info") or {}
-    example = path / str(info.get("artifact_path", "input_example.json"))
-    if info.get("type", "dataframe") != "dataframe" or not example.is_file():
+    example = artifact.file(str(info.get("artifact_path", "input_example.json")), "MLmodel input example")
+    if info.get("type", "dataframe") != "dataframe" or example is None:
         return
     import json
 
@@ -449,12 +592,12 @@ def _self_check(path: Path, mlmodel: dict[str, Any], model: LoadedModel) -> None
             frame = pd.DataFrame(raw)
     except (ValueError, TypeError, OSError):
         return  # an example we cannot read proves nothing either way
+    from lambda_fn.scoring import ModelBatchError, self_check  # scoring imports this module
+
     try:
-        model.predict(frame)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the model itself is unusable
-        raise ModelLoadError(
-            f"model loaded but cannot score its own input example ({example.name}): {type(exc).__name__}: {exc}"
-        ) from None
+        self_check(model, frame)  # scored: the example is the model's reference row from now on
+    except ModelBatchError as exc:
+        raise ModelLoadError(f"model loaded but {exc} ({example.name})") from None
 
 
 def _default_name(uri: str) -> str:

@@ -18,6 +18,10 @@ from typing import Any
 
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 _DIGEST = 16
+# JSON nested deeper than this is refused at decode (RFC 8259 section 9 lets a parser limit depth; serde_json
+# uses 128): every later step that walks a value (the decoder itself, repr, copies, encoders) then stays far
+# from Python's recursion limit, so a deep record is one dead letter, never a RecursionError.
+MAX_JSON_DEPTH = 128
 
 
 class Reason:
@@ -31,6 +35,7 @@ class Reason:
     HOOK_ERROR = "hook_error"
     SCHEMA = "schema_violation"
     MODEL_ERROR = "model_error"
+    NON_FINITE_PREDICTION = "non_finite_prediction"
     OUTPUT_TOO_LARGE = "output_too_large"
 
 
@@ -81,23 +86,33 @@ def _aggregated_record_class() -> Any:
     return messages_pb2.AggregatedRecord  # type: ignore[attr-defined]
 
 
+def _text(value: str | bytes) -> str:
+    """A protobuf string field: proto2 hands invalid UTF-8 over as bytes."""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
 def _deaggregate(data: bytes) -> list[tuple[str | None, bytes]] | str:
-    """User records of a KPL aggregate as (partition key, data), or the reason it is corrupt."""
+    """User records of a KPL aggregate as (partition key, data), or the reason it is corrupt.
+
+    Any failure to read it (digest, protobuf, fields) is that reason: the aggregate is one dead letter.
+    An aggregate without user records is corrupt too (the KPL never writes one): consumed silently it
+    would be a record that became nothing.
+    """
     body, digest = data[len(KPL_MAGIC) : -_DIGEST], data[-_DIGEST:]
     if hashlib.md5(body, usedforsecurity=False).digest() != digest:
         return "KPL aggregate MD5 digest does not match its contents"
-    from google.protobuf.message import DecodeError
-
     agg = _aggregated_record_class()()
     try:
         agg.ParseFromString(body)
-    except DecodeError as exc:
-        return f"KPL aggregate is not a valid protobuf: {exc}"
-    keys = list(agg.partition_key_table)
-    out: list[tuple[str | None, bytes]] = []
-    for rec in agg.records:
-        idx = rec.partition_key_index
-        out.append((keys[idx] if idx < len(keys) else None, rec.data))
+        keys = [_text(k) for k in agg.partition_key_table]
+        out: list[tuple[str | None, bytes]] = []
+        for rec in agg.records:
+            idx = rec.partition_key_index
+            out.append((keys[idx] if idx < len(keys) else None, bytes(rec.data)))
+    except Exception as exc:  # noqa: BLE001 - whatever the parser raises, this aggregate cannot be read
+        return f"KPL aggregate is not a valid protobuf: {type(exc).__name__}: {exc}"[:500]
+    if not out:
+        return "KPL aggregate holds no user records"
     return out
 
 
@@ -122,7 +137,7 @@ def decode_event(event: Mapping[str, Any]) -> list[UserRecord]:
             base.fail(Reason.NOT_BASE64, f"record data is not valid base64: {exc}")
             out.append(base)
             continue
-        if data.startswith(KPL_MAGIC) and len(data) > len(KPL_MAGIC) + _DIGEST:
+        if data.startswith(KPL_MAGIC) and len(data) >= len(KPL_MAGIC) + _DIGEST:
             users = _deaggregate(data)
             if isinstance(users, str):
                 base.data = data
@@ -148,7 +163,13 @@ def decode_event(event: Mapping[str, Any]) -> list[UserRecord]:
     return out
 
 
-_raw_decode = json.JSONDecoder().raw_decode
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+# Strict JSON in as out: NaN / Infinity / -Infinity are refused (Python's json accepts them by default).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_raw_decode = _DECODER.raw_decode
 
 
 def _loads(data: bytes) -> Any:
@@ -158,9 +179,44 @@ def _loads(data: bytes) -> Any:
     try:
         value, end = _raw_decode(text)
     except ValueError:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constant)
     if end != len(text):
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constant)
+    return value
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a decoded JSON value, counted without recursion and up to `limit` + 1."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if type(node) is dict:
+            children: Any = node.values()
+        elif type(node) is list:
+            children = node
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return deepest
+
+
+def decode_json(data: bytes) -> Any:
+    """Strict JSON of at most MAX_JSON_DEPTH levels; ValueError (with the reason) otherwise.
+
+    The depth is measured only when the record has more brackets than the limit (an upper bound of
+    its depth), so ordinary payloads pay two `bytes.count` calls.
+    """
+    try:
+        value = _loads(data)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
 
@@ -178,8 +234,8 @@ def map_payloads(records: Iterable[UserRecord], features_field: str | None, id_f
         if rec.reason is not None:
             continue
         try:
-            payload = _loads(rec.data or b"")
-        except (UnicodeDecodeError, ValueError) as exc:
+            payload = decode_json(rec.data or b"")
+        except ValueError as exc:  # UnicodeDecodeError included
             rec.fail(Reason.NOT_JSON, f"record data is not JSON: {exc}")
             continue
         if type(payload) is not dict:

@@ -18,6 +18,7 @@ design: retrying a primary batch because of the shadow would duplicate primary o
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import threading
 import time
@@ -33,8 +34,10 @@ from aws_lambda_powertools import Logger
 
 from lambda_fn.config import Metric, Settings, VariantSpec, metrics_namespace, service_name
 from lambda_fn.model_store import LoadedModel
-from lambda_fn.scoring import BatchResult, Hook, ModelBatchError, RowError, score_batch
+from lambda_fn.records import Reason
+from lambda_fn.scoring import BatchResult, Hook, ModelBatchError, RowError, describe, score_batch
 from lambda_fn.sinks import Entry, Sink, encode_json
+from lambda_fn.wire import bounded_json, bounded_text, partition_key, utf8
 
 logger = Logger(service=service_name(), child=True)
 _SCALE = float(1 << 64)
@@ -50,8 +53,8 @@ VariantEmitter = Callable[[str, Sequence[tuple[str, str, float]]], None]
 
 
 def route_point(key: str) -> float:
-    """A stable point in [0, 1) for a routing key: the first 8 bytes of its sha256."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / _SCALE
+    """A stable point in [0, 1) for a routing key: the first 8 bytes of its sha256 (any str, lone surrogates too)."""
+    return int.from_bytes(hashlib.sha256(utf8(key)).digest()[:8], "big") / _SCALE
 
 
 class Router:
@@ -117,7 +120,9 @@ class Variants:
     def pick(self, key: str) -> Arm:
         return self.arms[self.router.pick(key)]
 
-    def score(self, features: Sequence[Any], keys: Sequence[str], hook: Hook | None = None) -> Routed:
+    def score(
+        self, features: Sequence[Any], keys: Sequence[str], hook: Hook | None = None, *, finite: bool = False
+    ) -> Routed:
         n = len(features)
         merged = BatchResult([None] * n, {})
         arm_of = [0] * n
@@ -128,7 +133,7 @@ class Variants:
             model = arm.model()
             identities[index] = arm.identity_of(model)
             try:
-                part = score_batch([features[p] for p in positions], model, hook)
+                part = score_batch([features[p] for p in positions], model, hook, finite=finite)
             except ModelBatchError as exc:
                 raise ModelBatchError(f"variant {arm.name!r}: {exc}") from exc
             for j, p in enumerate(positions):
@@ -284,7 +289,7 @@ class ShadowRun:
         except TimeoutError:
             return ShadowReport("timeout", self._rows, detail="the shadow did not finish within SHADOW_TIMEOUT_MS")
         except Exception as exc:  # noqa: BLE001 - the shadow must never fail the primary
-            return ShadowReport("failed", self._rows, detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS])
+            return ShadowReport("failed", self._rows, detail=describe(exc)[:_DETAIL_CHARS])
 
 
 class Shadow:
@@ -342,7 +347,7 @@ class Shadow:
             return self.model()
         except Exception as exc:
             self._load_failed_until = now + SHADOW_LOAD_BACKOFF_S
-            self._load_error = f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
+            self._load_error = describe(exc)[:_DETAIL_CHARS]
             raise
 
     def _run(self, job: ShadowInput) -> ShadowReport:
@@ -351,7 +356,7 @@ class Shadow:
             model = self._load()
             result = score_batch(job.features, model, self.hook)
         except Exception as exc:  # noqa: BLE001 - any shadow fault is reported, never raised
-            return ShadowReport("failed", rows, detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS])
+            return ShadowReport("failed", rows, detail=describe(exc)[:_DETAIL_CHARS])
         ok = [i not in result.errors for i in range(rows)]
         usable = [a and b for a, b in zip(ok, job.primary_ok, strict=True)]
         compared, agreement, mad = compare(job.primary, result.predictions, usable)
@@ -379,28 +384,51 @@ def _log_late(future: Future[ShadowReport]) -> None:
         return
     exc = future.exception()
     if exc is not None:
-        logger.warning("shadow run crashed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        logger.warning("shadow run crashed", extra={"error": describe(exc)})
+
+
+def _strict(prediction: Any) -> tuple[Any, str | None]:
+    """A prediction as strict JSON can carry it, or None and why not (NaN, a value no encoder takes)."""
+    try:
+        encode_json(prediction)
+    except ValueError as exc:
+        if "not JSON compliant" in str(exc):
+            return None, Reason.NON_FINITE_PREDICTION
+        return None, Reason.MODEL_ERROR
+    except (TypeError, RecursionError):
+        return None, Reason.MODEL_ERROR
+    return prediction, None
 
 
 def _shadow_entry(i: int, job: ShadowInput, model: dict[str, str], result: BatchResult) -> Entry:
+    """One shadow record; every field strict JSON and bounded, like the primary's (lambda_fn.wire)."""
     err: RowError | None = result.errors.get(i)
-    shadow: dict[str, Any] = {"model": model}
+    shadow: dict[str, Any] = {"model": {k: bounded_text(str(v), 512) for k, v in model.items()}}
     if err is None:
-        shadow["prediction"] = result.predictions[i]
-    else:
-        shadow["error"] = {"reason": err.reason, "detail": err.detail[:_DETAIL_CHARS]}
+        value, why = _strict(result.predictions[i])
+        err = None if why is None else RowError(why, "the shadow's prediction cannot be written as strict JSON")
+        if err is None:
+            shadow["prediction"] = value
+    if err is not None:
+        shadow["error"] = {"reason": err.reason, "detail": bounded_text(err.detail, _DETAIL_CHARS)}
     primary_model = job.primary_model if isinstance(job.primary_model, dict) else job.primary_model[i]
     primary: dict[str, Any] = {"model": primary_model}
-    if job.primary_ok[i]:
-        primary["prediction"] = job.primary[i]
+    value, why = _strict(job.primary[i]) if job.primary_ok[i] else (None, "not scored")
+    if why is None:
+        primary["prediction"] = value
     else:
         primary["error"] = "the primary did not score this record"
     rid = job.ids[i] if i < len(job.ids) else None
-    body: dict[str, Any] = {"kind": "shadow", "id": rid, "shadow": shadow, "primary": primary}
+    rid_json, rid_digest = bounded_json(rid)
+    body: dict[str, Any] = {"kind": "shadow", "id": json.loads(rid_json), "shadow": shadow, "primary": primary}
+    if rid_digest is not None:
+        body["id_sha256"] = rid_digest
     if job.sources is not None:
-        body["source"] = job.sources[i]
-    key = job.keys[i] if i < len(job.keys) and job.keys[i] else hashlib.sha256(encode_json(rid).encode()).hexdigest()
-    return Entry(ref=i, data=encode_json(body).encode(), key=key[:256])
+        source = dict(job.sources[i])
+        source["partition_key"] = bounded_text(str(source.get("partition_key", "")))
+        body["source"] = source
+    key = job.keys[i] if i < len(job.keys) and job.keys[i] else hashlib.sha256(utf8(rid_json)).hexdigest()
+    return Entry(ref=i, data=encode_json(body).encode(), key=partition_key(key))
 
 
 def emit_shadow(report: ShadowReport, metrics: Any) -> None:

@@ -6,12 +6,12 @@ emulators can point them anywhere through the SDK's standard `AWS_ENDPOINT_URL_*
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from functools import lru_cache
 from typing import Any
 
 from lambda_fn.config import Settings, get_settings, service_name
+from lambda_fn.hook_origin import require_shipped
 from lambda_fn.model_store import LoadedModel, load_model
 from lambda_fn.rollout import Rollout, emf_variant_emitter, rollout_from
 from lambda_fn.scoring import Hook, load_hook
@@ -28,25 +28,6 @@ def client(service: str) -> Any:
     from botocore.config import Config
 
     return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 3}))  # type: ignore[call-overload]
-
-
-def prewarm_model_imports() -> threading.Thread | None:
-    """Import the model loaders (scikit-learn, skops: ~1.5 s) on a thread while the main thread
-    creates clients and downloads the artifact, so the cold start overlaps CPU with network waits.
-    The import system's module locks make a concurrent `import skops.io` simply wait for this one."""
-    import sys
-
-    if "skops.io" in sys.modules:
-        return None
-
-    def _import() -> None:
-        # Not installed: the loader says so when it needs it.
-        with contextlib.suppress(ImportError):
-            import skops.io  # noqa: F401
-
-    thread = threading.Thread(target=_import, name="prewarm-model-imports", daemon=True)
-    thread.start()
-    return thread
 
 
 def get_model(settings: Settings | None = None) -> LoadedModel:
@@ -83,8 +64,15 @@ def drain_load_times() -> list[float]:
 
 @lru_cache(maxsize=1)
 def hook() -> Hook | None:
-    """FEATURE_HOOK, imported once per container: the stream, the API and the shadow share it."""
-    return load_hook(get_settings().feature_hook)
+    """FEATURE_HOOK, imported once per container: the stream, the API and the shadow share it.
+
+    It runs with the function's role, so it must be code the image ships unless explicitly allowed
+    (lambda_fn.hook_origin); that is checked before anything of it is imported.
+    """
+    settings = get_settings()
+    if settings.feature_hook and not settings.allow_external_feature_hook:
+        require_shipped(settings.feature_hook)
+    return load_hook(settings.feature_hook)
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ NUMERIC = frozenset({"double", "float", "long", "integer"})
 KNOWN_TYPES = NUMERIC | {"string", "boolean", "datetime", "binary"}
 _INT32 = 2**31
 _INT64 = 2**63
+_FLOAT32_MAX = 3.4028234663852886e38
 _MISSING = object()
 
 
@@ -99,7 +100,21 @@ def _json_type(value: Any) -> str:
 
 
 def _is_double(v: Any) -> bool:
-    return (type(v) is float and math.isfinite(v)) or type(v) is int
+    """A finite float, or an int that converts to one (JSON integers have no bound; float() overflows)."""
+    if type(v) is float:
+        return math.isfinite(v)
+    if type(v) is int:
+        try:
+            float(v)
+        except OverflowError:
+            return False
+        return True
+    return False
+
+
+def _is_float32(v: Any) -> bool:
+    """A number that stays finite as float32 (numpy would turn 1e300 into inf without a word)."""
+    return _is_double(v) and -_FLOAT32_MAX <= v <= _FLOAT32_MAX
 
 
 def _is_long(v: Any) -> bool:
@@ -126,7 +141,7 @@ def _is_datetime(v: Any) -> bool:
 
 _CHECKS: dict[str, Callable[[Any], bool]] = {
     "double": _is_double,
-    "float": _is_double,
+    "float": _is_float32,
     "long": _is_long,
     "integer": _is_int,
     "string": lambda v: type(v) is str,
@@ -136,7 +151,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
 }
 _EXPECT = {
     "double": "a finite number",
-    "float": "a finite number",
+    "float": "a finite number within float32 range",
     "long": "an integer (64-bit)",
     "integer": "an integer (32-bit)",
     "string": "a string",
@@ -163,7 +178,13 @@ def _column_is_clean(values: list[Any], typ: str) -> bool:
     if typ in ("double", "float"):
         import numpy as np
 
-        return bool(np.isfinite(np.asarray(values, dtype=np.float64)).all())
+        try:
+            column = np.asarray(values, dtype=np.float64)
+        except OverflowError:  # an int beyond float range: the per-value check names it
+            return False
+        if typ == "float":
+            return bool((np.abs(column) <= _FLOAT32_MAX).all())  # False for NaN and inf as well
+        return bool(np.isfinite(column).all())
     if typ == "long":
         return all(-_INT64 <= v < _INT64 for v in (min(values), max(values))) if values else True
     return True
@@ -202,7 +223,17 @@ def validate(rows: list[Any], signature: Signature | None, *, strict: bool = Fal
     if signature is None:
         kept = [i for i in range(len(rows)) if i not in errs]
         good = [dict_rows[i] for i in kept]
-        frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
+        try:
+            frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
+        except (ValueError, TypeError, OverflowError):  # one row no frame can hold: find it, as below
+            for i in kept:
+                try:
+                    pd.DataFrame.from_records([dict_rows[i]])
+                except (ValueError, TypeError, OverflowError) as exc:
+                    _add(errs, i, f"features cannot be read into a frame: {type(exc).__name__}: {exc}"[:300])
+            kept = [i for i in kept if i not in errs]
+            good = [dict_rows[i] for i in kept]
+            frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
         return Validated(frame, kept, {i: "; ".join(m) for i, m in errs.items()})
 
     not_objects = set(errs)
@@ -230,9 +261,24 @@ def validate(rows: list[Any], signature: Signature | None, *, strict: bool = Fal
             if extra:
                 _add(errs, i, "unknown field(s) " + ", ".join(f"'{e}'" for e in sorted(extra)))
 
-    kept = [i for i in range(len(rows)) if i not in errs]
+    try:
+        frame, kept = _frame(signature, columns, clean, len(rows), errs)
+    except (ValueError, TypeError, OverflowError):
+        # A value passed its check but not the conversion (say a date pandas cannot hold): find the rows
+        # at fault value by value, so that a record can only ever fail itself, never the batch.
+        _conversion_errors(signature, columns, len(rows), errs)
+        frame, kept = _frame(signature, columns, set(), len(rows), errs)
+    return Validated(frame, kept, {i: "; ".join(m) for i, m in errs.items()})
+
+
+def _frame(
+    signature: Signature, columns: dict[str, list[Any]], clean: set[str], n: int, errs: dict[int, list[str]]
+) -> tuple[pd.DataFrame, list[int]]:
+    import pandas as pd
+
+    kept = [i for i in range(n) if i not in errs]
     data: dict[str, Any] = {}
-    everything = len(kept) == len(rows)
+    everything = len(kept) == n
     for spec in signature.inputs:
         col = columns[spec.name]
         if everything and spec.name in clean:
@@ -241,12 +287,28 @@ def validate(rows: list[Any], signature: Signature | None, *, strict: bool = Fal
             continue
         vals = [None if col[i] is _MISSING else col[i] for i in kept]
         data[spec.name] = _to_series(vals, spec)
-    frame = pd.DataFrame(data, columns=signature.names)
-    return Validated(frame, kept, {i: "; ".join(m) for i, m in errs.items()})
+    return pd.DataFrame(data, columns=signature.names), kept
+
+
+def _conversion_errors(signature: Signature, columns: dict[str, list[Any]], n: int, errs: dict[int, list[str]]) -> None:
+    import pandas as pd
+
+    for spec in signature.inputs:
+        for i, v in enumerate(columns[spec.name]):
+            if i in errs or v is _MISSING or v is None:
+                continue
+            try:  # as _frame builds it: pandas may store strings in Arrow, which refuses lone surrogates
+                pd.DataFrame({spec.name: _to_series([v], spec, has_none=False)})
+            except (ValueError, TypeError, OverflowError) as exc:
+                _add(errs, i, f"field '{spec.name}' cannot be read as {spec.type}: {type(exc).__name__}: {exc}"[:300])
 
 
 def _short(v: Any) -> str:
-    text = json.dumps(v, default=str)
+    """The start of a rejected value for the message; never raises (hook output can be anything)."""
+    try:
+        text = json.dumps(v, default=str)
+    except (ValueError, TypeError, RecursionError):
+        text = f"<{type(v).__name__}>"
     return f"({text[:40]}...)" if len(text) > 43 else f"({text})"
 
 

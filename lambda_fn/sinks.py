@@ -2,7 +2,9 @@
 
 Both sinks chunk within the service limits, retry only the entries the service reports as failed
 (throttling, internal errors) with exponential backoff and full jitter, and return the references
-of entries that still failed so the caller can report them to Lambda instead of losing them.
+of entries that still failed so the caller can report them to Lambda instead of losing them. An entry
+the service refuses for its content (SQS `SenderFault`) is never retried: the same body would be refused
+on every redelivery and hold the shard forever; it is returned as rejected for the caller to replace.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ KINESIS_MAX_RECORD_BYTES = 1024 * 1024
 SQS_MAX_ENTRIES = 10
 SQS_MAX_BYTES = 256 * 1024
 _MAX_DELAY_S = 2.0
-# Compact JSON as output records and dead letters carry it (the stream's and the shadow's).
-encode_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+# Compact, strict JSON as output records and dead letters carry it (the stream's and the shadow's): NaN and
+# Infinity raise instead of being written as bare words no JSON parser accepts. Callers sanitise first
+# (lambda_fn.wire). ASCII only, so a body is valid for SQS (XML characters) whatever its strings hold.
+encode_json = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
 _RETRYABLE_CALL_ERRORS = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -35,6 +39,9 @@ _RETRYABLE_CALL_ERRORS = frozenset(
         "RequestThrottled",
     }
 )
+# SendMessageBatch errors that are about the messages themselves (their size or characters): the request
+# is split so that only the message at fault is refused (suffix match: botocore may prefix the query code).
+_SQS_CONTENT_ERRORS = frozenset({"BatchRequestTooLong", "InvalidMessageContents", "InvalidParameterValue"})
 
 
 class Entry(NamedTuple):
@@ -50,8 +57,12 @@ class Entry(NamedTuple):
 
 @dataclass(slots=True)
 class PutOutcome:
+    """Refs of entries not written: `failed` (retries ran out: report them), `too_large` (over the record
+    limit), `rejected` (refused for their content, with the service's reason: replace them, never resend)."""
+
     failed: list[int] = field(default_factory=list)
     too_large: list[int] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
     retries: int = 0
 
 
@@ -154,25 +165,43 @@ class SqsSink:
         self._url = queue_url
         self._policy = policy or RetryPolicy()
 
-    def _send(self, entries: list[Entry]) -> list[bool]:
-        resp = self._client.send_message_batch(
-            QueueUrl=self._url,
-            Entries=[
-                {
-                    "Id": str(i),
-                    "MessageBody": e.data.decode(),
-                    "MessageAttributes": {"reason": {"DataType": "String", "StringValue": e.key}},
-                }
-                for i, e in enumerate(entries)
-            ],
-        )
-        failed = {int(f["Id"]) for f in resp.get("Failed", [])}
-        return [i not in failed for i in range(len(entries))]
+    def _send(self, entries: list[Entry], outcome: PutOutcome) -> list[bool]:
+        """True for entries done: sent, or refused for their content (recorded in `outcome.rejected`)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self._client.send_message_batch(
+                QueueUrl=self._url,
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "MessageBody": e.data.decode(),
+                        "MessageAttributes": {"reason": {"DataType": "String", "StringValue": e.key}},
+                    }
+                    for i, e in enumerate(entries)
+                ],
+            )
+        except ClientError as exc:
+            code = (_call_error_code(exc) or "").rsplit(".", 1)[-1]
+            if code not in _SQS_CONTENT_ERRORS:
+                raise
+            if len(entries) > 1:  # find the message at fault: each on its own
+                return [self._send([e], outcome)[0] for e in entries]
+            outcome.rejected[entries[0].ref] = f"{code}: {exc}"[:500]
+            return [True]
+        ok = [True] * len(entries)
+        for f in resp.get("Failed", []):
+            i = int(f["Id"])
+            if f.get("SenderFault"):
+                outcome.rejected[entries[i].ref] = f"{f.get('Code', '')}: {f.get('Message', '')}"[:500]
+            else:
+                ok[i] = False
+        return ok
 
     def put(self, entries: Sequence[Entry]) -> PutOutcome:
         outcome = PutOutcome()
         for chunk in chunks(entries, SQS_MAX_ENTRIES, SQS_MAX_BYTES, overhead=64):
-            _send_with_retries(chunk, self._send, self._policy, outcome)
+            _send_with_retries(chunk, lambda part: self._send(part, outcome), self._policy, outcome)
         return outcome
 
 

@@ -2,6 +2,9 @@
 
 Invariant: every user record becomes exactly one output record or one dead-letter entry, or it is
 reported in `batchItemFailures` (so Lambda re-delivers it). Nothing is dropped and nothing is silent.
+A fault of one record (its bytes, its JSON, its id, its values, its prediction) never raises: every field
+written is strict JSON and bounded (`lambda_fn.wire`), so no service can refuse it and no redelivery can
+meet the same fault again. Only a systemic fault (the model or hook broken, a sink unreachable) raises.
 """
 
 from __future__ import annotations
@@ -22,14 +25,23 @@ from lambda_fn.config import Metric, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason, UserRecord, decode_event, map_payloads
 from lambda_fn.rollout import Shadow, ShadowInput, VariantEmitter, Variants, emit_shadow, emit_variant_stats
-from lambda_fn.scoring import Hook, score_batch
+from lambda_fn.scoring import Hook, describe, score_batch
 from lambda_fn.sinks import SQS_MAX_BYTES, Entry, Sink, encode_json
+from lambda_fn.wire import (
+    bounded_json,
+    bounded_text,
+    finite_or_none,
+    fit_text,
+    partition_key,
+    utf8,
+)
 
 logger = Logger(service=service_name(), child=True)
-_MAX_PARTITION_KEY = 256
 # One encoder for the process: json.dumps with custom separators builds a new encoder on every call.
 _quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-_DLQ_DATA_BUDGET = SQS_MAX_BYTES - 8 * 1024
+# A dead letter is at most this long (ASCII), whatever it carries: SQS' limit less room for its attribute.
+DLQ_BODY_MAX = SQS_MAX_BYTES - 1024
+_META_BYTES = 512  # ARN, shard id, sequence number as written (Lambda's own, bounded anyway)
 
 
 class MetricsLike(Protocol):
@@ -65,29 +77,34 @@ class BatchSummary:
     failed: int
     retries: int
     seconds: float
+    rejected: int = 0  # dead letters SQS refused (each replaced by a minimal one)
 
 
-def _output_entry(i: int, rec: UserRecord, prediction: Any, model_json: str) -> Entry:
-    """Encode one prediction record; the common case (string id, number prediction) skips the generic encoder."""
-    rid = rec.record_id
-    key = _route_key(rec)
-    if not key or len(key) > _MAX_PARTITION_KEY:
-        key = hashlib.sha256(key.encode()).hexdigest() if key else rec.sequence_number or "0"
+def _output_entry(i: int, rec: UserRecord, prediction: Any, model_json: str) -> Entry | str:
+    """Encode one prediction record, or say why it cannot be written (a prediction strict JSON cannot carry).
+
+    The common case (string id, number prediction) skips the generic encoder.
+    """
     if type(prediction) is float and math.isfinite(prediction):
         pred = repr(prediction)
     elif type(prediction) is int:
         pred = str(prediction)
     else:
-        pred = encode_json(prediction)
+        try:
+            pred = encode_json(prediction)
+        except (ValueError, TypeError, RecursionError) as exc:
+            return f"the prediction cannot be written as strict JSON: {describe(exc)}"
+    rid, rid_digest = bounded_json(rec.record_id)
+    digest = "" if rid_digest is None else f',"id_sha256":"{rid_digest}"'
     sub = "null" if rec.sub_sequence_number is None else str(rec.sub_sequence_number)
     seq = rec.sequence_number
     seq_json = '"' + seq + '"' if seq.isdigit() else _quote(seq)
     data = (
-        f'{{"id":{_json_scalar(rid)},"prediction":{pred},"model":{model_json},'
+        f'{{"id":{rid}{digest},"prediction":{pred},"model":{model_json},'
         f'"source":{{"shard_id":{_quote(rec.shard_id)},"sequence_number":{seq_json},'
-        f'"sub_sequence_number":{sub},"partition_key":{_quote(rec.partition_key)}}}}}'
+        f'"sub_sequence_number":{sub},"partition_key":{fit_text(rec.partition_key)[1]}}}}}'
     )
-    return Entry(ref=i, data=data.encode(), key=key)
+    return Entry(ref=i, data=data.encode(), key=partition_key(_route_key(rec), seq))
 
 
 def _route_key(rec: UserRecord) -> str:
@@ -105,38 +122,83 @@ def _source(rec: UserRecord) -> dict[str, Any]:
     }
 
 
-def _json_scalar(value: Any) -> str:
-    if type(value) is str:
-        return _quote(value)
-    if value is None:
+def identity_json(identity: Mapping[str, str] | None) -> str:
+    """A model identity as strict JSON with bounded values (they come from settings and MLmodel metadata)."""
+    if identity is None:
         return "null"
-    return encode_json(value)
+    return encode_json({k: bounded_text(str(v), _META_BYTES) for k, v in identity.items()})
+
+
+def _data_of(rec: UserRecord) -> tuple[str, str, bytes]:
+    """(data as written, its encoding, the bytes it stands for): the record's base64, or its text if it had none."""
+    if rec.data is not None:
+        data = rec.raw if rec.sub_sequence_number is None and type(rec.raw) is str else None
+        return data or base64.b64encode(rec.data).decode(), "base64", rec.data
+    text = rec.raw if type(rec.raw) is str else str(rec.raw)  # not base64: carried as received
+    return text, "text", utf8(text)
 
 
 def dead_letter_body(rec: UserRecord, model: Mapping[str, str] | None) -> bytes:
-    """The DLQ message: the original data plus where it came from and why it failed."""
-    data = rec.raw if rec.sub_sequence_number is None else base64.b64encode(rec.data or b"").decode()
+    """The DLQ message: the original data plus where it came from and why it failed, at most DLQ_BODY_MAX bytes.
+
+    Every field is bounded; the data takes what is left and, when cut, carries its size and sha256.
+    """
+    data, encoding, raw = _data_of(rec)
+    rid, rid_digest = bounded_json(rec.record_id)
     body: dict[str, Any] = {
         "reason": rec.reason,
-        "detail": (rec.detail or "")[:2000],
-        "data": data,
-        "data_encoding": "base64",
-        "event_source_arn": rec.event_source_arn,
-        "shard_id": rec.shard_id,
-        "sequence_number": rec.sequence_number,
+        "detail": bounded_text(rec.detail or ""),
+        "data": "",
+        "data_encoding": encoding,
+        "event_source_arn": bounded_text(rec.event_source_arn, _META_BYTES),
+        "shard_id": bounded_text(rec.shard_id, _META_BYTES),
+        "sequence_number": bounded_text(rec.sequence_number, _META_BYTES),
         "sub_sequence_number": rec.sub_sequence_number,
-        "partition_key": rec.partition_key,
-        "id": rec.record_id if isinstance(rec.record_id, str | int | float) else None,
-        "approximate_arrival": rec.arrival,
-        "model": dict(model) if model else None,
+        "partition_key": bounded_text(rec.partition_key),
+        "id": json.loads(rid),
+        "approximate_arrival": finite_or_none(rec.arrival),
+        "model": json.loads(identity_json(model)),
         "failed_at": datetime.now(UTC).isoformat(),
     }
-    if len(data) > _DLQ_DATA_BUDGET:
-        raw = base64.b64decode(data)
-        body["data"] = data[:_DLQ_DATA_BUDGET]
+    if rid_digest is not None:
+        body["id_sha256"] = rid_digest
+    head = encode_json(body)
+    literal = _quote(data) if encoding == "text" else f'"{data}"'  # base64 needs no escaping
+    if len(head) + len(literal) - 2 > DLQ_BODY_MAX:
         body["data_truncated"] = True
         body["data_size"] = len(raw)
         body["data_sha256"] = hashlib.sha256(raw).hexdigest()
+        room = DLQ_BODY_MAX - len(encode_json(body))
+        body["data"] = fit_text(data, room)[0] if encoding == "text" else data[: max(0, room) // 4 * 4]
+    else:
+        body["data"] = data
+    return encode_json(body).encode()
+
+
+def fallback_dead_letter(rec: UserRecord, refused: str) -> bytes:
+    """A minimal dead letter for one SQS refused: where the record is and its digest, nothing a producer chose.
+
+    Sent once in place of the refused one, so the record is neither lost nor retried into the same refusal.
+    """
+    _, encoding, raw = _data_of(rec)
+    body = {
+        "reason": rec.reason,
+        "detail": bounded_text(
+            f"SQS refused the full dead letter ({refused}); this one carries the record's position and digest: "
+            "read the record from the input stream",
+            1024,
+        ),
+        "fallback": True,
+        "data_encoding": encoding,
+        "data_size": len(raw),
+        "data_sha256": hashlib.sha256(raw).hexdigest(),
+        "event_source_arn": bounded_text(rec.event_source_arn, _META_BYTES),
+        "shard_id": bounded_text(rec.shard_id, _META_BYTES),
+        "sequence_number": bounded_text(rec.sequence_number, _META_BYTES),
+        "sub_sequence_number": rec.sub_sequence_number,
+        "partition_key_sha256": hashlib.sha256(utf8(rec.partition_key)).hexdigest(),
+        "failed_at": datetime.now(UTC).isoformat(),
+    }
     return encode_json(body).encode()
 
 
@@ -158,26 +220,29 @@ def process_batch(
     row_identity: list[dict[str, str]] | None = None
     if rt.variants is None:
         model = rt.model()
-        result = score_batch(features, model, rt.hook)
+        result = score_batch(features, model, rt.hook, finite=True)
         identity: dict[str, str] | None = model.identity
-        model_json = encode_json(identity)
-        jsons = [model_json]
+        jsons = [identity_json(identity)]
         arm_of: list[int] = [0] * len(live)
     else:
-        routed = rt.variants.score(features, keys, rt.hook)
+        routed = rt.variants.score(features, keys, rt.hook, finite=True)
         result, identity, arm_of = routed.result, None, routed.arm_of
-        jsons = [encode_json(x) for x in routed.identities]
+        jsons = [identity_json(x) for x in routed.identities]
         row_identity = [routed.identities[a] for a in arm_of]
     outputs: list[Entry] = []
     failed_identity: dict[int, dict[str, str]] = {}
     for j, i in enumerate(live):
         err = result.errors.get(j)
-        if err is not None:
-            records[i].fail(err.reason, err.detail)
-            if row_identity is not None:
-                failed_identity[i] = row_identity[j]
+        if err is None:
+            entry = _output_entry(i, records[i], result.predictions[j], jsons[arm_of[j]])
+            if type(entry) is Entry:
+                outputs.append(entry)
+                continue
+            records[i].fail(Reason.MODEL_ERROR, str(entry))
         else:
-            outputs.append(_output_entry(i, records[i], result.predictions[j], jsons[arm_of[j]]))
+            records[i].fail(err.reason, err.detail)
+        if row_identity is not None:
+            failed_identity[i] = row_identity[j]
 
     # The shadow works on its own thread while the primary writes; it is waited for within its bound.
     shadow_run = None
@@ -204,8 +269,20 @@ def process_batch(
         if r.reason
     ]
     dlq = rt.dlq.put(dead)
+    dlq_failed = set(dlq.failed)
+    if dlq.rejected:
+        # Refused for its content: resend it as a minimal dead letter, once (the same body would be refused
+        # on every redelivery). Only if that fails too is the record reported for retry.
+        logger.warning("SQS refused dead letters; sending minimal ones", extra={"refused": list(dlq.rejected.values())})
+        again = rt.dlq.put(
+            [
+                Entry(i, fallback_dead_letter(records[i], why), records[i].reason or "")
+                for i, why in dlq.rejected.items()
+            ]
+        )
+        dlq_failed.update(again.failed, again.rejected)
 
-    failed_refs = set(put.failed) | set(dlq.failed)
+    failed_refs = set(put.failed) | dlq_failed
     seen: set[str] = set()
     failures: list[dict[str, str]] = []
     for i in sorted(failed_refs):
@@ -217,10 +294,11 @@ def process_batch(
     summary = BatchSummary(
         records=len(records),
         scored=len(outputs) - len(put.failed) - len(put.too_large),
-        dead_lettered=len(dead) - len(dlq.failed),
+        dead_lettered=len(dead) - len(dlq_failed),
         failed=len(failed_refs),
         retries=put.retries + dlq.retries,
         seconds=time.perf_counter() - started,
+        rejected=len(dlq.rejected),
     )
     _emit(metrics, summary, result.predict_seconds)
     if rt.variants is not None and rt.variant_metrics is not None:
@@ -259,5 +337,6 @@ def _emit(metrics: MetricsLike, s: BatchSummary, predict_seconds: float) -> None
     metrics.add_metric(name=Metric.RECORDS_DEAD_LETTERED, unit=MetricUnit.Count, value=s.dead_lettered)
     metrics.add_metric(name=Metric.RECORDS_FAILED, unit=MetricUnit.Count, value=s.failed)
     metrics.add_metric(name=Metric.OUTPUT_RETRIES, unit=MetricUnit.Count, value=s.retries)
+    metrics.add_metric(name=Metric.DEAD_LETTERS_REJECTED, unit=MetricUnit.Count, value=s.rejected)
     metrics.add_metric(name=Metric.BATCH_LATENCY, unit=MetricUnit.Milliseconds, value=s.seconds * 1000)
     metrics.add_metric(name=Metric.PREDICT_LATENCY, unit=MetricUnit.Milliseconds, value=predict_seconds * 1000)

@@ -343,6 +343,7 @@ def test_alarms_cover_lag_errors_throttles_queues_and_api(default: Synth) -> Non
             "ApiErrors",
             "ApiThrottles",
             "DeadLetters",
+            "DeadLettersRejected",
             "BatchFailures",
             "Api5xx",
             "ApiLatencyP99",
@@ -354,6 +355,13 @@ def test_alarms_cover_lag_errors_throttles_queues_and_api(default: Synth) -> Non
     assert names["serving-dev-IteratorAge"]["Threshold"] == 300_000
     assert names["serving-dev-ApiLatencyP99"]["ExtendedStatistic"] == "p99"
     assert names["serving-dev-DeadLetters"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    rejected = names["serving-dev-DeadLettersRejected"]
+    assert (rejected["Namespace"], rejected["MetricName"], rejected["Threshold"]) == (
+        Metric.NAMESPACE,
+        Metric.DEAD_LETTERS_REJECTED,
+        1,
+    )
+    assert rejected["Dimensions"] == [{"Name": "service", "Value": "serving-dev"}]
     topic = _logical_id(default, "AWS::SNS::Topic", "serving-dev alarms")
     assert all(a["AlarmActions"] == [{"Ref": topic}] for a in names.values())
     default.one("AWS::KMS::Key", EnableKeyRotation=True)

@@ -298,21 +298,28 @@ def test_missing_configuration_is_503_not_500(clean_env: pytest.MonkeyPatch) -> 
     assert call("GET", "/v2/health/live")[0] == 200
 
 
-def test_model_without_signature_fails_bad_input_with_400(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_rows_a_signatureless_model_cannot_score_are_422_naming_them_without_its_error(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = save_joblib(tmp_path / "model.joblib")
     clean_env.setenv("MODEL_URI", str(path))
     clean_env.setenv("MODEL_SHA256", artifact_sha256(path))
     ok = {"dataframe_records": [tiny_row(0), tiny_row(1)]}
     status, _, out = call("POST", "/invocations", ok)
     assert status == 200 and out["predictions"] == pytest.approx(expected([tiny_row(0), tiny_row(1)]))
-    # Nothing to check up front: the model's own failure is reported per row...
+    # Nothing to check up front: the rows the model fails on are named (it still scores its reference row,
+    # so they are the input's fault), its error text stays in the logs...
     status, _, err = call("POST", "/invocations", {"dataframe_records": [tiny_row(0), {"x": 1}]})
-    assert status == 400 and err["error"]["code"] == "invalid_input"
+    assert status == 422 and err["error"]["code"] == "unscorable_rows"
     assert [(d["row"], d["field"]) for d in err["error"]["details"]] == [(1, None)]
-    assert "model failed on this row" in err["error"]["details"][0]["message"]
-    # ...and a batch the model rejects whole is still the input's fault here, not a 500.
+    assert err["error"]["details"][0]["message"] == "the model cannot score this row"
+    logged = [str(getattr(r, "rows", "")) for r in caplog.records]
+    assert any("model failed on this row: ValueError" in line for line in logged)
+    assert "ValueError" not in json.dumps(err)
+    # ...and so is a batch the model rejects whole, now that it has shown it can score.
     status, _, err = call("POST", "/invocations", {"dataframe_records": [{"x": i} for i in range(10)]})
-    assert status == 400 and err["error"]["code"] == "prediction_failed"
+    assert status == 422 and err["error"]["code"] == "unscorable_rows"
+    assert [d["row"] for d in err["error"]["details"]] == list(range(10))
 
 
 def test_api_needs_no_stream_outputs_and_runs_through_the_lambda_handler(env: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ def test_missing_model_uri_names_the_variable() -> None:
         (Env.OUTPUT_MAX_ATTEMPTS, "zero", "OUTPUT_MAX_ATTEMPTS"),
         (Env.OUTPUT_MAX_ATTEMPTS, "0", "OUTPUT_MAX_ATTEMPTS"),
         (Env.ALLOW_UNPINNED_PICKLE, "maybe", "ALLOW_UNPINNED_PICKLE"),
+        (Env.ALLOW_EXTERNAL_FEATURE_HOOK, "maybe", "ALLOW_EXTERNAL_FEATURE_HOOK"),
         (Env.FEATURES_FIELD, "has space", "FEATURES_FIELD"),
     ],
 )
@@ -37,6 +38,12 @@ def test_malformed_values_name_the_variable(env: str, value: str, needle: str) -
     environ = {Env.MODEL_URI: "s3://bucket/key.skops", env: value}
     with pytest.raises(ConfigError, match=needle):
         settings_from(environ)
+
+
+def test_an_external_feature_hook_is_refused_unless_explicitly_allowed() -> None:
+    assert settings_from({Env.MODEL_URI: "s3://b/k"}).allow_external_feature_hook is False
+    allowed = settings_from({Env.MODEL_URI: "s3://b/k", Env.ALLOW_EXTERNAL_FEATURE_HOOK: "True"})
+    assert allowed.allow_external_feature_hook is True
 
 
 def test_sha_is_normalised_and_lists_are_split() -> None:

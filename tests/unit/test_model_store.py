@@ -123,3 +123,30 @@ def test_a_model_that_cannot_score_its_own_input_example_fails_to_load(tmp_path:
     (path / "input_example.json").write_text(json.dumps({"columns": ["zone"], "data": [["a"]]}))
     with pytest.raises(ModelLoadError, match="cannot score its own input example"):
         _load(path)
+
+
+def test_the_input_example_becomes_the_models_reference_row(tmp_path: Path) -> None:
+    """From the first request on, the scorer can tell poison rows from a broken model (lambda_fn.scoring)."""
+    import json
+
+    from lambda_fn.scoring import score_batch
+
+    path = save_mlflow_model(tmp_path / "m")
+    (path / "input_example.json").write_text(
+        json.dumps({"columns": ["zone", "distance", "hour"], "data": [["a", 2.0, 8]]})
+    )
+    model = _load(path)
+    poison = [{"zone": "a", "distance": 1.0, "hour": 1}] * 8
+    model.estimator = _ScoresOnlyTheExample(model.estimator)  # a row built from the signature fails too
+    result = score_batch(poison, model)  # every row fails, the example still scores: poison, not a fault
+    assert len(result.errors) == 8 and {e.reason for e in result.errors.values()} == {"model_error"}
+
+
+class _ScoresOnlyTheExample:
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def predict(self, x: pd.DataFrame) -> object:
+        if (x["distance"] != 2.0).any():
+            raise ValueError("poison")
+        return self.inner.predict(x)  # type: ignore[attr-defined]

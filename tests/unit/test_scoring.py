@@ -8,7 +8,7 @@ from lambda_fn.config import ConfigError
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason
 from lambda_fn.schema import Signature
-from lambda_fn.scoring import SYSTEMIC_MIN_ROWS, ModelBatchError, load_hook, score_batch
+from lambda_fn.scoring import ModelBatchError, load_hook, score_batch, self_check
 from tests.helpers import fake_model
 
 SIG = Signature.from_columns([{"name": "x", "type": "double"}])
@@ -79,14 +79,104 @@ def test_hook_failures_are_isolated_per_row() -> None:
     assert out.predictions[0] == 20.0 and out.predictions[2] == 60.0
 
 
-def test_a_hook_failing_everywhere_raises() -> None:
+def test_a_hook_failing_everywhere_raises_at_any_batch_size() -> None:
     def hook(rows: list[Any]) -> list[Any]:
         raise RuntimeError("bug")
 
-    with pytest.raises(ModelBatchError, match="hook"):
-        score_batch([{"x": float(i)} for i in range(SYSTEMIC_MIN_ROWS)], loaded(CountingModel()), hook)
-    small = score_batch([{"x": 1.0}, {"x": 2.0}], loaded(CountingModel()), hook)
-    assert {e.reason for e in small.errors.values()} == {Reason.HOOK_ERROR} and len(small.errors) == 2
+    for n in (1, 2, 8):
+        with pytest.raises(ModelBatchError, match="hook"):
+            score_batch([{"x": float(i)} for i in range(n)], loaded(CountingModel()), hook)
+
+
+def test_a_hook_that_accepted_a_row_before_tells_poison_from_a_broken_hook() -> None:
+    broken = {"on": False}
+
+    def hook(rows: list[Any]) -> list[Any]:
+        if broken["on"]:
+            raise RuntimeError("deployment bug")
+        return [{"x": float(r["raw"])} for r in rows]
+
+    model = loaded(CountingModel())
+    assert score_batch([{"raw": 1}], model, hook).errors == {}  # the hook's reference: {"raw": 1}
+    poison = score_batch([{"oops": 1}], model, hook)  # one row, refused, while the reference still passes
+    assert {e.reason for e in poison.errors.values()} == {Reason.HOOK_ERROR}
+    broken["on"] = True
+    with pytest.raises(ModelBatchError, match="accepted before"):
+        score_batch([{"raw": 2}], model, hook)
+
+
+def test_a_hook_changing_its_input_in_place_keeps_an_intact_reference() -> None:
+    def hook(rows: list[Any]) -> list[Any]:
+        return [{"x": float(r.pop("raw"))} for r in rows]
+
+    model = loaded(CountingModel())
+    score_batch([{"raw": 1}], model, hook)
+    assert {e.reason for e in score_batch([{}], model, hook).errors.values()} == {Reason.HOOK_ERROR}
+
+
+def test_a_model_failing_on_its_reference_fails_a_one_row_batch() -> None:
+    est = CountingModel()
+    model = loaded(est)
+    assert score_batch([{"x": 1.0}], model).errors == {}  # its first scored row is its reference
+    assert set(score_batch([{"x": 13.0}], model).errors) == {0}  # poison: the reference still scores
+    est.broken = True
+    with pytest.raises(ModelBatchError, match="scored before"):
+        score_batch([{"x": 2.0}], model)
+
+
+def test_without_any_evidence_an_all_failing_batch_is_a_model_fault() -> None:
+    est = CountingModel()
+    bare = loaded(est, signature=None)  # no signature, no feature names: no row can be built to probe it
+    with pytest.raises(ModelBatchError, match="no row"):
+        score_batch([{"x": 13.0}], bare)
+    assert score_batch([{"x": 1.0}, {"x": 13.0}], bare).errors.keys() == {1}
+    assert score_batch([{"x": 13.0}], bare).errors.keys() == {0}  # now it has scored a row: poison
+
+
+def test_a_model_returning_the_wrong_number_of_rows_is_a_fault_at_any_size() -> None:
+    class OneTooMany:
+        def predict(self, x: Any) -> Any:
+            return [0.0] * (len(x) + 1)
+
+    for n in (1, 3, 20):
+        with pytest.raises(ModelBatchError):
+            score_batch([{"x": float(i)} for i in range(n)], loaded(OneTooMany()))
+
+
+def test_non_finite_predictions_are_row_errors_when_asked_and_a_nan_model_is_a_fault() -> None:
+    class Sqrt:
+        def predict(self, x: Any) -> Any:
+            import numpy as np
+
+            with np.errstate(invalid="ignore"):
+                return np.sqrt(x[:, 0])
+
+    model = loaded(Sqrt())
+    out = score_batch([{"x": 4.0}, {"x": -1.0}], model, finite=True)
+    assert out.predictions[0] == 2.0 and out.errors[1].reason == Reason.NON_FINITE_PREDICTION
+    only_nan = score_batch([{"x": -1.0}], model, finite=True)  # its reference (x=4) still scores: poison
+    assert only_nan.errors[0].reason == Reason.NON_FINITE_PREDICTION
+    assert score_batch([{"x": -1.0}], loaded(Sqrt())).errors == {}  # the API's choice: NaN passes (it writes null)
+
+    class AlwaysNan:
+        def predict(self, x: Any) -> Any:
+            return [float("nan")] * len(x)
+
+    with pytest.raises(ModelBatchError):
+        score_batch([{"x": 1.0}], loaded(AlwaysNan()), finite=True)
+
+
+def test_self_check_scores_an_example_or_a_row_from_the_signature() -> None:
+    import pandas as pd
+
+    est = CountingModel()
+    assert self_check(loaded(est)) is True  # {"x": 0.0} built from the signature scores
+    assert self_check(loaded(CountingModel(broken=True))) is False  # proves nothing, refuses nothing
+    with pytest.raises(ModelBatchError, match="input example"):
+        self_check(loaded(CountingModel(broken=True)), pd.DataFrame({"x": [1.0]}))
+    model = loaded(CountingModel(), signature=None)
+    assert self_check(model, pd.DataFrame({"x": [1.0]})) is True
+    assert score_batch([{"x": 13.0}], model).errors.keys() == {0}  # the example is its reference
 
 
 def test_load_hook_errors_name_the_setting() -> None:
@@ -101,3 +191,19 @@ def test_small_batches_failing_in_the_model_are_dead_lettered_not_retried_foreve
     out = score_batch([{"x": 13.0}, {"x": 13.0}], loaded(CountingModel()))
     assert {e.reason for e in out.errors.values()} == {Reason.MODEL_ERROR}
     assert len(out.errors) == 2
+
+
+def test_a_reference_is_a_row_the_model_scored_to_a_finite_value() -> None:
+    class Log:
+        def predict(self, x: Any) -> Any:
+            import numpy as np
+
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log(x[:, 0])
+
+    model = loaded(Log())
+    assert score_batch([{"x": -1.0}], model).errors == {}  # the API's rule lets NaN through; no reference from it
+    with pytest.raises(ModelBatchError, match="no row"):  # log(0) = -inf: the built row is no evidence either
+        score_batch([{"x": -1.0}], model, finite=True)
+    score_batch([{"x": 1.0}], model, finite=True)
+    assert score_batch([{"x": -1.0}], model, finite=True).errors[0].reason == Reason.NON_FINITE_PREDICTION

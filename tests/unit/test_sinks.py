@@ -116,3 +116,36 @@ def test_sqs_batches_of_ten_and_retries_failed_ids() -> None:
     out = SqsSink(sqs, "https://q", NO_SLEEP).put(entries(23))
     assert out.failed == []
     assert sqs.batches == [10, 1, 10, 3]
+
+
+def test_sqs_entries_refused_for_their_content_are_returned_not_retried() -> None:
+    class Sqs:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+            self.sent += [e["Id"] for e in Entries]
+            failed = [{"Id": "1", "SenderFault": True, "Code": "InvalidMessageContents", "Message": "bad char"}]
+            if len(Entries) == 3:
+                failed.append({"Id": "2", "SenderFault": False, "Code": "InternalError", "Message": "later"})
+            return {"Successful": [], "Failed": [f for f in failed if int(f["Id"]) < len(Entries)]}
+
+    sqs = Sqs()
+    out = SqsSink(sqs, "https://q", NO_SLEEP).put(entries(3))
+    assert out.rejected == {1: "InvalidMessageContents: bad char"} and out.failed == []
+    assert sqs.sent == ["0", "1", "2", "0"]  # only the entry that failed for SQS' own reasons went again
+
+
+def test_an_sqs_call_refused_for_its_content_is_split_to_find_the_message() -> None:
+    class Sqs:
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+            if len(Entries) > 1 or Entries[0]["MessageBody"].startswith("bad"):
+                raise ClientError(
+                    {"Error": {"Code": "AWS.SimpleQueueService.BatchRequestTooLong", "Message": "too long"}},
+                    "SendMessageBatch",
+                )
+            return {"Successful": [{"Id": "0"}], "Failed": []}
+
+    batch = [Entry(0, b"ok", "r"), Entry(1, b"bad body", "r"), Entry(2, b"fine", "r")]
+    out = SqsSink(Sqs(), "https://q", NO_SLEEP).put(batch)
+    assert list(out.rejected) == [1] and "BatchRequestTooLong" in out.rejected[1] and out.failed == []
