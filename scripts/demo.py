@@ -4,8 +4,13 @@
 Trains the demo model if needed, starts an AWS emulator on 127.0.0.1 (moto, embedded) or uses
 LocalStack (`--target localstack`) or any endpoint in $AWS_ENDPOINT_URL, creates the stack's resources
 from infra.topology, uploads the model, runs the local Kinesis poller with the real handler, produces
-rides (1% malformed) and accounts for every one. Exits 1 if a record is lost. `--serve` then keeps it
-all running with the API on a printed URL until Ctrl-C. The last output line is one JSON object.
+rides (1% malformed) and accounts for every one. `--serve` then keeps it all running with the API on a
+printed URL until Ctrl-C. The last output line is one JSON object.
+
+Whatever happens to the emulator (stopped, killed, restarted empty), the run ends with its ledger (in,
+predicted, dead-lettered, lost) and a one-line reason, never a bare traceback. Exit status: 0 when
+every record is accounted for, 1 when one is lost or misrouted or the run was cut short, 2 for a
+configuration error, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from infra.topology import TopologyError
 from lambda_fn.config import ConfigError
 from servingkit.image.engine import EngineError
 from servingkit.localcloud.emulator import endpoint_environment
+from servingkit.localcloud.faults import EmulatorFaultError
 from servingkit.localcloud.pipeline import LocalCloud, PipelineSummary
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ResourceError
 
@@ -61,13 +67,17 @@ def resolve_endpoint(target: str, endpoint: str | None) -> tuple[str | None, str
 
 
 class Bars:
-    """tqdm bars for producing and accounting; silent when disabled."""
+    """tqdm bars for producing and accounting (one line per stage when disabled)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bars: dict[str, Any] = {}
+        self.stages: set[str] = set()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.stages:
+            self.stages.add(stage)
+            err(f"{'producing' if stage == 'produce' else 'reading back'} {total:,} records ...")
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -99,6 +109,7 @@ def table(s: PipelineSummary, cloud: LocalCloud, target: str) -> str:
         ("dead-lettered", f"{s.dead_lettered:,}  " + ", ".join(f"{k}={v}" for k, v in s.dlq_reasons.items())),
         ("on-failure", f"{s.skipped_on_failure:,}"),
         ("LOST", f"{s.lost:,}"),
+        ("never sent", f"{s.unsent:,} (not acknowledged by the emulator: not in the ledger)"),
         ("duplicates", f"{s.duplicates:,}"),
         ("misrouted", f"{s.misrouted:,}"),
         (
@@ -112,9 +123,11 @@ def table(s: PipelineSummary, cloud: LocalCloud, target: str) -> str:
             f"{s.model_load_seconds} s (before traffic)" if s.model_load_seconds is not None else "in the cold start",
         ),
     ]
+    if not s.unsent:
+        rows = [r for r in rows if r[0] != "never sent"]
     errors = s.poller.get("errors") or []
     if errors:
-        rows.append(("errors", f"{len(errors)}: " + "; ".join(errors[:3])))
+        rows.append(("errors", f"{len(errors)}: " + "; ".join(e[:200] for e in errors[:3])))
     width = max(len(k) for k, _ in rows)
     lines = [f"  {k.ljust(width)}  {v}" for k, v in rows]
     lines.append("  sample predictions (minutes):")
@@ -224,6 +237,8 @@ def main() -> int:
     bars = Bars(not args.no_progress)
     err(f"starting the local cloud on {endpoint or 'an embedded moto server'} ...")
     summary: PipelineSummary | None = None
+    stopped: str | None = None
+    notes: list[str] = []
     try:
         with ExitStack() as stack:
             function: Any = None
@@ -257,47 +272,80 @@ def main() -> int:
             finally:
                 bars.close()
             print(table(summary, cloud, target), flush=True)
-            if args.serve:
+            if args.serve and summary.stopped is None:
                 api = None
                 if args.image:
                     assert cloud.resources is not None and cloud.endpoint_url
                     api_env = {**cloud.resources.environment, **endpoint_environment(cloud.endpoint_url, cloud.region)}
                     api = stack.enter_context(session.api(api_env, ctx, name="serving-local-api"))
                 serve(cloud, args.host, args.port, api)
+        notes = cloud.notes
     except (TopologyError, ResourceError, ConfigError, EngineError) as exc:
         err(f"error: {exc}")
         return 2
+    except EmulatorFaultError as exc:  # before the first record: nothing produced, nothing to account for
+        stopped = f"{exc.reason}, while starting"
     except KeyboardInterrupt:
         if summary is None:
-            err("interrupted before every record was accounted for")
-            return 130
+            stopped = "interrupted"
     finally:
         if target == "localstack":
             from servingkit.localcloud import localstack
 
             localstack.stop()  # only an instance this process started; a reused one keeps running
-    ok = summary.lost == 0 and summary.misrouted == 0
-    if not ok:
-        err(f"FAILED: {summary.lost} records lost, {summary.misrouted} misrouted")
+    return report(summary, stopped, notes, target, args.rate, started, image=args.image)
+
+
+def report(
+    summary: PipelineSummary | None,
+    stopped: str | None,
+    notes: list[str],
+    target: str,
+    rate: float | None,
+    t0: float,
+    *,
+    image: bool = False,
+) -> int:
+    """The ledger line, the reason when the run was cut short, and the JSON figures; the exit status."""
+    stopped = stopped or (summary.stopped if summary else None)
+    records = summary.records_in if summary else 0
+    predicted = summary.predicted if summary else 0
+    dead = summary.dead_lettered if summary else 0
+    lost = summary.lost if summary else 0
+    misrouted = summary.misrouted if summary else 0
+    ok = stopped is None and lost == 0 and misrouted == 0
+    err(f"ledger: {records:,} in, {predicted:,} predicted, {dead:,} dead-lettered, {lost:,} lost")
+    for note in notes:
+        err(f"note: {note}")
+    if stopped:
+        unaccounted = f"; {lost:,} acknowledged records unaccounted for" if lost else ""
+        err(f"STOPPED: {stopped}{unaccounted}")
+    elif not ok:
+        err(f"FAILED: {lost} records lost, {misrouted} misrouted")
     figures = {
         "target": target,
-        "image": args.image,
-        "records": summary.records_in,
-        "predicted": summary.predicted,
-        "dead_lettered": summary.dead_lettered,
-        "skipped_on_failure": summary.skipped_on_failure,
-        "lost": summary.lost,
-        "duplicates": summary.duplicates,
-        "shards": summary.input_shards,
-        "rate": args.rate,
-        "throughput_rps": summary.throughput_rps,
-        "latency_ms_p50": summary.latency_ms_p50,
-        "latency_ms_p99": summary.latency_ms_p99,
-        "pipeline_seconds": summary.seconds,
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "image": image,
+        "records": records,
+        "predicted": predicted,
+        "dead_lettered": dead,
+        "skipped_on_failure": summary.skipped_on_failure if summary else 0,
+        "lost": lost,
+        "duplicates": summary.duplicates if summary else 0,
+        "foreign": summary.foreign if summary else 0,
+        "unsent": summary.unsent if summary else 0,
+        "shards": summary.input_shards if summary else None,
+        "rate": rate,
+        "throughput_rps": summary.throughput_rps if summary else None,
+        "latency_ms_p50": summary.latency_ms_p50 if summary else None,
+        "latency_ms_p99": summary.latency_ms_p99 if summary else None,
+        "pipeline_seconds": summary.seconds if summary else None,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "stopped": stopped,
         "ok": ok,
     }
     print(json.dumps(figures), flush=True)
+    if stopped == "interrupted":
+        return 130
     return 0 if ok else 1
 
 

@@ -5,6 +5,9 @@ default, or an existing one (LocalStack) given by URL. It produces realistic rid
 several kinds, reads the output stream and the queues back until every record is accounted for (or a
 bounded wait ends) and returns what happened: predicted, dead-lettered, skipped, lost, duplicates,
 throughput and end-to-end latency (reader's clock minus the input record's approximate arrival).
+
+If the emulator stops answering or comes back empty mid-run, the run stops there and still returns its
+summary: what was acknowledged, accounted for and lost, with the reason in `stopped` (one line).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from servingkit.localcloud.emulator import (
     pointed_at,
     start_emulator,
 )
+from servingkit.localcloud.faults import EmulatorFaultError, client_config, emulator_fault
 from servingkit.localcloud.poller import _THROTTLED, KinesisPoller, _epoch, _error_code
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, Release, Resources, provision
 
@@ -52,6 +56,7 @@ KPL_GROUP = 20
 _PUT_MAX = 500
 _IDLE_S = 0.1  # collector pause when nothing new arrived (GetRecords: 5 calls/s per shard in AWS)
 _HIDE_S = 900  # messages read by the collector stay hidden (not deleted) until the run ends
+DOWN_GRACE_S = 10.0  # an emulator silent this long is taken for dead (a shorter pause is ridden out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,8 @@ class PipelineSummary:
     samples: list[dict[str, Any]] = field(default_factory=list)
     model_load_seconds: float | None = None
     complete: bool = False
+    unsent: int = 0  # user records the producer never had acknowledged (not counted in records_in)
+    stopped: str | None = None  # why the run ended before every record was accounted for, in one line
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,13 +212,18 @@ class LocalCloud:
         self.resources: Resources | None = None
         self.poller: KinesisPoller | None = None
         self.clients: dict[str, Any] = {}
+        self.notes: list[str] = []  # what went wrong while shutting down after another error
+        self.last_stopped: str | None = None  # why the last run ended early (None: it completed)
         self._stack = ExitStack()
 
     def __enter__(self) -> LocalCloud:
         try:
             self._start()
-        except BaseException:
-            self._stack.close()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            fault = emulator_fault(exc, self.endpoint_url) if isinstance(exc, Exception) else None
+            if fault is not None:
+                raise fault from exc
             raise
         return self
 
@@ -223,7 +235,7 @@ class LocalCloud:
             self._stack.callback(emulator.stop)
             self.endpoint_url = emulator.endpoint_url
         self._stack.enter_context(pointed_at(self.endpoint_url, self.region))
-        self.clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
+        self.clients = {name: boto3.client(name, config=client_config()) for name in ("kinesis", "sqs", "s3")}
         self.resources = provision(self.topology, self.release, self.clients, self.region)
         if self.function is not None:
             # Its own process: the scorer's settings and the emulator's endpoint, nothing of this process.
@@ -273,8 +285,27 @@ class LocalCloud:
         self.poller.start()
         self._stack.callback(self.poller.stop)
 
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        """Shut everything down; a failure doing so never replaces the error that ended the run (a poller
+        thread still blocked on a dead emulator is noted, and the original exception propagates)."""
+        try:
+            self._stack.close()
+        except Exception as cleanup:
+            if exc is None and self.last_stopped is None:
+                raise
+            self.notes.append(f"while shutting down: {type(cleanup).__name__}: {cleanup}")
+
+    def health(self) -> EmulatorFaultError | None:
+        """Does the emulator still answer, with the stack's input stream? None when it does."""
+        assert self.resources is not None
+        try:
+            self.clients["kinesis"].describe_stream_summary(StreamName=self.resources.topology.input_stream.name)
+        except Exception as exc:
+            fault = emulator_fault(exc, self.endpoint_url)
+            if fault is None:
+                raise
+            return fault
+        return None
 
     def run(
         self,
@@ -288,30 +319,57 @@ class LocalCloud:
         samples: int = 5,
         rate: float | None = None,
     ) -> PipelineSummary:
-        """Produce `records` user records and account for every one of them."""
+        """Produce `records` user records and account for every one of them.
+
+        An emulator fault (it stops answering, or restarted empty) ends the run early, never with an
+        exception: the summary says what was acknowledged and accounted for, and why it stopped.
+        """
         assert self.resources is not None and self.poller is not None, "use LocalCloud as a context manager"
         units = make_units(records, poison_rate=poison_rate, kpl_share=kpl_share, seed=seed)
         collector = Collector(self.clients, self.resources)
-        collector.start()
+        ledger: dict[Position, tuple[str, str | None]] = {}
+        stopped: str | None = None
+        started = produced = time.time()
         try:
-            started = time.time()
-            ledger = produce(self.clients["kinesis"], self.resources.topology.input_stream.name, units, progress, rate)
-            produced = time.time()
-            collector.expect(ledger)
+            collector.start()
+            try:
+                produce(
+                    self.clients["kinesis"], self.resources.topology.input_stream.name, units, progress, rate, ledger
+                )
+            finally:
+                produced = time.time()
+                collector.expect(ledger)
             limit = timeout_s if timeout_s is not None else 60.0 + records / 200
-            collector.wait(limit, progress)
+            stopped = collector.wait(limit, progress, health=self.health)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        except Exception as exc:
+            fault = emulator_fault(exc, self.endpoint_url)
+            if fault is None:
+                raise
+            phase = "producing" if len(ledger) < sum(len(u.items) for u in units) else "reading back"
+            stopped = f"{fault.reason}, while {phase}"
         finally:
             collector.stop()
-        self.last_ledger, self.last_collector = ledger, collector
+        self.last_ledger, self.last_collector, self.last_stopped = ledger, collector, stopped
+        try:
+            arrivals = read_arrivals(self.clients["kinesis"], self.resources.topology.input_stream.name)
+        except Exception as exc:
+            if emulator_fault(exc, self.endpoint_url) is None:
+                raise
+            arrivals = {}  # latencies unknown: the emulator holding the input is gone
         summary = collector.summary(
             endpoint=self.endpoint_url or "",
             started=started,
             produce_seconds=produced - started,
             poller=self.poller,
-            arrivals=read_arrivals(self.clients["kinesis"], self.resources.topology.input_stream.name),
+            arrivals=arrivals,
             n_samples=samples,
         )
         summary.model_load_seconds = self.model_load_seconds
+        summary.unsent = sum(len(u.items) for u in units) - len(ledger)
+        summary.stopped = stopped
+        summary.complete = summary.complete and stopped is None
         return summary
 
 
@@ -322,10 +380,17 @@ def produce(
     units: Sequence[Unit],
     progress: Progress | None = None,
     rate: float | None = None,
+    ledger: dict[Position, tuple[str, str | None]] | None = None,
+    down_grace_s: float = DOWN_GRACE_S,
 ) -> dict[Position, Any]:
     """PutRecords in chunks of up to 500, resending only failed entries, as fast as possible or paced at
-    `rate` records/s (chunks every ~100 ms); the ledger maps positions to (label, poison kind)."""
-    ledger: dict[Position, tuple[str, str | None]] = {}
+    `rate` records/s (chunks every ~100 ms); the ledger maps positions to (label, poison kind).
+
+    A chunk the emulator does not answer is sent again for up to `down_grace_s` (its records may then
+    be in the stream twice: the first copy's results are counted as foreign), then EmulatorFaultError is
+    raised; `ledger`, when given, holds every acknowledged record either way.
+    """
+    ledger = {} if ledger is None else ledger
     total = sum(len(u.items) for u in units)
     done = 0
     step = _PUT_MAX if not rate else max(1, min(_PUT_MAX, int(rate / 10)))
@@ -337,10 +402,22 @@ def produce(
                 time.sleep(ahead)
         pending = list(units[start : start + step])
         attempt = 0
+        silent_since: float | None = None
         while pending:
-            resp = kinesis.put_records(
-                StreamName=stream, Records=[{"Data": u.data, "PartitionKey": u.key} for u in pending]
-            )
+            try:
+                resp = kinesis.put_records(
+                    StreamName=stream, Records=[{"Data": u.data, "PartitionKey": u.key} for u in pending]
+                )
+            except Exception as exc:
+                fault = emulator_fault(exc, None)
+                if fault is None or fault.lost_state:
+                    raise
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since > down_grace_s:
+                    raise
+                time.sleep(0.5)
+                continue
+            silent_since = None
             retry = []
             for unit, result in zip(pending, resp["Records"], strict=True):
                 if "ErrorCode" in result:
@@ -428,7 +505,8 @@ class Collector:
     def stop(self) -> None:
         """Stop reading and make the messages read visible again: the queues are left as found."""
         self.stop_event.set()
-        self._thread.join(30)
+        if self._thread.is_alive():
+            self._thread.join(30)
         by_queue: dict[str, list[str]] = {}
         for url, handle in self._handles:
             by_queue.setdefault(url, []).append(handle)
@@ -527,9 +605,21 @@ class Collector:
         with self.lock:
             return len(self._positions & ledger.keys())
 
-    def wait(self, timeout_s: float, progress: Progress | None = None) -> bool:
+    def wait(
+        self,
+        timeout_s: float,
+        progress: Progress | None = None,
+        health: Callable[[], EmulatorFaultError | None] | None = None,
+        down_grace_s: float = DOWN_GRACE_S,
+    ) -> str | None:
+        """Wait until every record of the ledger is accounted for: None then, else why not, in one line.
+
+        `health` is asked about once a second: an emulator that lost its state ends the wait at once, one
+        that stays silent for `down_grace_s` ends it then (a shorter pause is waited out).
+        """
         total = len(self._ledger or {})
         deadline = time.monotonic() + timeout_s
+        next_check, silent_since = time.monotonic() + 1.0, None
         while time.monotonic() < deadline:
             done = self.accounted()
             if progress:
@@ -537,9 +627,20 @@ class Collector:
             if done >= total:
                 # A short grace period catches duplicates still in flight.
                 self.stop_event.wait(0.3)
-                return True
+                return None
+            if health is not None and time.monotonic() >= next_check:
+                fault = health()
+                next_check = time.monotonic() + 1.0
+                if fault is None:
+                    silent_since = None
+                elif fault.lost_state:
+                    return f"{fault.reason}, while reading back"
+                else:
+                    silent_since = silent_since or time.monotonic()
+                    if time.monotonic() - silent_since >= down_grace_s:
+                        return f"{fault.reason} for {down_grace_s:.0f} s, while reading back"
             time.sleep(0.1)
-        return False
+        return f"timed out after {timeout_s:.0f} s with {total - self.accounted():,} records unaccounted for"
 
     def summary(
         self,
