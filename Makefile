@@ -56,7 +56,7 @@ unit: $(STAMP) ## unit tests (no AWS, no servers)
 integration: $(STAMP) ## moto-backed tests of the Lambda code
 	$(PY) -m pytest tests/integration -m integration -q
 
-# The stream's delivery guarantee as property tests (marker fuzz): `make test` runs them bounded (fixed seed,
+# The delivery guarantee (stream and API) as property tests (marker fuzz): `make test` runs them bounded (fixed seed,
 # each test's own example count); this runs them with random seeds and FUZZ_SCALE times the examples.
 FUZZ_SCALE ?= 25
 fuzz: $(STAMP) ## property tests of the delivery guarantee, longer: random seeds, FUZZ_SCALE (25) x the examples

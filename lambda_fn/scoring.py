@@ -202,7 +202,7 @@ def score_batch(
     """hook → validate → one predict; rows failing the model alone are found by bisection.
 
     `finite` makes a prediction holding NaN or ±inf a row error (`non_finite_prediction`): strict JSON
-    cannot carry it (the stream wants that; the API writes null instead).
+    cannot carry it (the stream and the API both ask for it).
     """
     n = len(features)
     predictions: list[Any] = [None] * n
