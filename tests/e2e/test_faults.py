@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from servingkit.localcloud.faults import FaultRun, run_demo_with_fault
-from tests.e2e.conftest import ROOT
+from tests.conftest import ROOT
 
 # (fault, phase, extra demo arguments): a long batching window keeps records in flight while reading back.
 SCENARIOS = [
