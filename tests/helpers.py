@@ -188,3 +188,16 @@ def recorded_env_variant(src: Path, dst: Path, *, python: str | None = None, skl
         reqs = dst / "requirements.txt"
         reqs.write_text(re.sub(r"(?m)^scikit-learn==.*$", f"scikit-learn=={sklearn}", reqs.read_text()))
     return dst
+
+
+def publish_cli() -> Any:
+    """scripts/publish.py loaded as a module (it is a script, not a package module)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "publish_cli", Path(__file__).resolve().parents[1] / "scripts/publish.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 
 from lambda_fn.model_store import artifact_sha256
 from servingkit.publish import MANIFEST, PublishConflictError, PublishError, promote, publish
-from tests.helpers import FakeContext, kinesis_event, tiny_frame, tiny_pipeline, tiny_row
+from tests.helpers import FakeContext, kinesis_event, publish_cli, tiny_frame, tiny_pipeline, tiny_row
 from tests.integration.conftest import BUCKET, Aws
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,20 +177,12 @@ def test_promote_sets_champion_and_challenger_in_one_call(registry: Registry) ->
         client.delete_registered_model_alias(NAME, "challenger")
 
 
-def _cli() -> Any:
-    spec = importlib.util.spec_from_file_location("publish_cli", ROOT / "scripts/publish.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_publishes_to_an_emulator_through_the_standard_endpoint_variable(
     registry: Registry, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from servingkit.localcloud.emulator import start_emulator
 
-    cli = _cli()
+    cli = publish_cli()
     with start_emulator() as emu:
         clean_env.setenv("AWS_ENDPOINT_URL_S3", emu.endpoint_url)  # the only thing pointing boto3 at it
         clean_env.setenv("MLFLOW_TRACKING_URI", registry.uri)

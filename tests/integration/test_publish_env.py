@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lambda_fn.model_env import Runtime
 from servingkit.image.platform import REQUIREMENTS, base_image
 from servingkit.publish import PublishError, check_environment, image_runtime, publish
-from tests.helpers import recorded_env_variant
+from tests.helpers import publish_cli, recorded_env_variant
 from tests.integration.conftest import BUCKET, Aws
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,14 +20,6 @@ IMAGE_SKLEARN = re.search(r"(?m)^scikit-learn==(\S+)$", REQUIREMENTS.read_text()
 def _minor_before(version: str) -> str:
     major, minor = (int(p) for p in version.split(".")[:2])
     return f"{major}.{minor - 1}"
-
-
-def _cli() -> Any:
-    spec = importlib.util.spec_from_file_location("publish_cli", ROOT / "scripts/publish.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_image_runtime_is_the_dockerfile_python_and_the_scikit_learn_pin() -> None:
@@ -84,7 +74,7 @@ def test_cli_refuses_in_one_line_and_allow_env_mismatch_publishes(
     aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = recorded_env_variant(tiny_mlflow_dir, tmp_path / "old", sklearn=_minor_before(IMAGE_SKLEARN) + ".0")
-    cli = _cli()
+    cli = publish_cli()
     assert cli.main(["publish", str(model), "--bucket", BUCKET]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: the model's environment does not match the image's: scikit-learn ")
