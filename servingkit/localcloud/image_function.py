@@ -225,17 +225,3 @@ class ImageFunction:
         hwm = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
         ticks = os.sysconf("SC_CLK_TCK")
         return hwm, (int(fields[11]) + int(fields[12])) / ticks  # utime + stime of the process (all threads)
-
-    def peak_memory_bytes(self) -> int | None:
-        """The container's memory high-water mark (cgroup v1 or v2), None where the engine does not say."""
-        if self._env is None:
-            return None
-        cid = self.engine.docker("inspect", "--format", "{{.Id}}", self._env.container).stdout.strip()
-        for path in (
-            Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes"),
-            Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.peak"),
-            Path(f"/sys/fs/cgroup/docker/{cid}/memory.peak"),
-        ):
-            with contextlib.suppress(OSError, ValueError):
-                return int(path.read_text().strip())
-        return None

@@ -9,7 +9,6 @@ the synthesized template.
 
 from __future__ import annotations
 
-import platform as host_platform
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from servingkit.image.build import DOCKER_PLATFORMS, BuiltImage, asset_context, 
 from servingkit.image.engine import DockerEngine, start_engine
 from servingkit.image.standin import build_standin
 from servingkit.localcloud.image_function import FunctionSpec, ImageFunction
+from servingkit.localcloud.image_session import host_architecture
 from tests.infra.synth import Synth, synth
 
 STACK = "ServingKit-dev"
@@ -93,7 +93,7 @@ def function_image(engine: DockerEngine, base_image: str, stack: Synth) -> Built
     """The staged asset built on `base_image`, for this machine's architecture (the template's may differ:
     the stack defaults to arm64, which this machine cannot run; see README, 'The image')."""
     context, dockerfile, args, _template_platform = asset_context(stack.outdir, STACK)
-    arch = "arm64" if host_platform.machine() in ("aarch64", "arm64") else "x86_64"
+    arch = host_architecture()
     built = build_function_image(
         engine,
         base_image,
