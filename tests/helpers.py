@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from servingkit.events import STREAM_ARN, kinesis_event, kinesis_record, kpl_aggregate
+from servingkit.lambda_context import LambdaContext, function_arn
+
 if TYPE_CHECKING:
     from lambda_fn.model_store import LoadedModel
 
-ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/rides-in"
+ARN = STREAM_ARN
+# Re-exported: the tests build events with the same code the benchmarks and the local cloud use.
+__all__ = ["ARN", "FakeContext", "kinesis_event", "kinesis_record", "kpl_aggregate"]
 
 
 def tiny_frame(n: int = 300, seed: int = 0) -> tuple[Any, np.ndarray]:
@@ -113,66 +115,16 @@ def tiny_row(i: int = 0) -> dict[str, Any]:
     return {"zone": "abc"[i % 3], "distance": 1.0 + (i % 17), "hour": i % 24}
 
 
-def kinesis_record(data: bytes | str, seq: int, key: str = "k", shard: str = "shardId-000000000000") -> dict[str, Any]:
-    raw = data if isinstance(data, str) else base64.b64encode(data).decode()
-    return {
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{shard}:{seq}",
-        "eventName": "aws:kinesis:record",
-        "eventSourceARN": ARN,
-        "awsRegion": "us-east-1",
-        "invokeIdentityArn": "arn:aws:iam::123456789012:role/scorer",
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": key,
-            "sequenceNumber": str(seq),
-            "data": raw,
-            "approximateArrivalTimestamp": 1_760_000_000.0 + seq / 1000,
-        },
-    }
+class FakeContext(LambdaContext):
+    """The context the tests' handlers get: the scorer's names and a fixed request id."""
 
-
-def kinesis_event(
-    payloads: Sequence[Any], start_seq: int = 49_000_000_000, key_field: str | None = None
-) -> dict[str, Any]:
-    """Objects are JSON-encoded; bytes and str are taken as raw data (str = already base64)."""
-    records = []
-    for i, p in enumerate(payloads):
-        if isinstance(p, (bytes, str)):
-            data: bytes | str = p
-            key = f"k{i}"
-        else:
-            data = json.dumps(p).encode()
-            key = str(p.get(key_field, f"k{i}")) if key_field and isinstance(p, dict) else f"k{i}"
-        records.append(kinesis_record(data, start_seq + i, key))
-    return {"Records": records}
-
-
-def kpl_aggregate(payloads: Iterable[Any], key_prefix: str = "agg") -> bytes:
-    """Pack JSON payloads the way the Kinesis Producer Library does (magic, protobuf, MD5)."""
-    import aws_kinesis_agg.aggregator as agg
-
-    aggregator = agg.RecordAggregator()
-    for i, p in enumerate(payloads):
-        aggregator.add_user_record(f"{key_prefix}-{i}", json.dumps(p).encode())
-    _, _, data = aggregator.clear_and_get().get_contents()
-    return bytes(data)
-
-
-class FakeContext:
-    """The attributes of LambdaContext that Powertools' logger reads."""
-
-    function_name = "scorer"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:scorer:live"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-    log_group_name = "/aws/lambda/scorer"
-    log_stream_name = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+    def __init__(self) -> None:
+        super().__init__(
+            function_name="scorer",
+            invoked_function_arn=function_arn("scorer", "live"),
+            aws_request_id="00000000-0000-4000-8000-000000000000",
+            timeout_ms=300_000,
+        )
 
 
 def recorded_env_variant(src: Path, dst: Path, *, python: str | None = None, sklearn: str | None = None) -> Path:
