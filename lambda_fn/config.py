@@ -249,8 +249,9 @@ class Settings(BaseModel):
 
 
 # Field names are the lower-cased environment names (see Settings): one list to keep, Settings itself.
-_FIELDS = {field.upper(): field for field in Settings.model_fields}
-_unnamed = set(_FIELDS) - {value for key, value in vars(Env).items() if key.isupper()}
+ENV_FIELDS: Mapping[str, str] = {field.upper(): field for field in Settings.model_fields}
+"""Every environment name the image reads → its `Settings` field (the local runtime and tests list them from here)."""
+_unnamed = set(ENV_FIELDS) - {value for key, value in vars(Env).items() if key.isupper()}
 if _unnamed:  # a setting nobody could set: give it a constant in Env
     raise RuntimeError(f"Settings fields without an Env name: {sorted(_unnamed)}")
 _BOOL_FIELDS = {name for name, info in Settings.model_fields.items() if info.annotation is bool}
@@ -260,7 +261,7 @@ _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no"
 def settings_from(environ: Mapping[str, str]) -> Settings:
     """Build settings from a mapping; every error names the environment variable at fault."""
     raw: dict[str, object] = {}
-    for env, field in _FIELDS.items():
+    for env, field in ENV_FIELDS.items():
         value = environ.get(env)
         if value is None or value.strip() == "":
             continue

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.topology import Ctx, Topology, topology
-from lambda_fn.config import _FIELDS, Env
+from lambda_fn.config import ENV_FIELDS, Env
 from servingkit.localcloud.emulator import (
     DEFAULT_REGION,
     endpoint_environment,
@@ -254,7 +254,7 @@ class LocalCloud:
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             **self.extra_env,
         }
-        others = tuple(name for name in _FIELDS if name not in scorer_env)
+        others = tuple(name for name in ENV_FIELDS if name not in scorer_env)
         self._stack.enter_context(patched_environ(scorer_env, unset=others))
         from lambda_fn import runtime
 

@@ -336,9 +336,9 @@ def test_the_property_run_reached_the_model_and_every_kind_of_refusal(config: st
 def api_env(request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One container for the whole property run (as in Lambda): the tiny model, FEATURES_FIELD and ID_FIELD."""
     mp = pytest.MonkeyPatch()
-    from lambda_fn.config import _FIELDS
+    from lambda_fn.config import ENV_FIELDS
 
-    for name in _FIELDS:
+    for name in ENV_FIELDS:
         mp.delenv(name, raising=False)
     runtime.reset()
     pin_local_model(mp, model_dir, tmp_path_factory.mktemp("cache"))
