@@ -70,7 +70,7 @@ def _shard_of(record: Mapping[str, Any]) -> str:
     return event_id.split(":", 1)[0] if ":" in event_id else event_id
 
 
-def _aggregated_record_class() -> Any:
+def aggregated_record_class() -> Any:
     """The KPL `AggregatedRecord` message class of aws-kinesis-agg, importable from a fresh interpreter.
 
     Its generated `messages_pb2` does `import config_pb2`, a top-level name that resolves only after the
@@ -101,7 +101,7 @@ def _deaggregate(data: bytes) -> list[tuple[str | None, bytes]] | str:
     body, digest = data[len(KPL_MAGIC) : -_DIGEST], data[-_DIGEST:]
     if hashlib.md5(body, usedforsecurity=False).digest() != digest:
         return "KPL aggregate MD5 digest does not match its contents"
-    agg = _aggregated_record_class()()
+    agg = aggregated_record_class()()
     try:
         agg.ParseFromString(body)
         keys = [_text(k) for k in agg.partition_key_table]
@@ -172,7 +172,7 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 _raw_decode = _DECODER.raw_decode
 
 
-def _loads(data: bytes) -> Any:
+def strict_loads(data: bytes) -> Any:
     """json.loads semantics, faster: the scanner directly, falling back to json.loads for the unusual
     cases (leading/trailing whitespace, BOM, UTF-16/32) so errors and results stay identical."""
     text = data.decode("utf-8")
@@ -212,7 +212,7 @@ def decode_json(data: bytes) -> Any:
     its depth), so ordinary payloads pay two `bytes.count` calls.
     """
     try:
-        value = _loads(data)
+        value = strict_loads(data)
     except RecursionError:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH:

@@ -56,7 +56,7 @@ def main() -> int:
     from lambda_fn.config import settings_from
     from lambda_fn.hooks import taxi_features
     from lambda_fn.model_store import load_model
-    from lambda_fn.records import _loads
+    from lambda_fn.records import strict_loads
     from lambda_fn.sinks import MemorySink
     from lambda_fn.stream import StreamRuntime
     from servingkit.train import FEATURES_FIELD, ID_FIELD, MissingModelError, demo_artifact
@@ -113,7 +113,7 @@ def main() -> int:
             model.estimator.predict(prepared)
 
         def floor_fast(datas: list[bytes] = datas, prepared: pd.DataFrame = prepared) -> None:
-            [_loads(d) for d in datas]  # the kit's own faster JSON path, for a stricter comparison
+            [strict_loads(d) for d in datas]  # the kit's own faster JSON path, for a stricter comparison
             model.estimator.predict(prepared)
 
         kit(event)  # warm caches (first predict, imports)

@@ -33,9 +33,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Remove every kit setting from the environment and reset per-container caches."""
     from lambda_fn import runtime
-    from lambda_fn.config import _FIELDS
+    from lambda_fn.config import ENV_FIELDS
 
-    for name in _FIELDS:
+    for name in ENV_FIELDS:
         monkeypatch.delenv(name, raising=False)
     runtime.reset()
     yield monkeypatch

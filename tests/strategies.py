@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from lambda_fn.records import KPL_MAGIC, Reason, _aggregated_record_class
+from lambda_fn.records import KPL_MAGIC, Reason, aggregated_record_class
 from lambda_fn.schema import Signature
 from lambda_fn.wire import ID_MAX_BYTES
 from tests.helpers import kinesis_record
@@ -125,7 +125,7 @@ def _deep(depth: int, inside: bool) -> bytes:
 
 def kpl(payloads: list[bytes], keys: list[str], shift: int = 0) -> bytes:
     """An aggregate as the KPL writes it; `shift` moves key indexes (past the table: the record's own key)."""
-    agg = _aggregated_record_class()()
+    agg = aggregated_record_class()()
     agg.partition_key_table.extend(keys)
     for i, data in enumerate(payloads):
         rec = agg.records.add()

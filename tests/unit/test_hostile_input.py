@@ -146,9 +146,9 @@ def test_an_empty_kpl_aggregate_is_one_dead_letter() -> None:
 
 
 def test_kpl_partition_keys_that_are_not_utf8_still_decode() -> None:
-    from lambda_fn.records import _aggregated_record_class
+    from lambda_fn.records import aggregated_record_class
 
-    agg = _aggregated_record_class()()
+    agg = aggregated_record_class()()
     agg.partition_key_table.append("k")
     rec = agg.records.add()
     rec.partition_key_index = 0
