@@ -6,7 +6,8 @@
 `servingkit.batch.spark.run_spark` takes the same arguments plus a Spark session.
 """
 
-from servingkit.batch.core import BatchJobError, ChunkScorer, JobConfig, model_env
+from servingkit.batch.core import ChunkScorer, JobConfig, model_env
+from servingkit.batch.errors import BatchJobError
 from servingkit.batch.local import Summary, run_local
 
 __all__ = ["BatchJobError", "ChunkScorer", "JobConfig", "Summary", "model_env", "run_local"]

@@ -22,7 +22,8 @@ from lambda_fn.model_store import LoadedModel, load_model
 from lambda_fn.records import Reason, record_id
 from lambda_fn.schema import validate
 from lambda_fn.scoring import BatchResult, Hook, ModelBatchError, RowError, load_hook, score_batch, score_frame
-from servingkit.batch import columnar
+from servingkit.batch import columnar, decode
+from servingkit.batch.errors import BatchJobError
 
 # Prediction column kinds: Arrow type and Spark DDL type. Anything that is not a scalar is JSON text.
 PREDICTION_TYPES: dict[str, tuple[pa.DataType, str]] = {
@@ -43,10 +44,6 @@ REJECTED_SCHEMA = pa.schema(
         ("data", pa.string()),
     ]
 )
-
-
-class BatchJobError(RuntimeError):
-    """The job cannot go on (bad configuration, broken model, unreadable input); the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,14 +278,14 @@ class ChunkScorer:
         first_row: int = 0,
         source_rows: Positions | None = None,
     ) -> ChunkResult:
-        """Score Arrow rows (Parquet): the same result as `score(arrow_rows(batch))`, but clean columns are
-        checked as a whole and go to the model without becoming Python rows (see `columnar`)."""
-        from servingkit.batch.io import arrow_rows  # io imports this module
-
+        """Score Arrow rows (Parquet): the same result as `score(decode.arrow_rows(batch))`, but clean columns
+        are checked as a whole and go to the model without becoming Python rows (see `columnar`)."""
         n = batch.num_rows
         plan, ids = self._arrow_plan(batch)
         if plan is None:
-            return self.score(arrow_rows(batch), source_file=source_file, first_row=first_row, source_rows=source_rows)
+            return self.score(
+                decode.arrow_rows(batch), source_file=source_file, first_row=first_row, source_rows=source_rows
+            )
 
         decoded: dict[int, Any] = {}  # Python rows of the suspects, by input row
         rows: list[Any] | None = None
@@ -298,7 +295,7 @@ class ChunkScorer:
             if i in decoded:
                 return decoded[i]
             if rows is None:  # a row the model failed on: rare
-                rows = arrow_rows(batch)
+                rows = decode.arrow_rows(batch)
             return rows[i]
 
         errors: dict[int, RowError] = {}
@@ -339,11 +336,9 @@ class ChunkScorer:
         import numpy as np
         import pandas as pd
 
-        from servingkit.batch.io import arrow_rows
-
         suspect_at = np.flatnonzero(plan.suspect)
         clean_at = np.flatnonzero(~plan.suspect)
-        suspects = arrow_rows(batch.take(suspect_at))
+        suspects = decode.arrow_rows(batch.take(suspect_at))
         decoded.update(zip(suspect_at.tolist(), suspects, strict=True))
         checked = validate(suspects, plan.signature, strict=self.strict)
         for j, msg in checked.errors.items():

@@ -32,7 +32,8 @@ from typing import Any
 
 from lambda_fn.config import Env
 from lambda_fn.model_store import s3_client
-from servingkit.batch.core import REJECTED_SCHEMA, BatchJobError, ChunkResult, ChunkScorer, JobConfig
+from servingkit.batch.core import REJECTED_SCHEMA, ChunkResult, ChunkScorer, JobConfig
+from servingkit.batch.errors import BatchJobError
 from servingkit.batch.io import (
     PartWriter,
     RawChunk,

@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from servingkit.batch.core import REJECTED_SCHEMA, BatchJobError, ChunkScorer, JobConfig
-from servingkit.batch.io import Chunk, RawChunk, put_text, resolve_inputs
+from servingkit.batch.core import REJECTED_SCHEMA, ChunkScorer, JobConfig
+from servingkit.batch.decode import Chunk
+from servingkit.batch.errors import BatchJobError
+from servingkit.batch.io import RawChunk, put_text, resolve_inputs
 from servingkit.batch.local import SAMPLE_ROWS, Summary, peak_rss_mb, sample_of
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import servingkit.batch.io as batch_io
+import servingkit.batch.decode as batch_decode
 from servingkit.batch import BatchJobError, ChunkScorer, JobConfig, model_env
 from servingkit.batch.columnar import plan
 from tests.helpers import save_mlflow_model, tiny_pipeline, tiny_row
@@ -36,13 +36,13 @@ def scorer(model_dir: Path) -> ChunkScorer:
 def decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Sizes of the batches turned into Python rows (the slow path) during the test."""
     sizes: list[int] = []
-    real = batch_io.arrow_rows
+    real = batch_decode.arrow_rows
 
     def spy(batch: Any) -> list[Any]:
         sizes.append(batch.num_rows)
         return real(batch)
 
-    monkeypatch.setattr(batch_io, "arrow_rows", spy)
+    monkeypatch.setattr(batch_decode, "arrow_rows", spy)
     return sizes
 
 
@@ -59,7 +59,7 @@ def columns(n: int = N) -> dict[str, Any]:
 
 def both(scorer: ChunkScorer, batch: pa.RecordBatch, first_row: int = 100) -> tuple[Any, Any]:
     fast = scorer.score_arrow(batch, source_file="f.parquet", first_row=first_row)
-    slow = scorer.score(batch_io.arrow_rows(batch), source_file="f.parquet", first_row=first_row)
+    slow = scorer.score(batch_decode.arrow_rows(batch), source_file="f.parquet", first_row=first_row)
     return fast, slow
 
 
