@@ -67,11 +67,11 @@ def main() -> int:
     from servingkit.image.standin import build_standin
     from servingkit.localcloud.emulator import endpoint_environment, pointed_at, start_emulator
     from servingkit.localcloud.image_session import ImageSession, host_architecture
-    from servingkit.localcloud.resources import Release, provision
+    from servingkit.localcloud.resources import ExportedModel, provision
     from servingkit.taxi import ride_events
     from tests.helpers import kinesis_event
 
-    release = Release.load()
+    release = ExportedModel.load()
     event = kinesis_event(list(ride_events(args.batch)), key_field="ride_id")
     event_path = ROOT / "build" / "bench-image-event.json"
     event_path.write_text(json.dumps(event))

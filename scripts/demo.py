@@ -33,7 +33,8 @@ from lambda_fn.config import ConfigError
 from servingkit.image.engine import EngineError
 from servingkit.localcloud.emulator import endpoint_environment
 from servingkit.localcloud.faults import EmulatorFaultError
-from servingkit.localcloud.pipeline import LocalCloud, PipelineSummary
+from servingkit.localcloud.accounting import PipelineSummary
+from servingkit.localcloud.cloud import LocalCloud
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ResourceError
 
 

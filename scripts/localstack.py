@@ -95,7 +95,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 
 
 def _pipeline(endpoint: str | None, args: argparse.Namespace) -> dict[str, Any]:
-    from servingkit.localcloud.pipeline import run_pipeline
+    from servingkit.localcloud.cloud import run_pipeline
 
     summary = run_pipeline(
         records=args.records,
@@ -182,7 +182,7 @@ CLI_EXAMPLE = """\
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from infra.topology import Ctx
-    from servingkit.localcloud.pipeline import LocalCloud
+    from servingkit.localcloud.cloud import LocalCloud
 
     endpoint = ls.ensure_running(ls.endpoint_for(args.port), log=say)
     instance = ls.current()  # None when an already running LocalStack is reused

@@ -82,7 +82,7 @@ def serve_image(args: argparse.Namespace) -> int:
     from servingkit.image.engine import EngineError
     from servingkit.localcloud.emulator import endpoint_environment, pointed_at, start_emulator
     from servingkit.localcloud.image_session import image_session
-    from servingkit.localcloud.resources import Release, ResourceError, provision
+    from servingkit.localcloud.resources import ExportedModel, ResourceError, provision
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -94,7 +94,7 @@ def serve_image(args: argparse.Namespace) -> int:
             stack.enter_context(pointed_at(emulator.endpoint_url))
             clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
             ctx = {"stage": "local"}
-            resources = provision(topology(ctx), Release.load(), clients, os.environ.get("AWS_REGION", "us-east-1"))
+            resources = provision(topology(ctx), ExportedModel.load(), clients, os.environ.get("AWS_REGION", "us-east-1"))
             env = {**resources.environment, **endpoint_environment(emulator.endpoint_url)}
             api = stack.enter_context(session.api(env, ctx, name="serving-local-api"))
             server, url = make_server(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,34 +19,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from servingkit.lambda_context import ACCOUNT, LambdaContext, function_arn
+
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 PayloadVersion = Literal["1.0", "2.0", "url"]
 
 GATEWAY_MAX_BODY = 10 * 1024 * 1024
 """API Gateway's own payload quota; the handler's API_MAX_BODY_BYTES is normally far lower."""
-ACCOUNT = "123456789012"
+API_FUNCTION = "model-api"
 API_ID = "local"
 STAGE = "$default"
 _BAD_GATEWAY = b'{"message":"Internal server error"}'
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
-class LocalContext:
-    """The LambdaContext attributes Powertools and the handler read; a fresh request id per call."""
-
-    function_name = "model-api"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:model-api"
-    log_group_name = "/aws/lambda/model-api"
-    log_stream_name = "local"
-
-    def __init__(self, timeout_s: float = 30.0) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+def api_context(timeout_s: float = 30.0) -> LambdaContext:
+    """The context of one API invocation: the API function's names, a fresh request id, its timeout."""
+    return LambdaContext(API_FUNCTION, function_arn(API_FUNCTION, account=ACCOUNT), timeout_ms=int(timeout_s * 1000))
 
 
 def _is_text(content_type: str | None) -> bool:
@@ -234,7 +222,7 @@ def make_server(
             )
             try:
                 with lock:
-                    result = target(event, LocalContext())
+                    result = target(event, api_context())
                 status, headers, data = response_parts(result)
             except Exception as exc:  # noqa: BLE001 - API Gateway answers 502 when the integration fails
                 if log:

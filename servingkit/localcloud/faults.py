@@ -18,8 +18,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from servingkit.localcloud.aws_responses import error_code
 from servingkit.localcloud.emulator import LOCALHOST
 
+DOWN_GRACE_S = 10.0  # an emulator silent this long is taken for dead (a shorter pause is ridden out)
 # Codes of an emulator that answers but no longer has the stack's resources (it restarted, empty).
 _STATE_LOST = frozenset(
     {
@@ -58,7 +60,7 @@ def emulator_fault(exc: BaseException, endpoint: str | None) -> EmulatorFaultErr
     if isinstance(exc, (ConnectionError, HTTPClientError)):
         return EmulatorFaultError(f"the emulator at {where} stopped answering ({type(exc).__name__})", lost_state=False)
     if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
+        code = error_code(exc)
         if code in _STATE_LOST:
             return EmulatorFaultError(
                 f"the emulator at {where} answers without the stack's resources ({code}): it was restarted and "

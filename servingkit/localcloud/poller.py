@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from infra.topology import TriggerSpec
+from servingkit.lambda_context import LambdaContext
+from servingkit.localcloud.aws_responses import THROTTLED, epoch, error_code
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ Handler = Callable[[dict[str, Any], Any], Any]
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 _RECORD_OVERHEAD = 600  # JSON around one record in the event (ids, ARNs, names)
 _GET_RECORDS_LIMIT = 10_000
-_THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"})
 
 
 class FunctionError(Exception):
@@ -48,23 +49,6 @@ class StreamRecord:
     partition_key: str
     data: bytes
     arrival: float  # approximateArrivalTimestamp, epoch seconds
-
-
-@dataclass(slots=True)
-class LocalContext:
-    """The LambdaContext attributes handlers and Powertools read."""
-
-    function_name: str
-    invoked_function_arn: str
-    aws_request_id: str
-    memory_limit_in_mb: int = 1024
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    timeout_ms: int = 60_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_ms
 
 
 @dataclass
@@ -114,18 +98,8 @@ def _account(arn: str) -> str:
     return parts[4] if len(parts) > 4 and parts[4] else "000000000000"
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _epoch(value: Any) -> float:
-    return value.timestamp() if isinstance(value, datetime) else float(value)
-
-
-def _error_code(exc: Exception) -> str:
-    """The AWS error code of a botocore ClientError ("" for any other exception)."""
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def first_failure(response: Any, batch: list[StreamRecord]) -> int | None:
@@ -240,7 +214,7 @@ class KinesisPoller:
     def invoke(self, shard_id: str, batch: list[StreamRecord]) -> int | None:
         """Run the handler on one batch; the index to resume from, or None when all succeeded."""
         event = kinesis_event(batch, shard_id, self.stream_arn, self.region)
-        context = LocalContext(self.function_name, self.function_arn, str(uuid.uuid4()))
+        context = LambdaContext(self.function_name, self.function_arn)  # a fresh request id per invocation
         with self.lock:
             self.stats.invocations += 1
         with self._invoke_slots:
@@ -331,11 +305,11 @@ class ShardConsumer:
         try:
             resp = self.p.kinesis.get_records(ShardIterator=self.iterator, Limit=_GET_RECORDS_LIMIT)
         except Exception as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code == "ExpiredIteratorException":
                 self.iterator = None
                 return 0
-            if code in _THROTTLED:
+            if code in THROTTLED:
                 self.p.sleep(self.p.idle_poll_s)
                 return 0
             raise
@@ -349,7 +323,7 @@ class ShardConsumer:
                     sequence_number=str(r["SequenceNumber"]),
                     partition_key=str(r["PartitionKey"]),
                     data=data if isinstance(data, bytes) else base64.b64decode(data),
-                    arrival=_epoch(r["ApproximateArrivalTimestamp"]),
+                    arrival=epoch(r["ApproximateArrivalTimestamp"]),
                 )
             )
         if records:

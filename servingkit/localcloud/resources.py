@@ -30,7 +30,7 @@ class ResourceError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Release:
+class ExportedModel:
     """What `servingkit.train` exported: the model directory and its pinned identity."""
 
     model_dir: Path
@@ -39,7 +39,7 @@ class Release:
     sha256: str
 
     @classmethod
-    def load(cls, model_dir: str | Path = DEFAULT_MODEL_DIR, release: str | Path = DEFAULT_RELEASE) -> Release:
+    def load(cls, model_dir: str | Path = DEFAULT_MODEL_DIR, release: str | Path = DEFAULT_RELEASE) -> ExportedModel:
         model_dir, release = Path(model_dir), Path(release)
         if not (model_dir / "MLmodel").is_file():
             raise ResourceError(f"{model_dir} is not an MLflow model directory; run `make model` first")
@@ -111,7 +111,7 @@ def _bucket(s3: Any, name: str, region: str) -> None:
     )
 
 
-def upload_model(s3: Any, bucket: str, release: Release) -> str:
+def upload_model(s3: Any, bucket: str, release: ExportedModel) -> str:
     """Upload the MLflow directory under models/<name>/<version>/ with its sha256 as object metadata."""
     prefix = f"models/{release.name}/{release.version}/"
     for path in sorted(p for p in release.model_dir.rglob("*") if p.is_file()):
@@ -120,7 +120,7 @@ def upload_model(s3: Any, bucket: str, release: Release) -> str:
     return f"s3://{bucket}/{prefix}"
 
 
-def provision(topo: Topology, release: Release, clients: Mapping[str, Any], region: str) -> Resources:
+def provision(topo: Topology, release: ExportedModel, clients: Mapping[str, Any], region: str) -> Resources:
     """Create every resource of `topo` (idempotent) and return the scorer's environment."""
     kinesis, sqs, s3 = clients["kinesis"], clients["sqs"], clients["s3"]
     input_arn = _stream(kinesis, topo.input_stream)

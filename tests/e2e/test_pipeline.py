@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from lambda_fn.config import Env
-from servingkit.localcloud.pipeline import LocalCloud, PipelineSummary
+from servingkit.localcloud.accounting import PipelineSummary
+from servingkit.localcloud.cloud import LocalCloud
 
 
 @pytest.fixture(autouse=True)

@@ -19,17 +19,17 @@ import requests
 from infra.topology import topology
 from lambda_fn.config import Env
 from servingkit.http_local import serving
+from servingkit.localcloud.cloud import LocalCloud
 from servingkit.localcloud.emulator import endpoint_environment, pointed_at, start_emulator
-from servingkit.localcloud.pipeline import LocalCloud
 from servingkit.localcloud.poller import FunctionError
-from servingkit.localcloud.resources import Release, Resources, provision
+from servingkit.localcloud.resources import ExportedModel, Resources, provision
 from tests.helpers import kinesis_event
 from tests.image.conftest import TemplateFunction
 
 
 @dataclass
 class Provisioned:
-    release: Release
+    release: ExportedModel
     resources: Resources
     clients: dict[str, Any]
     environment: dict[str, str]
@@ -38,7 +38,7 @@ class Provisioned:
 @pytest.fixture
 def provisioned(release: tuple[Path, Path]) -> Iterator[Provisioned]:
     """The stack's resources on a fresh emulator, the demo model uploaded; no event source mapping."""
-    the_release = Release.load(*release)
+    the_release = ExportedModel.load(*release)
     with start_emulator() as emulator, pointed_at(emulator.endpoint_url):
         clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
         resources = provision(topology({"stage": "local"}), the_release, clients, "us-east-1")

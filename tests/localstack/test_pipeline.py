@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from servingkit.localcloud.pipeline import run_pipeline
+from servingkit.localcloud.cloud import run_pipeline
 from tests.conftest import ROOT
 
 RECORDS = 10_000

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from lambda_fn.records import decode_event, map_payloads
+from servingkit.localcloud.accounting import skipped_positions
 from servingkit.localcloud.emulator import pointed_at
-from servingkit.localcloud.pipeline import POISON_KINDS, _skipped_positions, make_units
-from servingkit.localcloud.resources import Release, ResourceError
+from servingkit.localcloud.resources import ExportedModel, ResourceError
+from servingkit.localcloud.traffic import POISON_KINDS, make_units
 
 
 def test_pointed_at_uses_only_standard_variables_and_restores_them(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,9 +77,9 @@ def test_release_must_match_its_pinned_sha256(tmp_path: Path) -> None:
     (model / "MLmodel").write_text("flavors: {}\n")
     (tmp_path / "release.json").write_text(json.dumps({"name": "m", "version": "1", "sha256": "0" * 64}))
     with pytest.raises(ResourceError, match="re-run `make model`"):
-        Release.load(model, tmp_path / "release.json")
+        ExportedModel.load(model, tmp_path / "release.json")
     with pytest.raises(ResourceError, match="not an MLflow model directory"):
-        Release.load(tmp_path / "missing", tmp_path / "release.json")
+        ExportedModel.load(tmp_path / "missing", tmp_path / "release.json")
 
 
 def test_on_failure_messages_cover_their_sequence_number_range() -> None:
@@ -90,4 +91,4 @@ def test_on_failure_messages_cover_their_sequence_number_range() -> None:
         ("s1", "20", None): 1,
     }
     message = {"KinesisBatchInfo": {"shardId": "s0", "startSequenceNumber": "15", "endSequenceNumber": "30"}}
-    assert _skipped_positions(ledger, [message]) == {("s0", "20", 0), ("s0", "20", 1), ("s0", "30", None)}
+    assert skipped_positions(ledger, [message]) == {("s0", "20", 0), ("s0", "20", 1), ("s0", "30", None)}

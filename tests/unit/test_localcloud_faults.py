@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
+from servingkit.localcloud.cloud import LocalCloud
+from servingkit.localcloud.collector import Collector
 from servingkit.localcloud.faults import EmulatorFaultError, emulator_fault
-from servingkit.localcloud.pipeline import Collector, LocalCloud, Unit, produce
+from servingkit.localcloud.traffic import Unit, produce
 
 
 def _client_error(code: str) -> ClientError:
