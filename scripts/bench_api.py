@@ -65,7 +65,7 @@ def in_process(n: int) -> dict[str, Any]:
     from lambda_fn.handler import api_handler
     from lambda_fn.hooks import taxi_features
     from lambda_fn.schema import validate
-    from servingkit.http_local import LocalContext, build_event
+    from servingkit.http_local import api_context, build_event
     from servingkit.taxi import ride_events
 
     ride = next(iter(ride_events(1, seed=7)))
@@ -75,7 +75,7 @@ def in_process(n: int) -> dict[str, Any]:
     headers = [("Content-Type", "application/json")]
     inv = build_event("POST", "/invocations", headers, json.dumps({"dataframe_records": [row]}).encode())
     pred = build_event("POST", "/predict", headers, json.dumps(ride).encode())
-    ctx = LocalContext()
+    ctx = api_context()
     for event in (inv, pred):
         result = api_handler(event, ctx)
         assert result["statusCode"] == 200, result["body"]
@@ -162,8 +162,8 @@ EVENT = (
 POWERTOOLS_CHILD = (
     "import json, time; t = time.perf_counter()\n"
     "from lambda_fn.handler import api_handler\n"
-    "from servingkit.http_local import LocalContext\n"
-    f"r = api_handler(json.loads({EVENT!r}), LocalContext())\n"
+    "from servingkit.http_local import api_context\n"
+    f"r = api_handler(json.loads({EVENT!r}), api_context())\n"
     "assert r['statusCode'] == 200, r\n"
     "print(time.perf_counter() - t)\n"
 )
@@ -185,8 +185,8 @@ FASTAPI_CHILD = (
     "def invocations(body: Rows) -> dict:\n"
     "    return {'predictions': []}\n"
     "handler = Mangum(app, lifespan='off')\n"
-    "from servingkit.http_local import LocalContext\n"
-    f"r = handler(json.loads({EVENT!r}), LocalContext())\n"
+    "from servingkit.http_local import api_context\n"
+    f"r = handler(json.loads({EVENT!r}), api_context())\n"
     "assert r['statusCode'] == 200, r\n"
     "print(time.perf_counter() - t)\n"
 )
