@@ -1,0 +1,206 @@
+"""The capture record and its S3 layout: gzip JSON lines, Hive-style partitions, bounded objects. No S3 calls here.
+
+One record per captured prediction, modelled on SageMaker's data capture (`captureData`, `eventMetadata`,
+`eventVersion`), plus what a Lambda scorer knows and SageMaker's capture does not (model identity, variant,
+source position):
+
+    {"captureData": {
+        "endpointInput":  {"observedContentType": "application/json", "mode": "INPUT",  "encoding": "JSON",
+                           "data": {"PU_DO": "132_48", "trip_distance": 17.2, ...}},
+        "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
+                           "data": 41.7}},
+     "eventMetadata": {"eventId": "<uuid or source position>", "inferenceId": "<record id, or its keyed hash>",
+                       "inferenceTime": "2026-12-01T11:05:09.123Z"},
+     "eventVersion": "0",
+     "model": {"name": "taxi-ride-duration", "version": "3", "sha256": "350a..."},
+     "variant": "primary",
+     "source": {"shard_id": "...", "sequence_number": "...", "sub_sequence_number": null}}
+
+Unlike SageMaker, `data` holds the JSON value itself rather than a string of it, so Athena, Spark and the
+monitor read fields without a second parse. Values are strict JSON: NaN and infinities become null, lone
+surrogates U+FFFD, numpy scalars plain numbers, and anything else its `str`.
+
+Key layout: `<prefix>/model=<name>/sha256=<sha>/variant=<v>/date=YYYY-MM-DD/hour=HH/<uuid>.jsonl.gz`
+(partition values percent-encoded as Hive does, so a name with `/` or `=` stays one partition). Gzip JSON lines
+rather than Parquet: the image needs no pyarrow, each batch appends a small object cheaply, and Athena, Spark
+and `zcat` read it; the monitor compacts history into columnar files if that ever matters.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+MAX_OBJECT_BYTES = 8 * 1024 * 1024  # uncompressed JSON-lines bytes per object
+MAX_OBJECT_ROWS = 10_000
+MAX_RECORD_BYTES = 256 * 1024  # a record over this is not captured (counted as dropped)
+EVENT_VERSION = "0"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CaptureRecord:
+    inference_id: str  # the record id (ID_FIELD), or its keyed hash
+    event_id: str
+    features: Mapping[str, Any]  # signature fields after the feature hook
+    prediction: Any
+    model: ModelIdentity
+    variant: str
+    time: datetime  # when it was scored (UTC)
+    source: Mapping[str, Any] | None = None  # stream position: shard, sequence numbers; None for the API
+    raw: Mapping[str, Any] | None = None  # optional raw payload fields, off by default
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "captureData": {
+                "endpointInput": _part("INPUT", self.features),
+                "endpointOutput": _part("OUTPUT", self.prediction),
+            },
+            "eventMetadata": {
+                "eventId": self.event_id,
+                "inferenceId": self.inference_id,
+                "inferenceTime": iso_time(self.time),
+            },
+            "eventVersion": EVENT_VERSION,
+            "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
+            "variant": self.variant,
+            "source": dict(self.source) if self.source is not None else None,
+        }
+        if self.raw is not None:
+            d["captureData"]["rawInput"] = _part("INPUT", self.raw)
+        return d
+
+
+def _part(mode: str, data: Any) -> dict[str, Any]:
+    return {"observedContentType": "application/json", "mode": mode, "encoding": "JSON", "data": data}
+
+
+def iso_time(t: datetime) -> str:
+    t = t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def strict(value: Any) -> Any:
+    """`value` as strict JSON data (see the module's note)."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, np.generic):
+        return strict(value.item())
+    if isinstance(value, Mapping):
+        return {_clean(str(k)): strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [strict(v) for v in value]
+    if isinstance(value, datetime):
+        return iso_time(value)
+    return _clean(str(value))
+
+
+def _clean(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def encode_line(record: CaptureRecord | Mapping[str, Any]) -> bytes:
+    d = record.to_dict() if isinstance(record, CaptureRecord) else record
+    text = json.dumps(strict(d), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8") + b"\n"
+
+
+def partition(value: str) -> str:
+    """A Hive partition value: percent-encoded like Hive's escaping (`/`, `=`, `%`, spaces, controls, ...)."""
+    return quote(value, safe="-_.~") or "__HIVE_DEFAULT_PARTITION__"
+
+
+def object_key(prefix: str, model: ModelIdentity, variant: str, when: datetime, name: str) -> str:
+    t = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    parts = [
+        f"model={partition(model.name)}",
+        f"sha256={partition(model.sha256)}",
+        f"variant={partition(variant)}",
+        f"date={t:%Y-%m-%d}",
+        f"hour={t:%H}",
+        f"{name}.jsonl.gz",
+    ]
+    return "/".join([prefix.strip("/"), *parts] if prefix.strip("/") else parts)
+
+
+@dataclass(frozen=True)
+class CaptureObjects:
+    objects: list[tuple[str, bytes]]  # (key, gzip body)
+    rows: int
+    dropped: int  # records over MAX_RECORD_BYTES, not captured
+
+
+def encode_objects(
+    records: Iterable[CaptureRecord],
+    prefix: str,
+    *,
+    max_bytes: int = MAX_OBJECT_BYTES,
+    max_rows: int = MAX_OBJECT_ROWS,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    new_name: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> CaptureObjects:
+    """The S3 objects of one batch's captured records: one or more per (model, variant, hour), each bounded.
+
+    Each body is gzip (mtime 0, so equal records give equal bytes) of at most `max_rows` lines and `max_bytes`
+    uncompressed bytes.
+    """
+    groups: dict[tuple[ModelIdentity, str, str], list[bytes]] = {}
+    first: dict[tuple[ModelIdentity, str, str], datetime] = {}
+    dropped = 0
+    rows = 0
+    for r in records:
+        line = encode_line(r)
+        if len(line) > max_record_bytes or len(line) > max_bytes:
+            dropped += 1
+            continue
+        t = r.time.astimezone(UTC) if r.time.tzinfo else r.time.replace(tzinfo=UTC)
+        g = (r.model, r.variant, f"{t:%Y-%m-%d %H}")
+        groups.setdefault(g, []).append(line)
+        first.setdefault(g, t)
+        rows += 1
+    objects: list[tuple[str, bytes]] = []
+    for g, lines in groups.items():
+        model, variant, _ = g
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            if chunk and (len(chunk) >= max_rows or size + len(line) > max_bytes):
+                objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(chunk)))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(chunk)))
+    return CaptureObjects(objects, rows, dropped)
+
+
+def _gzip(lines: list[bytes]) -> bytes:
+    return gzip.compress(b"".join(lines), mtime=0)
+
+
+def read_lines(body: bytes) -> list[dict[str, Any]]:
+    """The records of one capture object (gzip JSON lines)."""
+    return [json.loads(line) for line in gzip.decompress(body).splitlines() if line.strip()]

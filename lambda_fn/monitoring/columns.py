@@ -1,0 +1,130 @@
+"""Column values → typed numpy arrays with their missing and type-mismatch masks (numpy only, no pandas import).
+
+A batch arrives as a pandas DataFrame (anything with `.columns` and `frame[name]`) or a mapping of column name
+to a sequence. Each column is read for one expected kind: `number`, `string` or `bool`. Missing means None,
+NaN or pandas' NA; a present value of another type is a type mismatch (counted, never binned).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+
+Kind = Literal["number", "string", "bool"]
+KINDS: tuple[Kind, ...] = ("number", "string", "bool")
+MAX_CATEGORY_CHARS = 200  # a category is cut to this many characters before it is matched, hashed or written
+MAX_NAME_CHARS = 200  # an extra column's name as counted
+
+
+def columns_of(frame: Any) -> dict[str, np.ndarray]:
+    """The columns of a DataFrame or a mapping, as numpy arrays (pandas' own dtypes become numpy or object)."""
+    names: Iterable[Any] = frame.columns if hasattr(frame, "columns") else frame.keys()
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        col = frame[name]
+        arr = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col)
+        out[str(name)] = arr.reshape(-1) if arr.ndim != 1 else arr
+    return out
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float | np.floating):
+        return bool(v != v)
+    # pandas.NA and NaT: neither equal to themselves nor usable in a boolean context.
+    return type(v).__name__ in ("NAType", "NaTType")
+
+
+def infer_kind(arr: np.ndarray) -> Kind:
+    """The kind of a training column: bool and number dtypes as such, text as string, object by its values."""
+    k = arr.dtype.kind
+    if k == "b":
+        return "bool"
+    if k in "iuf":
+        return "number"
+    if k in "US":
+        return "string"
+    kinds = {"bool" if isinstance(v, bool | np.bool_) else "number" if _is_number(v) else "string"
+             for v in arr if not _is_missing(v)}  # fmt: skip
+    if len(kinds) == 1:
+        return kinds.pop()  # type: ignore[return-value]
+    return "string" if "string" in kinds or not kinds else "number"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+
+
+def as_numbers(arr: np.ndarray, kind: Kind) -> tuple[np.ndarray, np.ndarray, int]:
+    """(float64 values with NaN where not usable, missing mask, type-mismatch count) for a number or bool column."""
+    k = arr.dtype.kind
+    n = arr.shape[0]
+    if (kind == "number" and k in "iufb") or (kind == "bool" and k == "b"):
+        values = arr.astype(np.float64, copy=False)
+        return values, np.isnan(values) if k == "f" else np.zeros(n, dtype=bool), 0
+    if kind == "bool" and k in "iuf":
+        values = arr.astype(np.float64, copy=False)
+        missing = np.isnan(values)
+        return np.full(n, np.nan), missing, int(n - missing.sum())
+    if k != "O":
+        return np.full(n, np.nan), np.zeros(n, dtype=bool), n
+    if n and set(map(type, arr)) <= {int, float}:
+        values = arr.astype(np.float64)
+        return values, np.isnan(values), 0
+    values = np.full(n, np.nan)
+    missing = np.zeros(n, dtype=bool)
+    mismatch = 0
+    for i, v in enumerate(arr):
+        if _is_missing(v):
+            missing[i] = True
+        elif isinstance(v, bool | np.bool_) or (kind == "number" and _is_number(v)):
+            values[i] = float(v)
+        else:
+            mismatch += 1
+    return values, missing, mismatch
+
+
+def as_strings(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(the present strings, cut to MAX_CATEGORY_CHARS, as a 'U' array; missing mask; type-mismatch count)."""
+    k = arr.dtype.kind
+    n = arr.shape[0]
+    if k == "U":
+        return _cut(arr), np.zeros(n, dtype=bool), 0
+    if k == "S":
+        return _cut(np.char.decode(arr, "utf-8", "replace")), np.zeros(n, dtype=bool), 0
+    if k == "f":
+        missing = np.isnan(arr)
+        return np.array([], dtype="U1"), missing, int(n - missing.sum())
+    if k != "O":
+        return np.array([], dtype="U1"), np.zeros(n, dtype=bool), n
+    if set(map(type, arr)) <= {str}:  # the common case, without a Python step per value
+        return _cut(arr.astype(str) if n else np.array([], dtype="U1")), np.zeros(n, dtype=bool), 0
+    missing = np.zeros(n, dtype=bool)
+    present: list[str] = []
+    mismatch = 0
+    for i, v in enumerate(arr):
+        if isinstance(v, str):
+            present.append(v)
+        elif _is_missing(v):
+            missing[i] = True
+        else:
+            mismatch += 1
+    return _cut(np.array(present, dtype=str) if present else np.array([], dtype="U1")), missing, mismatch
+
+
+def _cut(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype.itemsize // 4 > MAX_CATEGORY_CHARS:
+        return arr.astype(f"U{MAX_CATEGORY_CHARS}")
+    return arr
+
+
+def finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def cut_name(name: str) -> str:
+    return name[:MAX_NAME_CHARS]
