@@ -1,4 +1,4 @@
-"""Release: CodeDeploy shifts each `live` alias (canary, linear or all at once) and rolls back on alarms."""
+"""Alias deployments: CodeDeploy shifts each `live` alias (canary, linear or all at once) and rolls back on alarms."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ DEPLOYMENT_CONFIGS: dict[str, codedeploy.ILambdaDeploymentConfig] = {
 }
 
 
-class Release(Construct):
-    """One CodeDeploy application, one deployment group per function alias."""
+class AliasDeployments(Construct):
+    """One CodeDeploy application, one deployment group per function alias (the stack's construct id: "Release")."""
 
     def __init__(self, scope: Construct, construct_id: str, *, application_name: str, rollout: Rollout) -> None:
         super().__init__(scope, construct_id)

@@ -12,12 +12,12 @@ from aws_cdk import App, CfnOutput, Environment, Stack, Tags, Validations
 from constructs import Construct
 
 from infra.api import SyncApi
+from infra.deployments import AliasDeployments
 from infra.environment import api_environment, scorer_environment
 from infra.functions import RETENTION, ServingFunction
 from infra.image import API_HANDLER, STREAM_HANDLER
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
-from infra.release import Release
 from infra.settings import DeploySettings, deploy_settings
 from infra.streams import Streams
 from infra.topology import Ctx
@@ -115,7 +115,7 @@ class ServingStack(Stack):
             iterator_age_seconds=s.iterator_age_alarm_seconds,
             api_p99_ms=s.api_p99_alarm_ms,
         )
-        release = Release(self, "Release", application_name=topo.prefix, rollout=s.rollout)
+        deployments = AliasDeployments(self, "Release", application_name=topo.prefix, rollout=s.rollout)
         for name, fn in (("Scorer", scorer), ("Api", api_fn)):
             rollback = monitoring.alarm(
                 f"{name}LiveErrors",
@@ -123,7 +123,7 @@ class ServingStack(Stack):
                 threshold=1,
                 description=f"Errors on the {name.lower()}'s live alias: rolls back a deployment in progress.",
             )
-            release.add(f"{name}Deployment", fn.alias, [rollback] if rollback else [])
+            deployments.add(f"{name}Deployment", fn.alias, [rollback] if rollback else [])
 
         if s.batch_scoring:
             # Offline scoring with the same core on EMR Serverless; datasets live under batch/ in the
@@ -153,7 +153,7 @@ class ServingStack(Stack):
             "DashboardName": topo.prefix,
             "ScorerFunctionName": scorer.function.function_name,
             "ApiFunctionName": api_fn.function.function_name,
-            "DeploymentApplication": release.application.application_name,
+            "DeploymentApplication": deployments.application.application_name,
             "ModelUri": s.model.env_uri(bucket),
         }
         if streams.shadow is not None:

@@ -69,7 +69,7 @@ class RuntimeAPIClosedError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class FunctionError:
+class ErrorReport:
     """An error as Lambda reports it: `errorType`, `errorMessage`, `stackTrace`."""
 
     type: str
@@ -116,7 +116,7 @@ class Invocation:
 
     request_id: str
     payload: Any
-    error: FunctionError | None
+    error: ErrorReport | None
     timings: Timings
     cold: bool  # the first invocation this execution environment took (since start or reset())
     raw_payload: bytes = b""
@@ -173,11 +173,11 @@ class _Pending:
             headers["Lambda-Runtime-Cognito-Identity"] = self.cognito_identity
         return headers
 
-    def finish(self, payload: Any, error: FunctionError | None, raw: bytes, content_type: str | None) -> None:
+    def finish(self, payload: Any, error: ErrorReport | None, raw: bytes, content_type: str | None) -> None:
         timings = Timings(self.queued_at, self.picked_up_at, time.monotonic())
         self.done = Invocation(self.request_id, payload, error, timings, self.cold, raw, content_type)
 
-    def fail(self, error: FunctionError, document: Any = None, raw: bytes | None = None) -> None:
+    def fail(self, error: ErrorReport, document: Any = None, raw: bytes | None = None) -> None:
         doc = error.document() if document is None else document
         self.finish(doc, error, json.dumps(doc).encode() if raw is None else raw, "application/json")
 
@@ -195,9 +195,9 @@ class RuntimeAPI:
         self._pending: _Pending | None = None
         self._polling = False
         self._dispatched = 0
-        self._init_error: FunctionError | None = None
+        self._init_error: ErrorReport | None = None
         self._init_document: Any = None
-        self._exit_error: FunctionError | None = None
+        self._exit_error: ErrorReport | None = None
         self._closed = False
         self._connections: set[socket.socket] = set()
         self._server = _Server((host, port), _Handler, self)
@@ -225,7 +225,7 @@ class RuntimeAPI:
             return self._polling
 
     @property
-    def init_error(self) -> FunctionError | None:
+    def init_error(self) -> ErrorReport | None:
         """What the runtime posted to /init/error since start or `reset()`."""
         with self._cond:
             return self._init_error
@@ -281,7 +281,7 @@ class RuntimeAPI:
                         limit = pending.picked_up_at + timeout_s
                         reason = f"Task timed out after {timeout_s:.2f} seconds"
                     if now >= limit:
-                        pending.fail(FunctionError(ERROR_TIMEOUT, f"RequestId: {rid} Error: {reason}"))
+                        pending.fail(ErrorReport(ERROR_TIMEOUT, f"RequestId: {rid} Error: {reason}"))
                         log.debug("invocation %s timed out: %s", rid, reason)
                         break
                     self._cond.wait(limit - now)
@@ -298,7 +298,7 @@ class RuntimeAPI:
             self._cond.wait_for(self._init_settled, timeout)
             return self._polling
 
-    def wait_for_init_error(self, timeout: float) -> FunctionError | None:
+    def wait_for_init_error(self, timeout: float) -> ErrorReport | None:
         """Wait for the runtime's /init/error: the error; None once it polls instead (init succeeded), on
         timeout, reported exit or close."""
         with self._cond:
@@ -317,7 +317,7 @@ class RuntimeAPI:
             detail = f"Runtime exited with error: exit status {exit_code}"
         with self._cond:
             if self._exit_error is None:
-                self._exit_error = FunctionError(ERROR_RUNTIME_EXIT, detail)
+                self._exit_error = ErrorReport(ERROR_RUNTIME_EXIT, detail)
             if self._pending is not None and self._pending.done is None:
                 self._fail_if_broken(self._pending)
             self._cond.notify_all()
@@ -335,7 +335,7 @@ class RuntimeAPI:
             pending = self._pending
             if pending is not None and pending.done is None:
                 pending.fail(
-                    FunctionError(
+                    ErrorReport(
                         ERROR_RUNTIME_EXIT,
                         f"RequestId: {pending.request_id} Error: the execution environment was reset",
                     )
@@ -438,7 +438,7 @@ class RuntimeAPI:
                     f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
                     f"({MAX_RESPONSE_BYTES} bytes)."
                 )
-                pending.fail(FunctionError(ERROR_RESPONSE_TOO_LARGE, message))
+                pending.fail(ErrorReport(ERROR_RESPONSE_TOO_LARGE, message))
                 self._cond.notify_all()
                 raise _RefusalError(
                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -621,13 +621,13 @@ def _decode(body: bytes) -> Any:
         return body
 
 
-def _parse_error(body: bytes, header_type: str | None) -> tuple[FunctionError, Any]:
+def _parse_error(body: bytes, header_type: str | None) -> tuple[ErrorReport, Any]:
     """The runtime's error body (`errorMessage`, `errorType`, `stackTrace`) as an error and the document
     Lambda's Invoke returns for it; a body that is not such JSON is kept as its text."""
     doc = _decode(body)
     if not isinstance(doc, dict):
         text = body.decode("utf-8", "replace")
-        error = FunctionError(header_type or ERROR_UNHANDLED, text)
+        error = ErrorReport(header_type or ERROR_UNHANDLED, text)
         return error, error.document()
     trace = doc.get("stackTrace")
     if isinstance(trace, list):
@@ -637,7 +637,7 @@ def _parse_error(body: bytes, header_type: str | None) -> tuple[FunctionError, A
     else:
         stack = ()
     error_type = doc.get("errorType") or header_type or ERROR_UNHANDLED
-    return FunctionError(str(error_type), str(doc.get("errorMessage", "")), stack), doc
+    return ErrorReport(str(error_type), str(doc.get("errorMessage", "")), stack), doc
 
 
 def _new_trace_id() -> str:
