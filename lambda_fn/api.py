@@ -47,7 +47,7 @@ from aws_lambda_powertools.event_handler import (
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from lambda_fn import rollout, runtime
+from lambda_fn import live, runtime
 from lambda_fn.api_inputs import (
     V2_DATATYPE,
     InputError,
@@ -132,7 +132,7 @@ def _model() -> LoadedModel:
 def _routed_model(key: str | None) -> tuple[LoadedModel, dict[str, str]]:
     """The primary, or with MODEL_VARIANTS the A/B variant of this request (routed whole by its first id)."""
     try:
-        return rollout.choose(runtime.rollout(), key, _model)
+        return live.choose(runtime.live_models(), key, _model)
     except ApiError:
         raise
     except Exception:  # a variant that cannot load is a server fault, like the primary
@@ -304,8 +304,8 @@ def predict(app: ApiGatewayResolver) -> Response[str]:
     hook = _feature_hook()  # before the model: a bad FEATURE_HOOK is a misconfiguration, not a model fault
     model, identity = _routed_model(next((str(i) for i in ids if i is not None and i != ""), None))
     predictions = _score(features, model, hook)
-    # Shadow (bounded by SHADOW_TIMEOUT_MS, never in the answer) and per-variant metrics: lambda_fn.rollout.
-    rollout.after_request(runtime.rollout(), features, predictions, identity, ids)
+    # Shadow (bounded by SHADOW_TIMEOUT_MS, never in the answer) and per-variant metrics: lambda_fn.live.
+    live.after_request(runtime.live_models(), features, predictions, identity, ids)
     out: dict[str, Any] = {"predictions": predictions}
     if id_field:
         out["ids"] = ids

@@ -174,7 +174,7 @@ class Settings(BaseModel):
     output_base_delay_ms: int = Field(default=50, ge=0, le=10_000)
     # Lambda's synchronous payload limit is 6 MB; a lower cap refuses oversized requests before parsing.
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=6 * 1024 * 1024)
-    # Rollout (lambda_fn.rollout): a shadow model scored beside the primary, and weighted A/B variants.
+    # A shadow model scored beside the primary (lambda_fn.shadow), and weighted A/B variants (lambda_fn.variants).
     shadow_model_uri: str | None = None
     shadow_model_sha256: str | None = None
     shadow_timeout_ms: int = Field(default=500, ge=1, le=60_000)

@@ -12,11 +12,12 @@ from typing import Any
 
 from lambda_fn.config import Settings, get_settings, service_name
 from lambda_fn.hook_origin import require_shipped
+from lambda_fn.live import LiveModels, live_models_from
 from lambda_fn.model_store import LoadedModel, load_model
-from lambda_fn.rollout import Rollout, emf_variant_emitter, rollout_from
 from lambda_fn.scoring import Hook, load_hook
 from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
 from lambda_fn.stream import StreamRuntime
+from lambda_fn.variants import emf_variant_emitter
 
 _model_lock = threading.Lock()
 _models: dict[str, LoadedModel] = {}
@@ -76,7 +77,7 @@ def hook() -> Hook | None:
 
 
 @lru_cache(maxsize=1)
-def rollout() -> Rollout:
+def live_models() -> LiveModels:
     """A/B variants and shadow from MODEL_VARIANTS / SHADOW_*; their models load lazily via get_model."""
     settings = get_settings()
     sink = None
@@ -85,7 +86,7 @@ def rollout() -> Rollout:
         policy = RetryPolicy(max_attempts=3, base_delay_s=settings.output_base_delay_ms / 1000)
         sink = KinesisSink(client("kinesis"), settings.shadow_output_stream_name, policy)
     # Only the shadow scores features itself; A/B variants get them through the caller's hook.
-    return rollout_from(settings, get_model, sink, hook() if settings.shadow_model_uri else None)
+    return live_models_from(settings, get_model, sink, hook() if settings.shadow_model_uri else None)
 
 
 @lru_cache(maxsize=1)
@@ -100,8 +101,8 @@ def stream_runtime() -> StreamRuntime:
         hook=hook(),
         features_field=settings.features_field,
         id_field=settings.id_field,
-        variants=rollout().variants,
-        shadow=rollout().shadow,
+        variants=live_models().variants,
+        shadow=live_models().shadow,
         variant_metrics=emf_variant_emitter,
     )
 
@@ -109,10 +110,10 @@ def stream_runtime() -> StreamRuntime:
 def reset() -> None:
     """Forget everything cached (tests and the local runtime change the environment between runs)."""
     _models.clear()
-    shadow = rollout().shadow if rollout.cache_info().currsize else None
+    shadow = live_models().shadow if live_models.cache_info().currsize else None
     if shadow is not None:
         shadow.close()
-    rollout.cache_clear()
+    live_models.cache_clear()
     stream_runtime.cache_clear()
     hook.cache_clear()
     get_settings.cache_clear()

@@ -22,10 +22,6 @@ KINESIS_MAX_RECORD_BYTES = 1024 * 1024
 SQS_MAX_ENTRIES = 10
 SQS_MAX_BYTES = 256 * 1024
 _MAX_DELAY_S = 2.0
-# Compact, strict JSON as output records and dead letters carry it (the stream's and the shadow's): NaN and
-# Infinity raise instead of being written as bare words no JSON parser accepts. Callers sanitise first
-# (lambda_fn.wire). ASCII only, so a body is valid for SQS (XML characters) whatever its strings hold.
-encode_json = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
 _RETRYABLE_CALL_ERRORS = frozenset(
     {
         "ProvisionedThroughputExceededException",

@@ -3,8 +3,9 @@
 Producers control record data, ids and partition keys; models control predictions. Nothing they send
 may make an output unparseable (NaN, lone surrogates), unacceptable to a service (a partition key of
 0 or 300 characters, a message over SQS' 256 KiB) or raise while it is encoded. Each field passes
-through one of these functions before the one strict encoder (`sinks.encode_json`) sees it; a field
-that had to change is written cut or cleaned, next to the sha256 of the original.
+through one of these functions before the one strict encoder (`encode_json`, below) sees it; a field
+that had to change is written cut or cleaned, next to the sha256 of the original. `lambda_fn.outputs`
+builds the records themselves.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import json
 import math
 from typing import Any
 
-from lambda_fn.sinks import encode_json
-
 MAX_PARTITION_KEY_CHARS = 256  # Kinesis: 1-256 Unicode characters (counted in UTF-16 units, as Java does)
 ID_MAX_BYTES = 1024  # an id as written (JSON text); a longer one is cut and carries its digest
 TEXT_MAX_BYTES = 2048  # a detail, a model name, a partition key as written (JSON text)
 _quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 _unicode = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False, ensure_ascii=False).encode
 _loose = json.JSONEncoder(separators=(",", ":"), default=str).encode  # for digests only, never written
+# Compact, strict JSON as output records and dead letters carry it (the stream's and the shadow's): NaN and
+# Infinity raise instead of being written as bare words no JSON parser accepts. Callers sanitise first
+# (the functions below). ASCII only, so a body is valid for SQS (XML characters) whatever its strings hold.
+encode_json = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
 
 
 def clean_text(text: str) -> str:

@@ -32,10 +32,11 @@ def main() -> int:
 
     from lambda_fn.config import settings_from
     from lambda_fn.model_store import load_model
-    from lambda_fn.rollout import Arm, Shadow, Variants
     from lambda_fn.scoring import load_hook
+    from lambda_fn.shadow import ShadowScorer
     from lambda_fn.sinks import MemorySink
     from lambda_fn.stream import StreamRuntime, process_batch
+    from lambda_fn.variants import Arm, Variants
     from servingkit.train import FEATURE_HOOK, FEATURES_FIELD, ID_FIELD, MissingModelError, demo_artifact
     from tests.helpers import kinesis_event
 
@@ -61,7 +62,7 @@ def main() -> int:
             **extra,
         )
 
-    shadow = Shadow(lambda: shadow_model, timeout_s=30)
+    shadow = ShadowScorer(lambda: shadow_model, timeout_s=30)
     setups = {
         "primary": runtime(),
         "ab_two_variants": runtime(

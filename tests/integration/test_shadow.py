@@ -14,7 +14,7 @@ import pytest
 
 from lambda_fn import handler, runtime
 from lambda_fn.model_store import artifact_sha256
-from lambda_fn.rollout import Router
+from lambda_fn.variants import TrafficSplit
 from tests.helpers import FakeContext, kinesis_event, tiny_frame, tiny_pipeline, tiny_row
 from tests.integration.conftest import Aws
 
@@ -180,7 +180,7 @@ def test_ab_variants_route_stably_and_label_every_output(
     for o in out:
         variant_of.setdefault(o["id"], set()).add(o["model"]["variant"])
     assert all(len(v) == 1 for v in variant_of.values())
-    router = Router([70, 30])
+    router = TrafficSplit([70, 30])
     names = ["champion", "challenger"]
     chosen = {i: v.pop() for i, v in variant_of.items()}
     assert chosen == {r["id"]: names[router.pick(r["id"])] for r in rows}
@@ -229,7 +229,7 @@ def test_api_routes_the_request_to_a_variant_and_never_returns_the_shadow(
     clean_env.setenv("SHADOW_MODEL_URI", challenger)
     clean_env.setenv("SHADOW_MODEL_SHA256", challenger_sha if shadow_ok else "f" * 64)
     clean_env.setenv("SHADOW_TIMEOUT_MS", "30000")
-    router, names = Router([50, 50]), ["champion", "challenger"]
+    router, names = TrafficSplit([50, 50]), ["champion", "challenger"]
     dirs = {"champion": tiny_mlflow_dir, "challenger": challenger_dir}
 
     seen = set()

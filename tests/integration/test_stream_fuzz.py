@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from infra.topology import TriggerSpec
+from lambda_fn.outputs import DLQ_BODY_MAX
 from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
-from lambda_fn.stream import DLQ_BODY_MAX, StreamRuntime, process_batch
+from lambda_fn.stream import StreamRuntime, process_batch
 from servingkit.localcloud.poller import KinesisPoller
 from tests.fuzzing import fuzz
 from tests.helpers import fake_model

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lambda_fn.outputs import DLQ_BODY_MAX
 from lambda_fn.records import KPL_MAGIC, MAX_JSON_DEPTH, Reason, decode_event
 from lambda_fn.schema import Signature
 from lambda_fn.scoring import ModelBatchError
 from lambda_fn.sinks import KinesisSink, MemorySink, RetryPolicy, SqsSink
-from lambda_fn.stream import DLQ_BODY_MAX, StreamRuntime, process_batch
+from lambda_fn.stream import StreamRuntime, process_batch
 from lambda_fn.wire import ID_MAX_BYTES, bounded_json, partition_key
 from tests.helpers import fake_model, kinesis_event, kinesis_record
 from tests.service_fakes import StrictKinesis, StrictSqs, strict_json

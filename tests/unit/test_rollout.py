@@ -15,24 +15,13 @@ from typing import Any
 import pytest
 
 from lambda_fn.config import ConfigError, Metric, settings_from
+from lambda_fn.live import LiveModels, after_request, choose, live_models_from
 from lambda_fn.model_store import LoadedModel
-from lambda_fn.rollout import (
-    SHADOW_LOAD_BACKOFF_S,
-    Arm,
-    Rollout,
-    Router,
-    Shadow,
-    ShadowInput,
-    Variants,
-    after_request,
-    choose,
-    compare,
-    rollout_from,
-    route_point,
-)
 from lambda_fn.schema import Signature
+from lambda_fn.shadow import SHADOW_LOAD_BACKOFF_S, ShadowInput, ShadowScorer, compare
 from lambda_fn.sinks import MemorySink
 from lambda_fn.stream import StreamRuntime, process_batch
+from lambda_fn.variants import Arm, TrafficSplit, Variants, route_point
 from tests.helpers import fake_model, kinesis_event
 
 SIG = Signature.from_columns([{"name": "x", "type": "double"}])
@@ -82,19 +71,19 @@ def payloads(n: int, poison_every: int = 0) -> list[Any]:
 
 
 def test_split_follows_the_weights_within_tolerance() -> None:
-    router = Router([70, 20, 10])
+    router = TrafficSplit([70, 20, 10])
     counts = Counter(router.pick(f"ride-{i}") for i in range(20_000))
     shares = [counts[k] / 20_000 for k in range(3)]
     assert shares == pytest.approx([0.7, 0.2, 0.1], abs=0.015)
 
 
 def test_route_is_stable_per_id_and_independent_of_python_hash_seed() -> None:
-    router = Router([1, 1])
+    router = TrafficSplit([1, 1])
     ids = [f"id-{i}" for i in range(200)]
     here = [router.pick(i) for i in ids]
     assert here == [router.pick(i) for i in reversed(ids)][::-1]
     code = (
-        "import json,sys; from lambda_fn.rollout import Router; r=Router([1,1]);"
+        "import json,sys; from lambda_fn.variants import TrafficSplit; r=TrafficSplit([1,1]);"
         "print(json.dumps([r.pick(f'id-{i}') for i in range(200)]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(Path.cwd())}
@@ -105,7 +94,7 @@ def test_route_is_stable_per_id_and_independent_of_python_hash_seed() -> None:
 
 def test_growing_a_variant_only_moves_ids_towards_it() -> None:
     """Cumulative buckets: raising the challenger from 10% to 20% never moves a challenger id back."""
-    before, after = Router([90, 10]), Router([80, 20])
+    before, after = TrafficSplit([90, 10]), TrafficSplit([80, 20])
     ids = [f"u{i}" for i in range(5_000)]
     moved_back = [i for i in ids if before.pick(i) == 1 and after.pick(i) == 0]
     assert moved_back == []
@@ -120,7 +109,7 @@ def test_variants_score_with_one_predict_call_per_variant_and_label_rows() -> No
     assert a.calls == 1 and b.calls == 1
     for i, arm in enumerate(routed.arm_of):
         assert routed.result.predictions[i] == float(i) * (1.0 if arm == 0 else 10.0)
-        assert arm == variants.router.pick(keys[i])
+        assert arm == variants.split.pick(keys[i])
     assert routed.identities[0]["variant"] == "champion" and routed.identities[1]["name"] == "beta"
     assert [s.rows for s in routed.stats] == [routed.arm_of.count(0), routed.arm_of.count(1)]
 
@@ -162,7 +151,7 @@ def test_rollout_from_settings_points_each_arm_and_the_shadow_at_their_artifacts
         seen.append((s.model_uri, s.model_name))
         return loaded("m", Affine(1))
 
-    ro = rollout_from(settings, load)
+    ro = live_models_from(settings, load)
     assert ro.variants is not None and ro.shadow is not None
     for arm in ro.variants.arms:
         arm.model()
@@ -212,7 +201,7 @@ def test_compare_counts_agreement_and_mean_absolute_difference() -> None:
     assert compare([], [], []) == (0, None, None)
 
 
-def _stream(shadow: Shadow | None) -> tuple[StreamRuntime, MemorySink, MemorySink]:
+def _stream(shadow: ShadowScorer | None) -> tuple[StreamRuntime, MemorySink, MemorySink]:
     out, dlq = MemorySink(), MemorySink()
     primary = loaded("primary", Affine(2.0))
     return (
@@ -229,7 +218,7 @@ def test_healthy_shadow_leaves_primary_output_unchanged_and_publishes_apart() ->
 
     shadow_model = loaded("shadow", Affine(2.0, b=0.5))
     sink = MemorySink()
-    shadow = Shadow(lambda: shadow_model, timeout_s=5, sink=sink)
+    shadow = ShadowScorer(lambda: shadow_model, timeout_s=5, sink=sink)
     rt, out, dlq = _stream(shadow)
     metrics = Recorder()
     assert process_batch(event, rt, metrics) == {"batchItemFailures": []}
@@ -258,7 +247,7 @@ def test_broken_shadow_never_fails_the_primary_batch_nor_loses_a_record() -> Non
     event = kinesis_event(payloads(50, poison_every=5), start_seq=1)
     base_rt, base_out, _ = _stream(None)
     process_batch(event, base_rt)
-    shadow = Shadow(lambda: loaded("shadow", Affine(1, broken=True)), timeout_s=5)
+    shadow = ShadowScorer(lambda: loaded("shadow", Affine(1, broken=True)), timeout_s=5)
     rt, out, dlq = _stream(shadow)
     metrics = Recorder()
     assert process_batch(event, rt, metrics) == {"batchItemFailures": []}
@@ -277,7 +266,7 @@ def test_unloadable_shadow_is_not_reloaded_on_every_batch() -> None:
         attempts.append(now[0])
         raise FileNotFoundError("no shadow artifact")
 
-    shadow = Shadow(load, timeout_s=5, clock=lambda: now[0])
+    shadow = ShadowScorer(load, timeout_s=5, clock=lambda: now[0])
     job = ShadowInput(features=[{"x": 1.0}], primary=[2.0], primary_ok=[True], primary_model={"name": "p"})
     assert shadow.start(job).wait().status == "failed"
     report = shadow.start(job).wait()
@@ -290,7 +279,7 @@ def test_unloadable_shadow_is_not_reloaded_on_every_batch() -> None:
 
 def test_slow_shadow_delays_the_primary_at_most_its_timeout_then_is_skipped_while_busy() -> None:
     slow = Affine(1.0, delay=1.5)
-    shadow = Shadow(lambda: loaded("shadow", slow), timeout_s=0.1)
+    shadow = ShadowScorer(lambda: loaded("shadow", slow), timeout_s=0.1)
     base_rt, base_out, _ = _stream(None)
     event = kinesis_event(payloads(40), start_seq=1)
     started = time.perf_counter()
@@ -315,17 +304,17 @@ def test_slow_shadow_delays_the_primary_at_most_its_timeout_then_is_skipped_whil
 
 def test_api_requests_are_routed_whole_by_key_and_shadowed_without_touching_the_answer() -> None:
     primary, other = loaded("primary", Affine(1.0)), loaded("other", Affine(3.0))
-    plain = Rollout()
+    plain = LiveModels()
     assert choose(plain, "k", lambda: primary) == (primary, primary.identity)
 
-    ro = Rollout(variants=Variants([Arm("a", 1, lambda: primary), Arm("b", 1, lambda: other)]))
+    ro = LiveModels(variants=Variants([Arm("a", 1, lambda: primary), Arm("b", 1, lambda: other)]))
     picks = {choose(ro, f"user-{i}", lambda: primary)[1]["variant"] for i in range(50)}
     assert picks == {"a", "b"}
     model, identity = choose(ro, "user-7", lambda: primary)
     assert identity == {**model.identity, "variant": ro.variants.pick("user-7").name}  # type: ignore[union-attr]
 
     emitted: list[tuple[str, list[tuple[str, str, float]]]] = []
-    ro.shadow = Shadow(lambda: loaded("shadow", Affine(1, broken=True)), timeout_s=5)
+    ro.shadow = ShadowScorer(lambda: loaded("shadow", Affine(1, broken=True)), timeout_s=5)
     rows = [{"x": float(i)} for i in range(10)]
     predictions = [float(i) for i in range(10)]
     report = after_request(ro, rows, predictions, identity, [], lambda v, m: emitted.append((v, list(m))))
@@ -338,7 +327,7 @@ def test_api_requests_are_routed_whole_by_key_and_shadowed_without_touching_the_
 def test_shadow_beside_variants_compares_with_the_variant_that_answered() -> None:
     ma, mb = loaded("alpha", Affine(1.0)), loaded("beta", Affine(3.0))
     sink = MemorySink()
-    shadow = Shadow(lambda: loaded("shadow", Affine(1.0)), timeout_s=5, sink=sink)
+    shadow = ShadowScorer(lambda: loaded("shadow", Affine(1.0)), timeout_s=5, sink=sink)
     out = MemorySink()
     rt = StreamRuntime(
         model=lambda: ma,

@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambda_fn.rollout import Arm, Shadow, Variants
 from lambda_fn.scoring import ModelBatchError, apply_hook
+from lambda_fn.shadow import ShadowScorer
 from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
 from lambda_fn.stream import StreamRuntime, process_batch
+from lambda_fn.variants import Arm, Variants
 from tests.fuzzing import fuzz
 from tests.helpers import fake_model
 from tests.service_fakes import StrictKinesis, StrictSqs
@@ -52,7 +53,7 @@ def runtimes(draw: st.DrawFn, f: Faults) -> tuple[StreamRuntime, StrictKinesis, 
     shadow_stream = StrictKinesis(f.shadow().kinesis)
     if draw(st.booleans()):  # a shadow that misbehaves any way must not change the primary's outcome
         shadow = fake_model(Model(draw(st.sampled_from(["rows", *Model.SYSTEMIC]))), SIG, name="shadow")
-        rt.shadow = Shadow(lambda: shadow, 5.0, KinesisSink(shadow_stream, "shadow", NO_SLEEP), rt.hook)
+        rt.shadow = ShadowScorer(lambda: shadow, 5.0, KinesisSink(shadow_stream, "shadow", NO_SLEEP), rt.hook)
     return rt, kinesis, sqs, models, shadow_stream
 
 
