@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from servingkit.localcloud.processes import end_leftovers, exposed_listeners, listening_sockets, process_tree
+
 VERSION = "2026.3.0"
 #: Top-level pins; every transitive version is fixed by CONSTRAINTS (a `pip freeze` of a working install).
 REQUIREMENTS = (f"localstack-core[runtime]=={VERSION}", "cbor2==5.9.0", "pyopenssl==25.3.0")
@@ -317,7 +319,7 @@ class LocalStack:
             if not self._wait_for_exit(grace_s):
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
-            _end_leftovers(tree, self.process.pid)
+            end_leftovers(tree, self.process.pid)
         shutil.rmtree(self.instance_dir, ignore_errors=True)
         return int(self.process.returncode)
 
@@ -357,91 +359,6 @@ class LocalStack:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) from /proc/PID/stat, or None if it is gone (or a zombie)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[1]), int(fields[19])
-
-
-def process_tree(pid: int) -> dict[int, int]:
-    """`pid` and all its descendants, each with its start time (to tell it from a reused pid later)."""
-    children: dict[int, list[int]] = {}
-    starts: dict[int, int] = {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        info = _stat(int(proc.name))
-        if info is not None:
-            children.setdefault(info[0], []).append(int(proc.name))
-            starts[int(proc.name)] = info[1]
-    tree: dict[int, int] = {}
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        if current in starts and current not in tree:
-            tree[current] = starts[current]
-            todo += children.get(current, [])
-    return tree
-
-
-def _end_leftovers(tree: dict[int, int], root: int, grace_s: float = 5.0) -> None:
-    def alive() -> list[int]:
-        return [p for p, start in tree.items() if p != root and (info := _stat(p)) is not None and info[1] == start]
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        left = alive()
-        if not left:
-            return
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace_s
-        while alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
-
-def listening_sockets(pid: int) -> list[tuple[str, int]]:
-    """TCP listening (address, port) pairs of `pid` and its descendants, read from /proc (Linux)."""
-    inodes: set[str] = set()
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{member}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    target = str(fd.readlink())
-                    if target.startswith("socket:["):
-                        inodes.add(target[8:-1])
-    found: list[tuple[str, int]] = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), Path(table).open() as rows:
-            next(rows)
-            for row in rows:
-                cols = row.split()
-                if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
-                    host, port = cols[1].split(":")
-                    found.append((_proc_address(host), int(port, 16)))
-    return found
-
-
-def _proc_address(hex_host: str) -> str:
-    """/proc/net/tcp* hold addresses as host-order 32-bit words in hex."""
-    import ipaddress
-
-    raw = bytes.fromhex(hex_host)
-    native = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    return str(ipaddress.ip_address(native))
-
-
-def exposed_listeners(pid: int) -> list[tuple[str, int]]:
-    """Listeners of `pid` and its descendants that are not on a loopback address (should be none)."""
-    import ipaddress
-
-    return [(h, p) for h, p in listening_sockets(pid) if not ipaddress.ip_address(h).is_loopback]
 
 
 def _warm_kinesis(endpoint: str) -> None:
@@ -538,7 +455,7 @@ def launch(
             except Exception as exc:
                 raise LocalStackError(f"Kinesis on {endpoint} failed to start: {exc}; log:\n{ls.log_tail()}") from exc
             ls.timings["kinesis_s"] = round(time.monotonic() - started, 3)
-        if Path("/proc/net/tcp").exists() and (exposed := exposed_listeners(process.pid)):
+        if exposed := exposed_listeners(process.pid):
             raise LocalStackError(f"LocalStack listens beyond loopback on {exposed}; refusing to keep it running")
     except BaseException:
         ls.stop(grace_s=5)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from servingkit.localcloud import localstack as ls
+from servingkit.localcloud import processes
 
 
-def _survivors(tree: dict[int, int]) -> list[int]:
-    return [pid for pid, start in tree.items() if (info := ls._stat(pid)) is not None and info[1] == start]
+def _survivors(tree: dict[int, float]) -> list[int]:
+    return processes.survivors(tree)
 
 
 def test_a_second_instance_starts_healthy_and_stop_leaves_nothing_behind():
@@ -19,7 +20,7 @@ def test_a_second_instance_starts_healthy_and_stop_leaves_nothing_behind():
         assert states is not None and states["kinesis"] == "running" and states["s3"] == "available"
         assert instance.timings["gateway_s"] <= instance.start_seconds
         assert instance.instance_dir.is_dir()
-        tree = ls.process_tree(instance.pid)
+        tree = processes.process_tree(instance.pid)
         assert len(tree) >= 2  # the gateway and kinesis-mock (node)
     finally:
         code = instance.stop()
@@ -35,7 +36,7 @@ def test_a_second_instance_starts_healthy_and_stop_leaves_nothing_behind():
 
 def test_a_kill_after_the_grace_period_does_not_orphan_kinesis_mock():
     instance = ls.launch(0, services=("kinesis",))
-    tree = ls.process_tree(instance.pid)
+    tree = processes.process_tree(instance.pid)
     assert len(tree) >= 2
     code = instance.stop(grace_s=0)  # no time to shut down: KILL, then end what it spawned in its own session
 

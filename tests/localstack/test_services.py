@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import boto3
 
 from servingkit.localcloud import localstack as ls
+from servingkit.localcloud import processes
 
 
 def _name(prefix: str) -> str:
@@ -82,8 +83,8 @@ def test_everything_listens_on_loopback_only(localstack):
     if localstack.instance is None:  # reusing $LOCALSTACK_ENDPOINT: its processes are not ours to inspect
         assert urlsplit(localstack.endpoint).hostname in (ls.LOCALHOST, "localhost")
         return
-    listeners = ls.listening_sockets(localstack.instance.pid)
+    listeners = processes.listening_sockets(localstack.instance.pid)
     # The gateway plus kinesis-mock's two ports (plain and TLS), all on 127.0.0.1.
     assert (ls.LOCALHOST, localstack.instance.port) in listeners
     assert len(listeners) >= 3
-    assert ls.exposed_listeners(localstack.instance.pid) == []
+    assert processes.exposed_listeners(localstack.instance.pid) == []

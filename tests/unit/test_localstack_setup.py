@@ -1,14 +1,17 @@
 """LocalStack set-up logic that needs no LocalStack: the kinesis-mock bind patch, error messages,
-interpreter discovery, /proc address decoding and the refusal to start anything but 127.0.0.1."""
+interpreter discovery, the process tree and its listeners (psutil) and the refusal to start anything but 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 
 import pytest
 
 from servingkit.localcloud import localstack as ls
+from servingkit.localcloud import processes
 
 BUNDLE = 'var a=1;return K8a(bc(),mja().Ce("0.0.0.0"),new x(()=>Mm("Invalid hostname")));var b=2;'
 
@@ -68,29 +71,54 @@ def test_an_empty_home_is_not_installed_and_a_stale_stamp_is_not_trusted(tmp_pat
     assert not ls.is_installed(layout)
 
 
-@pytest.mark.parametrize(
-    ("hex_host", "address"),
-    [
-        ("0100007F", "127.0.0.1"),
-        ("00000000", "0.0.0.0"),
-        ("00000000000000000000000001000000", "::1"),
-        ("00000000000000000000000000000000", "::"),
-    ],
-)
-def test_proc_net_addresses_are_decoded(hex_host, address):
-    assert ls._proc_address(hex_host) == address
+@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_listening_addresses_are_reported_as_bound(family, host):
+    with socket.socket(family) as server:
+        try:
+            server.bind((host, 0))
+        except OSError:
+            pytest.skip(f"{host} cannot be bound here")
+        server.listen()
+        port = server.getsockname()[1]
+        assert (host, port) in processes.listening_sockets(os.getpid())
+
+
+def test_wildcard_listeners_are_exposed_and_loopback_ones_are_not(monkeypatch):
+    bound = [("0.0.0.0", 1), ("::", 2), ("127.0.0.1", 3), ("::1", 4)]
+    monkeypatch.setattr(processes, "listening_sockets", lambda pid: bound)
+    assert processes.exposed_listeners(0) == [("0.0.0.0", 1), ("::", 2)]
 
 
 def test_this_process_listening_on_loopback_is_not_exposed():
-    import os
-    import socket
-
     with socket.socket() as server:
         server.bind((ls.LOCALHOST, 0))
         server.listen()
         port = server.getsockname()[1]
-        assert (ls.LOCALHOST, port) in ls.listening_sockets(os.getpid())
-        assert (ls.LOCALHOST, port) not in ls.exposed_listeners(os.getpid())
+        assert (ls.LOCALHOST, port) in processes.listening_sockets(os.getpid())
+        assert (ls.LOCALHOST, port) not in processes.exposed_listeners(os.getpid())
+
+
+def test_a_killed_parent_leaves_no_child_behind():
+    """What stop() does after a KILL: the tree taken before it, minus the root, is ended."""
+    import subprocess
+
+    spawn = "import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", spawn + " print(c.pid, flush=True); time.sleep(60)"], stdout=subprocess.PIPE
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        tree = processes.process_tree(parent.pid)
+        assert set(tree) == {parent.pid, child}
+        parent.kill()
+        parent.wait(10)
+        assert processes.survivors(tree) == [child]  # orphaned, as kinesis-mock would be
+        processes.end_leftovers(tree, parent.pid, grace_s=5)
+        assert processes.survivors(tree) == []
+    finally:
+        parent.kill()
+        parent.wait()
 
 
 def test_ensure_running_never_starts_anything_but_loopback():
