@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from infra.topology import Ctx, Topology, TopologyError, _bool, _int, _opt, topology
+from infra.topology import Ctx, Topology, TopologyError, context_bool, context_int, context_opt, topology
 
 Architecture = Literal["arm64", "x86_64"]
 ApiAuth = Literal["api-key", "iam"]
@@ -121,7 +121,7 @@ def _s3_ref(ctx_key: str, uri: object, sha_key: str, sha: object) -> ModelRef:
 
 
 def _main_model(ctx: Mapping[str, Any]) -> ModelRef:
-    uri, key = _opt(ctx, Ctx.MODEL_URI, None), _opt(ctx, Ctx.MODEL_KEY, None)
+    uri, key = context_opt(ctx, Ctx.MODEL_URI, None), context_opt(ctx, Ctx.MODEL_KEY, None)
     if uri and key:
         raise TopologyError(f"context {Ctx.MODEL_URI} and {Ctx.MODEL_KEY}: give one, not both")
     if uri:
@@ -169,7 +169,7 @@ def _variants(ctx: Mapping[str, Any]) -> tuple[Variant, ...]:
 
 
 def _base_image(ctx: Mapping[str, Any]) -> str | None:
-    image = _opt(ctx, Ctx.BASE_IMAGE, None)
+    image = context_opt(ctx, Ctx.BASE_IMAGE, None)
     if image is not None and (not _IMAGE.match(image) or (":" not in image.split("/")[-1] and "@" not in image)):
         raise TopologyError(
             f"context {Ctx.BASE_IMAGE}={image!r}: must be registry/repository:tag and/or @sha256:<64 hex>"
@@ -181,28 +181,28 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
     """Validate the whole context once; the stack only reads the result."""
     ctx = ctx or {}
     topo = topology(ctx)
-    shadow_uri = _opt(ctx, Ctx.SHADOW_MODEL_URI, None)
+    shadow_uri = context_opt(ctx, Ctx.SHADOW_MODEL_URI, None)
     shadow = (
         _s3_ref(Ctx.SHADOW_MODEL_URI, shadow_uri, Ctx.SHADOW_MODEL_SHA256, ctx.get(Ctx.SHADOW_MODEL_SHA256))
         if shadow_uri
         else None
     )
-    if shadow is None and _opt(ctx, Ctx.SHADOW_MODEL_SHA256, None):
+    if shadow is None and context_opt(ctx, Ctx.SHADOW_MODEL_SHA256, None):
         raise TopologyError(f"context {Ctx.SHADOW_MODEL_SHA256} given without {Ctx.SHADOW_MODEL_URI}")
-    retention = _int(ctx, Ctx.LOG_RETENTION_DAYS, 30, 1, 3653)
+    retention = context_int(ctx, Ctx.LOG_RETENTION_DAYS, 30, 1, 3653)
     if retention not in LOG_RETENTION_DAYS:
         raise TopologyError(
             f"context {Ctx.LOG_RETENTION_DAYS}={retention}: CloudWatch Logs accepts "
             + ", ".join(map(str, LOG_RETENTION_DAYS))
         )
-    email = _opt(ctx, Ctx.ALARM_EMAIL, None)
+    email = context_opt(ctx, Ctx.ALARM_EMAIL, None)
     if email and not _EMAIL.match(email):
         raise TopologyError(f"context {Ctx.ALARM_EMAIL}={email!r}: must be an e-mail address")
-    rate = _int(ctx, Ctx.API_RATE_LIMIT, 100, 1, 10_000)
-    burst = _int(ctx, Ctx.API_BURST_LIMIT, 200, 1, 5_000)
-    scorer_reserved = _int(ctx, Ctx.RESERVED_CONCURRENCY, 0, 0, 1000)
-    api_reserved = _int(ctx, Ctx.API_RESERVED_CONCURRENCY, 0, 0, 1000)
-    provisioned = _int(ctx, Ctx.API_PROVISIONED_CONCURRENCY, 0, 0, 1000)
+    rate = context_int(ctx, Ctx.API_RATE_LIMIT, 100, 1, 10_000)
+    burst = context_int(ctx, Ctx.API_BURST_LIMIT, 200, 1, 5_000)
+    scorer_reserved = context_int(ctx, Ctx.RESERVED_CONCURRENCY, 0, 0, 1000)
+    api_reserved = context_int(ctx, Ctx.API_RESERVED_CONCURRENCY, 0, 0, 1000)
+    provisioned = context_int(ctx, Ctx.API_PROVISIONED_CONCURRENCY, 0, 0, 1000)
     if api_reserved and provisioned > api_reserved:
         raise TopologyError(
             f"context {Ctx.API_PROVISIONED_CONCURRENCY}={provisioned}: "
@@ -211,36 +211,36 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
     return DeploySettings(
         topology=topo,
         model=_main_model(ctx),
-        model_name=_opt(ctx, Ctx.MODEL_NAME, None),
-        model_version=_opt(ctx, Ctx.MODEL_VERSION, None),
+        model_name=context_opt(ctx, Ctx.MODEL_NAME, None),
+        model_version=context_opt(ctx, Ctx.MODEL_VERSION, None),
         architecture=_choice(ctx, Ctx.ARCHITECTURE, "arm64", ("arm64", "x86_64")),  # type: ignore[arg-type]
         base_image=_base_image(ctx),
         # The scorer takes long batches (a cold model load plus up to batch_size rows); the API answers one request.
         scorer=FunctionSizing(
-            _int(ctx, Ctx.MEMORY_MB, 2048, 128, 10_240),
-            _int(ctx, Ctx.TIMEOUT_SECONDS, 120, 10, 900),
+            context_int(ctx, Ctx.MEMORY_MB, 2048, 128, 10_240),
+            context_int(ctx, Ctx.TIMEOUT_SECONDS, 120, 10, 900),
             scorer_reserved or None,
         ),
         api=FunctionSizing(
-            _int(ctx, Ctx.API_MEMORY_MB, 1536, 128, 10_240),
-            _int(ctx, Ctx.API_TIMEOUT_SECONDS, 29, 3, 29),
+            context_int(ctx, Ctx.API_MEMORY_MB, 1536, 128, 10_240),
+            context_int(ctx, Ctx.API_TIMEOUT_SECONDS, 29, 3, 29),
             api_reserved or None,
         ),
         api_provisioned_concurrency=provisioned,
-        api_max_body_bytes=_int(ctx, Ctx.API_MAX_BODY_BYTES, 1024 * 1024, 1, 6 * 1024 * 1024),
+        api_max_body_bytes=context_int(ctx, Ctx.API_MAX_BODY_BYTES, 1024 * 1024, 1, 6 * 1024 * 1024),
         log_retention_days=retention,
         log_level=_choice(ctx, Ctx.LOG_LEVEL, "info", ("debug", "info", "warning", "error")).upper(),
         api_auth=_choice(ctx, Ctx.API_AUTH, "api-key", ("api-key", "iam")),  # type: ignore[arg-type]
         api_rate_limit=rate,
         api_burst_limit=burst,
-        api_quota_per_day=_int(ctx, Ctx.API_QUOTA_PER_DAY, 1_000_000, 1, 1_000_000_000),
+        api_quota_per_day=context_int(ctx, Ctx.API_QUOTA_PER_DAY, 1_000_000, 1, 1_000_000_000),
         rollout=_choice(ctx, Ctx.ROLLOUT, "canary", ("canary", "linear", "all-at-once")),  # type: ignore[arg-type]
-        alarms=_bool(ctx, Ctx.ALARMS, True),
+        alarms=context_bool(ctx, Ctx.ALARMS, True),
         alarm_email=email,
-        iterator_age_alarm_seconds=_int(ctx, Ctx.ITERATOR_AGE_ALARM_SECONDS, 300, 1, 604_800),
-        api_p99_alarm_ms=_int(ctx, Ctx.API_P99_ALARM_MS, 1000, 10, 29_000),
+        iterator_age_alarm_seconds=context_int(ctx, Ctx.ITERATOR_AGE_ALARM_SECONDS, 300, 1, 604_800),
+        api_p99_alarm_ms=context_int(ctx, Ctx.API_P99_ALARM_MS, 1000, 10, 29_000),
         shadow=shadow,
-        shadow_timeout_ms=_int(ctx, Ctx.SHADOW_TIMEOUT_MS, 500, 1, 60_000),
+        shadow_timeout_ms=context_int(ctx, Ctx.SHADOW_TIMEOUT_MS, 500, 1, 60_000),
         variants=_variants(ctx),
-        batch_scoring=_bool(ctx, Ctx.BATCH_SCORING, False),
+        batch_scoring=context_bool(ctx, Ctx.BATCH_SCORING, False),
     )

@@ -141,7 +141,8 @@ class Topology:
         return env
 
 
-def _int(ctx: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+def context_int(ctx: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """`ctx[key]` as an integer in [low, high] (`default` when absent); TopologyError says what is wrong."""
     value = ctx.get(key, default)
     try:
         number = int(value)
@@ -152,7 +153,8 @@ def _int(ctx: Mapping[str, Any], key: str, default: int, low: int, high: int) ->
     return number
 
 
-def _bool(ctx: Mapping[str, Any], key: str, default: bool) -> bool:
+def context_bool(ctx: Mapping[str, Any], key: str, default: bool) -> bool:
+    """`ctx[key]` as a boolean (true/false, 1/0, yes/no; `default` when absent)."""
     value = ctx.get(key, default)
     if isinstance(value, bool):
         return value
@@ -164,7 +166,8 @@ def _bool(ctx: Mapping[str, Any], key: str, default: bool) -> bool:
     raise TopologyError(f"context {key}={value!r}: must be true or false")
 
 
-def _opt(ctx: Mapping[str, Any], key: str, default: str | None) -> str | None:
+def context_opt(ctx: Mapping[str, Any], key: str, default: str | None) -> str | None:
+    """`ctx[key]` as text, None when absent or empty ("", "none", "null")."""
     value = ctx.get(key, default)
     if value is None or str(value).strip() in ("", "none", "null"):
         return None
@@ -179,19 +182,19 @@ def topology(ctx: Mapping[str, Any] | None = None) -> Topology:
     mode = str(ctx.get(Ctx.STREAM_MODE, "on-demand"))
     if mode not in ("on-demand", "provisioned"):
         raise TopologyError(f"context {Ctx.STREAM_MODE}={mode!r}: must be on-demand or provisioned")
-    retention = _int(ctx, Ctx.RETENTION_HOURS, 24, 24, 8760)
-    in_shards = _int(ctx, Ctx.INPUT_SHARDS, 2, 1, 500)
-    out_shards = _int(ctx, Ctx.OUTPUT_SHARDS, 2, 1, 500)
+    retention = context_int(ctx, Ctx.RETENTION_HOURS, 24, 24, 8760)
+    in_shards = context_int(ctx, Ctx.INPUT_SHARDS, 2, 1, 500)
+    out_shards = context_int(ctx, Ctx.OUTPUT_SHARDS, 2, 1, 500)
     start = str(ctx.get(Ctx.STARTING_POSITION, "TRIM_HORIZON"))
     if start not in ("TRIM_HORIZON", "LATEST"):
         raise TopologyError(f"context {Ctx.STARTING_POSITION}={start!r}: must be TRIM_HORIZON or LATEST")
     trigger = TriggerSpec(
-        batch_size=_int(ctx, Ctx.BATCH_SIZE, 500, 1, 10_000),
-        batching_window_seconds=_int(ctx, Ctx.BATCHING_WINDOW_SECONDS, 1, 0, 300),
-        parallelization_factor=_int(ctx, Ctx.PARALLELIZATION_FACTOR, 1, 1, 10),
-        retry_attempts=_int(ctx, Ctx.RETRY_ATTEMPTS, 3, -1, 10_000),
-        max_record_age_seconds=_int(ctx, Ctx.MAX_RECORD_AGE_SECONDS, 3600, -1, 604_800),
-        bisect_on_error=_bool(ctx, Ctx.BISECT_ON_ERROR, True),
+        batch_size=context_int(ctx, Ctx.BATCH_SIZE, 500, 1, 10_000),
+        batching_window_seconds=context_int(ctx, Ctx.BATCHING_WINDOW_SECONDS, 1, 0, 300),
+        parallelization_factor=context_int(ctx, Ctx.PARALLELIZATION_FACTOR, 1, 1, 10),
+        retry_attempts=context_int(ctx, Ctx.RETRY_ATTEMPTS, 3, -1, 10_000),
+        max_record_age_seconds=context_int(ctx, Ctx.MAX_RECORD_AGE_SECONDS, 3600, -1, 604_800),
+        bisect_on_error=context_bool(ctx, Ctx.BISECT_ON_ERROR, True),
         starting_position=start,  # type: ignore[arg-type]
     )
     age = trigger.max_record_age_seconds
@@ -203,7 +206,7 @@ def topology(ctx: Mapping[str, Any] | None = None) -> Topology:
         input_stream=StreamSpec(f"{prefix}-input", mode, in_shards, retention),  # type: ignore[arg-type]
         output_stream=StreamSpec(f"{prefix}-predictions", mode, out_shards, retention),  # type: ignore[arg-type]
         trigger=trigger,
-        features_field=_opt(ctx, Ctx.FEATURES_FIELD, "ride"),
-        id_field=_opt(ctx, Ctx.ID_FIELD, "ride_id"),
-        feature_hook=_opt(ctx, Ctx.FEATURE_HOOK, "lambda_fn.hooks:taxi_features"),
+        features_field=context_opt(ctx, Ctx.FEATURES_FIELD, "ride"),
+        id_field=context_opt(ctx, Ctx.ID_FIELD, "ride_id"),
+        feature_hook=context_opt(ctx, Ctx.FEATURE_HOOK, "lambda_fn.hooks:taxi_features"),
     )
