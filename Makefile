@@ -10,45 +10,74 @@ PYTHON ?= $(firstword $(foreach p,$(sort $(wildcard $(HOME)/.pyenv/versions/$(IM
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-py$(IMAGE_PYTHON)
-export PYTHONPATH := $(CURDIR)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv model demo serve check test lint typecheck unit integration infra image-tests e2e localstack-tests \
+.PHONY: help venv lock model demo serve check test lint typecheck unit integration infra image-tests e2e localstack-tests \
         fuzz bench synth localstack clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-$(STAMP): requirements.txt requirements-dev.txt Dockerfile
+# .venv installs the dev lock, every file checked against the lock's sha256 (--require-hashes). This machine's pip
+# configuration (extra file:// indexes, find-links, a global constraints file) stays in force and cannot change what
+# installs: in hash-checking mode a file from any source installs only if its hash is in the lock, and the
+# constraints name no package the lock holds. The lock pins pip itself; the venv's bundled pip installs it.
+$(STAMP): requirements.txt requirements-dev.txt Dockerfile pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: Python $(IMAGE_PYTHON) (the Lambda image's) is needed for .venv:" \
 	  "install it (pyenv install $(IMAGE_PYTHON), or apt-get install python$(IMAGE_PYTHON))" \
 	  "or name it: make PYTHON=/path/to/python$(IMAGE_PYTHON) ..." >&2; exit 1; }
 	@if test -x $(PY) && ! $(PY) -c 'import sys; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" != "$(IMAGE_PYTHON)")'; \
 	  then echo "make: .venv is not Python $(IMAGE_PYTHON) (the image's): recreating it"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install pinned dependencies
 
+# The locks, compiled by uv (pinned in the dev lock) from pyproject.toml with the hashes of every file of every pinned
+# release (both architectures' wheels): requirements.txt, the image's runtime ([project] dependencies less the CLI's
+# click), then requirements-dev.txt (the `dev` extra) with the runtime lock as constraint, so both hold the same
+# versions. Versions already locked are kept; UPGRADE=--upgrade (or UPGRADE="--upgrade-package boto3") moves them.
+# uv reads no pip configuration: PyPI alone decides. tests/infra/test_locks.py checks the locks against pyproject.toml.
+LOCK_PLATFORM := x86_64-manylinux_2_34
+LOCK = $(VENV)/bin/uv pip compile pyproject.toml --quiet --no-header --generate-hashes \
+       --python-version $(IMAGE_PYTHON) --python-platform $(LOCK_PLATFORM) $(UPGRADE)
+define RUNTIME_LOCK_HEADER
+# The Lambda image's runtime, installed by the Dockerfile with --require-hashes: the [project] dependencies of
+# pyproject.toml less click (the CLI only), every package pinned with the sha256 of each of its files.
+# Do not edit: change pyproject.toml and run `make lock`.
+endef
+define DEV_LOCK_HEADER
+# .venv's lock, installed by `make venv` with --require-hashes: the dev extra of pyproject.toml, compiled with
+# requirements.txt as constraint (the image's versions), every package pinned with the sha256 of each of its files.
+# Do not edit: change pyproject.toml and run `make lock`.
+endef
+export RUNTIME_LOCK_HEADER DEV_LOCK_HEADER
+
+lock: $(STAMP) ## recompile requirements.txt (image) and requirements-dev.txt (.venv) from pyproject.toml, with hashes
+	$(LOCK) --no-emit-package click -o requirements.txt
+	{ echo "$$RUNTIME_LOCK_HEADER"; cat requirements.txt; } > requirements.txt.new && mv requirements.txt.new requirements.txt
+	$(LOCK) --extra dev --constraint requirements.txt -o requirements-dev.txt
+	{ echo "$$DEV_LOCK_HEADER"; cat requirements-dev.txt; } > requirements-dev.txt.new && mv requirements-dev.txt.new requirements-dev.txt
+
 build/model/MLmodel: $(STAMP)
-	$(PY) scripts/train.py
+	$(VENV)/bin/servingkit train
 
 model: build/model/MLmodel ## train the demo model (MLflow) and export it to build/model
 
 demo: $(STAMP) build/model/MLmodel ## the whole pipeline on an embedded AWS emulator (10,000 records; ARGS=--image: in the real image)
-	$(PY) scripts/demo.py $(ARGS)
+	$(VENV)/bin/servingkit demo $(ARGS)
 
 serve: $(STAMP) build/model/MLmodel ## the API handler behind a local HTTP server on 127.0.0.1 (ARGS=--image: the real image)
-	$(PY) scripts/serve.py $(ARGS)
+	$(VENV)/bin/servingkit serve $(ARGS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP) ## mypy
-	$(VENV)/bin/mypy lambda_fn servingkit infra scripts app.py
+	$(VENV)/bin/mypy lambda_fn servingkit infra app.py
 
 unit: $(STAMP) ## unit tests (no AWS, no servers)
 	$(PY) -m pytest tests/unit -m unit -q
@@ -87,22 +116,18 @@ e2e: $(STAMP) ## the whole pipeline on the embedded emulator
 	$(PY) -m pytest tests/e2e -m e2e -q
 
 localstack-tests: $(STAMP) build/model/MLmodel ## the whole pipeline against LocalStack (installed and started by the tests)
-	$(PY) scripts/localstack.py install
+	$(VENV)/bin/servingkit localstack install
 	$(PY) -m pytest tests/localstack -m localstack -q
 
 localstack: $(STAMP) ## LocalStack without Docker on 127.0.0.1:4566 in the foreground (Ctrl-C stops it; PORT=...)
-	$(PY) scripts/localstack.py run --port $(or $(PORT),4566) $(ARGS)
+	$(VENV)/bin/servingkit localstack run --port $(or $(PORT),4566) $(ARGS)
 
 check: lint typecheck unit ## the fast gate: lint, types, unit tests (under a minute on a warm venv)
 
 test: lint typecheck unit integration infra image-tests e2e localstack-tests ## everything CI runs
 
 bench: $(STAMP) build/model/MLmodel ## benchmarks (print figures, last line JSON)
-	$(PY) scripts/bench_stream.py
-	$(PY) scripts/bench_coldstart.py
-	$(PY) scripts/bench_rollout.py
-	$(PY) scripts/bench_api.py
-	$(PY) scripts/bench_batch.py
+	$(VENV)/bin/servingkit bench all
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

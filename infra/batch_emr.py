@@ -1,4 +1,4 @@
-"""Optional EMR Serverless batch scoring: the same Spark job as `scripts/batch_score.py --engine spark`.
+"""Optional EMR Serverless batch scoring: the same Spark job as `servingkit batch --engine spark`.
 
 One construct: an EMR Serverless Spark application that starts on job submission and stops when idle,
 a job role that can read the input prefix and the model, write the output prefix and its own logs and
@@ -28,7 +28,7 @@ from constructs import Construct
 from infra.nag import acknowledge, acknowledge_resource
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_SCRIPT = ROOT / "scripts" / "batch_score.py"
+ENTRY_SCRIPT = ROOT / "servingkit" / "jobs" / "batch_score.py"  # runs `servingkit batch`
 CODE_PACKAGES = ("lambda_fn", "servingkit")
 # Spark 4.0 and Python 3.11, like the kit's pinned pyspark and the Lambda image.
 DEFAULT_RELEASE = "emr-spark-8.0.0"

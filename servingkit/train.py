@@ -40,7 +40,7 @@ def demo_artifact(root: Path | None = None) -> tuple[Path, dict[str, Any]]:
     base = (root or Path(__file__).resolve().parents[1]) / DEFAULT_EXPORT
     release_path = base.parent / "release.json"
     if not (base / "MLmodel").is_file() or not release_path.is_file():
-        raise MissingModelError(f"{base} is missing: run `make model` (scripts/train.py) first")
+        raise MissingModelError(f"{base} is missing: run `make model` (servingkit train) first")
     return base, json.loads(release_path.read_text())
 
 

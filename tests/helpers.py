@@ -142,14 +142,13 @@ def recorded_env_variant(src: Path, dst: Path, *, python: str | None = None, skl
     return dst
 
 
-def publish_cli() -> Any:
-    """scripts/publish.py loaded as a module (it is a script, not a package module)."""
-    import importlib.util
+def run_cli(argv: list[str]) -> int:
+    """`servingkit ARGV` in this process, as a user runs it: output on sys.stdout / sys.stderr (capsys sees
+    it), the exit status returned."""
+    from servingkit.cli import main
 
-    spec = importlib.util.spec_from_file_location(
-        "publish_cli", Path(__file__).resolve().parents[1] / "scripts/publish.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        main.main(args=list(argv), prog_name="servingkit")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

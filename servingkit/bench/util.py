@@ -1,4 +1,4 @@
-"""For the bench scripts: run a child process, time it, and sample its process tree's peak memory (Linux)."""
+"""Run a benchmark child process, time it, and sample its process tree's peak memory (Linux)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import scripts.batch_score as batch_score
-import scripts.make_rides as make_rides
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
@@ -18,7 +17,10 @@ def test_generated_rides_score_with_the_demo_release(
 ) -> None:
     model, meta = release
     data, out = tmp_path / "rides", tmp_path / "out"
-    assert make_rides.main(["-o", str(data), "--rows", "3000", "--files", "3", "--format", fmt, "--bad", "0.01"]) == 0
+    assert (
+        run_cli(["make-rides", "-o", str(data), "--rows", "3000", "--files", "3", "--format", fmt, "--bad", "0.01"])
+        == 0
+    )
     made = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert made["rows"] == 3000 and made["unscoreable"] > 0
     assert sorted(p.name for p in data.iterdir()) == [f"rides-{k:03d}.{fmt}" for k in range(3)]
@@ -26,7 +28,7 @@ def test_generated_rides_score_with_the_demo_release(
     # Parquet with the defaults (the documented command); the text formats in-process, to keep the tier quick.
     extra = [] if fmt == "parquet" else ["--parallelism", "processes", "--workers", "1"]
     argv = [str(data), "-o", str(out), "--release", str(meta), "--model", str(model), "--features-field=", *extra]
-    assert batch_score.main([*argv, "--no-progress", "--chunk-size", "1000"]) == 0
+    assert run_cli(["batch", *argv, "--no-progress", "--chunk-size", "1000"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
     assert summary["rows_in"] == 3000

@@ -1,4 +1,4 @@
-"""`scripts/demo.py --serve` as a user runs it: summary, then the API and the poller keep working until SIGTERM."""
+"""`servingkit demo --serve` as a user runs it: summary, then the API and the poller keep working until SIGTERM."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _read_prediction(kinesis: Any, stream: str, ride_id: str, timeout: float = 3
 
 
 def test_demo_summary_then_serve_until_sigterm(release: tuple[Path, Path]) -> None:
-    cmd = [sys.executable, "scripts/demo.py", "--records", "400", "--serve", "--port", "0", "--no-progress"]
+    cmd = [sys.executable, "-m", "servingkit", "demo", "--records", "400", "--serve", "--port", "0", "--no-progress"]
     cmd += ["--model-dir", str(release[0]), "--release", str(release[1])]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "POWERTOOLS_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(

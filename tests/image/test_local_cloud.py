@@ -24,7 +24,7 @@ def test_the_demo_scores_in_the_image_and_loses_nothing(
     engine: DockerEngine, base_image: str, release: tuple[Path, Path]
 ) -> None:
     model, meta = release
-    cmd = [sys.executable, "scripts/demo.py", "--image", "--records", "400", "--no-progress"]
+    cmd = [sys.executable, "-m", "servingkit", "demo", "--image", "--records", "400", "--no-progress"]
     cmd += ["--model-dir", str(model), "--release", str(meta)]
     done = subprocess.run(cmd, cwd=ROOT, env=_env(engine), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -39,7 +39,7 @@ def test_serve_answers_from_the_image(engine: DockerEngine, base_image: str, rel
         raise AssertionError("serve --image serves build/model: run `make model` (make image-tests does)")
     port = 18000 + os.getpid() % 1000
     proc = subprocess.Popen(
-        [sys.executable, "scripts/serve.py", "--image", "--port", str(port), "--quiet"],
+        [sys.executable, "-m", "servingkit", "serve", "--image", "--port", str(port), "--quiet"],
         cwd=ROOT,
         env=_env(engine),
         stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ import pytest
 
 from lambda_fn.model_store import artifact_sha256
 from servingkit.publish import MANIFEST, PublishConflictError, PublishError, promote, publish
-from tests.helpers import FakeContext, kinesis_event, publish_cli, tiny_frame, tiny_pipeline, tiny_row
+from tests.helpers import FakeContext, kinesis_event, run_cli, tiny_frame, tiny_pipeline, tiny_row
 from tests.integration.conftest import BUCKET, Aws
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +151,7 @@ def test_local_directory_is_published_as_is_and_missing_bucket(aws: Aws, tiny_ml
     shutil.copytree(tiny_mlflow_dir, local)
     (local / "registered_model_meta").write_text("model_name: tiny\nmodel_version: '1'\n")  # as an export has
     result = publish(str(local), BUCKET, s3=aws.s3, prefix="releases")
-    sha = artifact_sha256(local)  # e.g. the digest scripts/train.py wrote into build/release.json
+    sha = artifact_sha256(local)  # e.g. the digest `servingkit train` wrote into build/release.json
     assert result.model_uri == f"s3://{BUCKET}/releases/tiny/{sha}/model"
     assert result.manifest["version"] == sha[:12] and result.manifest["source"]["registered_model"] is None
     with pytest.raises(PublishError, match="does not exist"):
@@ -182,20 +182,19 @@ def test_cli_publishes_to_an_emulator_through_the_standard_endpoint_variable(
 ) -> None:
     from servingkit.localcloud.emulator import start_emulator
 
-    cli = publish_cli()
     with start_emulator() as emu:
         clean_env.setenv("AWS_ENDPOINT_URL_S3", emu.endpoint_url)  # the only thing pointing boto3 at it
         clean_env.setenv("MLFLOW_TRACKING_URI", registry.uri)
         clean_env.delenv("MODEL_BUCKET", raising=False)
         boto3.client("s3").create_bucket(Bucket="cli-models")
-        assert cli.main(["publish", f"models:/{NAME}/1", "--bucket", "cli-models"]) == 0
+        assert run_cli(["publish", f"models:/{NAME}/1", "--bucket", "cli-models"]) == 0
         human = capsys.readouterr().out
         assert "published: tiny version 1" in human and "cdk deploy -c model_uri=s3://cli-models/models/tiny/" in human
-        assert cli.main(["publish", f"models:/{NAME}/1", "--bucket", "cli-models", "--json"]) == 0
+        assert run_cli(["publish", f"models:/{NAME}/1", "--bucket", "cli-models", "--json"]) == 0
         data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         key = data["manifest_uri"].removeprefix("s3://cli-models/")
         manifest = json.loads(boto3.client("s3").get_object(Bucket="cli-models", Key=key)["Body"].read())
         assert manifest["sha256"] == data["model_sha256"] and data["model_version"] == "1"
-        assert cli.main(["promote", NAME, "--champion", "42"]) == 1
+        assert run_cli(["promote", NAME, "--champion", "42"]) == 1
         assert "cannot promote" in capsys.readouterr().err
-        assert cli.main(["publish", f"models:/{NAME}/1"]) == 2  # no bucket given
+        assert run_cli(["publish", f"models:/{NAME}/1"]) == 2  # no bucket given

@@ -10,7 +10,7 @@ import pytest
 from lambda_fn.model_env import Runtime
 from servingkit.image.platform import REQUIREMENTS, base_image
 from servingkit.publish import PublishError, check_environment, image_runtime, publish
-from tests.helpers import publish_cli, recorded_env_variant
+from tests.helpers import recorded_env_variant, run_cli
 from tests.integration.conftest import BUCKET, Aws
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,12 +74,11 @@ def test_cli_refuses_in_one_line_and_allow_env_mismatch_publishes(
     aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = recorded_env_variant(tiny_mlflow_dir, tmp_path / "old", sklearn=_minor_before(IMAGE_SKLEARN) + ".0")
-    cli = publish_cli()
-    assert cli.main(["publish", str(model), "--bucket", BUCKET]) == 1
+    assert run_cli(["publish", str(model), "--bucket", BUCKET]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: the model's environment does not match the image's: scikit-learn ")
     assert err.count("\n") == 1 and "--allow-env-mismatch" in err
-    assert cli.main(["publish", str(model), "--bucket", BUCKET, "--allow-env-mismatch"]) == 0
+    assert run_cli(["publish", str(model), "--bucket", BUCKET, "--allow-env-mismatch"]) == 0
     captured = capsys.readouterr()
     assert "published: tiny version" in captured.out
     assert captured.err.startswith("warning: scikit-learn ") and "published anyway" in captured.err

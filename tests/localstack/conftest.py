@@ -69,6 +69,6 @@ def demo_model() -> None:
 
     if (ROOT / "build" / "model" / "MLmodel").is_file() and (ROOT / "build" / "release.json").is_file():
         return
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py")], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "servingkit", "train"], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.fail(f"scripts/train.py failed ({done.returncode}):\n{done.stderr[-2000:]}", pytrace=False)
+        pytest.fail(f"servingkit train failed ({done.returncode}):\n{done.stderr[-2000:]}", pytrace=False)

@@ -266,18 +266,18 @@ def test_a_model_failing_on_every_row_fails_the_job(model_dir: Path, tmp_path: P
 
 
 def test_cli_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> None:
-    import scripts.batch_score as cli
+    from tests.helpers import run_cli
 
     write_jsonl_dataset(tmp_path / "in")
     release = tmp_path / "release.json"
     release.write_text(json.dumps({"sha256": None, "features_field": "features", "id_field": "id"}))
     argv = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--release", str(release)]
-    assert cli.main([*argv, "--model", str(model_dir), "--no-progress", "--workers", "1"]) == 0
+    assert run_cli(["batch", *argv, "--model", str(model_dir), "--no-progress", "--workers", "1"]) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (last["rows_in"], last["scored"], last["rejected"]) == (30, 25, 5)
-    assert cli.main([*argv, "--model", "relative/path"]) == 2
+    assert run_cli(["batch", *argv, "--model", "relative/path"]) == 2
     assert "MODEL_URI" in capsys.readouterr().err
-    assert cli.main([*argv, "--model", str(model_dir), "--no-progress"]) == 1  # output exists
+    assert run_cli(["batch", *argv, "--model", str(model_dir), "--no-progress"]) == 1  # output exists
     assert "--overwrite" in capsys.readouterr().err
 
 

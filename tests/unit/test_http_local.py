@@ -10,7 +10,7 @@ from servingkit.train import MissingModelError
 
 
 def _no_model(root: object = None) -> None:
-    raise MissingModelError("build/model is missing: run `make model` (scripts/train.py) first")
+    raise MissingModelError("build/model is missing: run `make model` (servingkit train) first")
 
 
 def test_model_uri_takes_over_without_a_demo_model(clean_env: pytest.MonkeyPatch) -> None:

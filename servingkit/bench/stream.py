@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Stream scoring throughput: the kit's handler vs the per-record tutorial pattern vs the floor.
+"""`servingkit bench stream`: the kit's stream handler vs the per-record tutorial pattern vs the floor.
 
 (a) `stream_handler` end to end on a real Kinesis event (output and DLQ to in-memory sinks);
 (b) the usual tutorial loop: per record decode, hook, predict one row, put one record;
@@ -10,26 +9,21 @@ The last line is one JSON object with the figures.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 
 def _event(n: int) -> dict[str, Any]:
+    from servingkit.events import kinesis_event
     from servingkit.taxi import ride_events
-    from tests.helpers import kinesis_event
 
     return kinesis_event(list(ride_events(n, seed=n)), start_seq=49_000_000, key_field="ride_id")
 
@@ -43,12 +37,9 @@ def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="100,1000,10000")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--tutorial-max", type=int, default=1000, help="largest size for the slow per-record loop")
-    args = parser.parse_args()
+def run(sizes: tuple[int, ...] = (100, 1000, 10000), repeats: int = 5, tutorial_max: int = 1000) -> dict[str, Any]:
+    """Median milliseconds per batch of each size for (a), (b) (up to `tutorial_max` records) and (c).
+    Raises MissingModelError when the demo model is not trained."""
 
     import pandas as pd
 
@@ -59,16 +50,12 @@ def main() -> int:
     from lambda_fn.records import strict_loads
     from lambda_fn.sinks import MemorySink
     from lambda_fn.stream import StreamRuntime
-    from servingkit.train import FEATURES_FIELD, ID_FIELD, MissingModelError, demo_artifact
-    from tests.helpers import FakeContext
+    from servingkit.lambda_context import LambdaContext, function_arn
+    from servingkit.train import FEATURES_FIELD, ID_FIELD, demo_artifact
 
-    try:
-        model_dir, release = demo_artifact()
-    except MissingModelError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    model_dir, release = demo_artifact()
     model = load_model(settings_from({"MODEL_URI": str(model_dir), "MODEL_SHA256": release["sha256"]}))
-    ctx = FakeContext()
+    ctx = LambdaContext(invoked_function_arn=function_arn("scorer", "live"), timeout_ms=300_000)
 
     def kit(event: dict[str, Any]) -> None:
         rt = StreamRuntime(
@@ -98,12 +85,12 @@ def main() -> int:
             put_record(StreamName="out", Data=json.dumps(out).encode(), PartitionKey=str(payload[ID_FIELD]))
         assert len(sink) == len(event["Records"])
 
-    results: dict[str, Any] = {"model": model.identity["name"], "repeats": args.repeats, "sizes": {}}
+    results: dict[str, Any] = {"model": model.identity["name"], "repeats": repeats, "sizes": {}}
     print(
         f"{'records':>8} {'kit (a) ms':>11} {'tutorial (b) ms':>16} {'floor (c) ms':>13} {'b/a':>7} {'a/c':>6}"
         f" {'a/c(fast json)':>15}"
     )
-    for n in (int(s) for s in args.sizes.split(",")):
+    for n in sizes:
         event = _event(n)
         datas = [base64.b64decode(r["kinesis"]["data"]) for r in event["Records"]]
         prepared = pd.DataFrame(taxi_features([json.loads(d)[FEATURES_FIELD] for d in datas]))
@@ -117,10 +104,10 @@ def main() -> int:
             model.estimator.predict(prepared)
 
         kit(event)  # warm caches (first predict, imports)
-        a = _median_seconds(lambda event=event: kit(event), args.repeats)  # type: ignore[misc]
-        c = _median_seconds(floor, args.repeats)
-        c_fast = _median_seconds(floor_fast, args.repeats)
-        b = _median_seconds(lambda event=event: tutorial(event), 1) if n <= args.tutorial_max else None  # type: ignore[misc]
+        a = _median_seconds(lambda event=event: kit(event), repeats)  # type: ignore[misc]
+        c = _median_seconds(floor, repeats)
+        c_fast = _median_seconds(floor_fast, repeats)
+        b = _median_seconds(lambda event=event: tutorial(event), 1) if n <= tutorial_max else None  # type: ignore[misc]
         entry = {
             "kit_ms": round(a * 1000, 2),
             "tutorial_ms": round(b * 1000, 2) if b else None,
@@ -147,9 +134,4 @@ def main() -> int:
         (results["targets"]["kit_vs_tutorial_at_1000_min_30x"] or 0) >= 30
         and (results["targets"]["kit_vs_floor_at_10000_max_2x"] or 99) <= 2
     )
-    print(json.dumps(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return results

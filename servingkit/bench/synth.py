@@ -1,5 +1,6 @@
-#!/usr/bin/env python3
-"""Synth cost of the CDK app: cold and warm synth seconds, peak memory, and the infra test tier's wall time.
+"""`servingkit bench synth`: synth cost of the CDK app.
+
+Cold and warm synth seconds, peak memory, and the infra test tier's wall time.
 
 Cold: a fresh process imports aws_cdk and the kit's stack, synthesizes once (jsii kernel start included).
 Warm: a second synth (new App, same process and jsii kernel). Peak memory: the largest summed RSS of the
@@ -10,7 +11,6 @@ Last line: one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -19,14 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from infra.node import prefer_wheel_node
-from servingkit.benchutil import run_sampled
+from servingkit.bench import ROOT, BenchError
+from servingkit.bench.util import run_sampled
 
 CONTEXT = {"model_uri": "s3://example-models/taxi/1", "model_sha256": "0" * 64}
 
@@ -62,13 +58,13 @@ print(json.dumps({"cold": t1 - t0, "warm": t2 - t1}))
 def run_child(code: str, nag: bool, node: str | None = None) -> dict[str, float]:
     """Spawn a fresh interpreter; wall seconds per phase from the child, peak tree RSS sampled by the parent."""
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as out:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = dict(os.environ)
         if node:
             env["JSII_NODE"] = node
             env["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"
         run = run_sampled([sys.executable, "-c", code, json.dumps(CONTEXT), "1" if nag else "0", out], env, cwd=ROOT)
         if run.returncode != 0:
-            raise SystemExit(f"synth child failed:\n{run.stderr[-3000:]}")
+            raise BenchError(f"synth child failed:\n{run.stderr[-3000:]}")
         result: dict[str, float] = json.loads(run.stdout.strip().splitlines()[-1])
         result["peak_mb"] = run.peak_kb / 1024
         return result
@@ -83,24 +79,23 @@ def infra_tests() -> float:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/infra", "-m", "infra", "-q", "-p", "no:cacheprovider"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
     )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"infra tests failed:\n{result.stdout[-3000:]}")
+        raise BenchError(f"infra tests failed:\n{result.stdout[-3000:]}")
     print(result.stdout.strip().splitlines()[-1])
     return seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="fresh processes per configuration (median)")
-    parser.add_argument("--skip-tests", action="store_true", help="do not time the infra test tier")
-    args = parser.parse_args()
+def run(runs: int = 3, skip_tests: bool = False) -> dict[str, Any]:
+    """Medians of `runs` fresh processes per configuration, and (unless `skip_tests`) the infra tier's time.
+    Raises BenchError when a child or the infra tests fail."""
+    from infra.node import prefer_wheel_node
+
     prefer_wheel_node()
-    figures: dict[str, Any] = {"node": os.environ.get("JSII_NODE", "node"), "runs": args.runs}
+    figures: dict[str, Any] = {"node": os.environ.get("JSII_NODE", "node"), "runs": runs}
     configs: list[tuple[str, str, bool, str | None]] = [
         ("floor", FLOOR_CHILD, False, None),
         ("kit_no_nag", KIT_CHILD, False, None),
@@ -110,7 +105,7 @@ def main() -> None:
     if system_node and system_node != figures["node"]:
         configs.append(("kit_system_node", KIT_CHILD, True, system_node))
     for name, code, nag, node in configs:
-        figures[name] = median_of([run_child(code, nag, node) for _ in range(args.runs)])
+        figures[name] = median_of([run_child(code, nag, node) for _ in range(runs)])
         f = figures[name]
         print(f"{name:16s} cold {f['cold']:6.2f} s  warm {f['warm']:6.2f} s  peak {f['peak_mb']:7.1f} MB")
     kit, floor = figures["kit"], figures["floor"]
@@ -128,11 +123,7 @@ def main() -> None:
             f"jsii on the system Node vs the wheel's: cold x{figures['system_node_vs_wheel_cold']}, "
             f"warm x{figures['system_node_vs_wheel_warm']}"
         )
-    if not args.skip_tests:
+    if not skip_tests:
         figures["infra_tests_s"] = round(infra_tests(), 1)
         print(f"infra test tier: {figures['infra_tests_s']} s")
-    print(json.dumps(figures))
-
-
-if __name__ == "__main__":
-    main()
+    return figures

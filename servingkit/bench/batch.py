@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
-"""Batch scoring throughput and peak memory: local and spark engines next to the pandas floor.
+"""`servingkit bench batch`: batch scoring throughput and peak memory: local and spark engines next to the pandas floor.
 
 On a generated taxi dataset (servingkit.taxi, default 1,000,000 rows) in the model's columns:
   floor       pandas.read_parquet + one predict on the whole file (no validation, no output written);
-  local       scripts' local engine: chunked read, the Lambda's scoring core, Parquet output;
+  local       the local engine: chunked read, the Lambda's scoring core, Parquet output;
   local-small-chunks  the same with a quarter of the chunk size: memory follows the chunk size;
   local-hook  the same on raw ride columns through FEATURE_HOOK (the demo's taxi_features);
   local-4x    the local engine on four times the data: peak memory must not grow with the dataset
@@ -20,7 +19,6 @@ The last line is one JSON object with the figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -30,10 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from servingkit.benchutil import run_sampled
+from servingkit.bench import ROOT, BenchError
+from servingkit.bench.util import run_sampled
 
 FEATURES = ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"]
 
@@ -121,11 +117,11 @@ def child(kind: str, data: str, out: str, chunk: int) -> dict[str, Any]:
 
 def measure(kind: str, data: Path, work: Path, chunk: int) -> dict[str, Any]:
     out = work / f"out-{kind}-{chunk}"
-    cmd = [sys.executable, __file__, "--child", kind, str(data), str(out), "--chunk-size", str(chunk)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-    run = run_sampled(cmd, env)
+    cmd = [sys.executable, "-m", "servingkit.bench.batch", kind, str(data), str(out), str(chunk)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    run = run_sampled(cmd, env, cwd=ROOT)
     if run.returncode != 0:
-        raise RuntimeError(f"{kind} failed:\n{run.stderr[-3000:]}")
+        raise BenchError(f"{kind} failed:\n{run.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
     result["rows_per_s"] = round(result["rows"] / result["seconds"])
     result["seconds"] = round(result["seconds"], 2)
@@ -136,41 +132,32 @@ def measure(kind: str, data: Path, work: Path, chunk: int) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--chunk-size", type=int, default=50_000)
-    p.add_argument("--repeat", type=int, default=2, help="runs of the floor and the local engine (best kept)")
-    p.add_argument("--skip-spark", action="store_true")
-    p.add_argument("--child", nargs=3, metavar=("KIND", "DATA", "OUT"), help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        kind, data, out = args.child
-        print(json.dumps(child(kind, data, out, args.chunk_size)))
-        return
+def run(rows: int = 1_000_000, chunk_size: int = 50_000, repeat: int = 2, skip_spark: bool = False) -> dict[str, Any]:
+    """Every run of the module's docstring, each in a child process (`python -m servingkit.bench.batch`).
+    Raises BenchError when the demo release is missing or a run fails."""
     if not (ROOT / "build" / "release.json").exists():
-        sys.exit("build/release.json is missing: run `make model` first")
+        raise BenchError("build/release.json is missing: run `make model` first")
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
-        files = make_dataset(args.rows, work)
-        print(f"dataset: {args.rows:,} rows generated in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        files = make_dataset(rows, work)
+        print(f"dataset: {rows:,} rows generated in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         runs = [
-            ("floor", files["model"], args.chunk_size),
-            ("local", files["model"], args.chunk_size),
-            ("local-small-chunks", files["model"], args.chunk_size // 4),
-            ("local-hook", files["raw"], args.chunk_size),
-            ("local-4x", files["model4"], args.chunk_size),
-            ("floor-4x", files["model4"], args.chunk_size),
+            ("floor", files["model"], chunk_size),
+            ("local", files["model"], chunk_size),
+            ("local-small-chunks", files["model"], chunk_size // 4),
+            ("local-hook", files["raw"], chunk_size),
+            ("local-4x", files["model4"], chunk_size),
+            ("floor-4x", files["model4"], chunk_size),
         ]
-        if not args.skip_spark:
-            runs.append(("spark", files["model"], args.chunk_size))
+        if not skip_spark:
+            runs.append(("spark", files["model"], chunk_size))
         results: dict[str, dict[str, Any]] = {}
         for name, data, chunk in runs:
             kind = "local" if name.startswith("local") and name != "local-hook" else name.removesuffix("-4x")
             # The machine may be shared: the floor and the local engine take the best of `--repeat` runs.
-            repeat = args.repeat if name in ("floor", "local") else 1
+            repeat = repeat if name in ("floor", "local") else 1
             tries = [measure(kind, data, work, chunk) for _ in range(repeat)]
             results[name] = min(tries, key=lambda r: r["seconds"])
             r = results[name]
@@ -181,8 +168,8 @@ def main() -> None:
             )
     floor = results["floor"]
     figures: dict[str, Any] = {
-        "rows": args.rows,
-        "chunk_size": args.chunk_size,
+        "rows": rows,
+        "chunk_size": chunk_size,
         "runs": results,
         "local_time_vs_floor": round(results["local"]["seconds"] / floor["seconds"], 2),
         # CPU time does not depend on what else the machine runs: the load-independent view of the same ratio.
@@ -200,8 +187,9 @@ def main() -> None:
         f"{figures['local_memory_4x_data_vs_1x']}x",
         file=sys.stderr,
     )
-    print(json.dumps(figures))
+    return figures
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # one measured run, in its own process: KIND DATA OUT CHUNK_SIZE
+    kind, data, out, chunk = sys.argv[1:5]
+    print(json.dumps(child(kind, data, out, int(chunk))))

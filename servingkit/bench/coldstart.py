@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
-"""Cold start: a fresh process imports the handler, loads the model from an S3 emulator, scores a first batch.
+"""`servingkit bench coldstart`: a fresh process imports the handler, loads the model from an S3 emulator,
+scores a first batch.
 
 Compared, in the same run, with the floor: a fresh process that only imports scikit-learn (and skops)
 and loads the same model file from local disk. Wall seconds from process spawn to exit and the child's
@@ -8,26 +8,22 @@ peak RSS are measured from the parent (os.wait4), median of several runs. Last l
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from servingkit.benchutil import run_sampled
+from servingkit.bench import ROOT, BenchError
+from servingkit.bench.util import run_sampled
 
 KIT_CHILD = r"""
 import json, os, sys
 from lambda_fn.handler import stream_handler
-from tests.helpers import FakeContext
+from servingkit.lambda_context import LambdaContext
 event = json.load(open(sys.argv[1]))
-response = stream_handler(event, FakeContext())
+response = stream_handler(event, LambdaContext(timeout_ms=300_000))
 assert response == {"batchItemFailures": []}, response
 """
 
@@ -44,28 +40,22 @@ def _run(code: str, arg: str, env: dict[str, str]) -> tuple[float, float]:
     interpreter. No /proc sampling: the parent stays idle while the child runs."""
     run = run_sampled([sys.executable, "-c", code, arg], env, cwd=ROOT, interval=None)
     if run.returncode != 0:
-        raise SystemExit(f"child failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        raise BenchError(f"child failed ({run.returncode}):\n{run.stderr[-3000:]}")
     return run.seconds, run.rusage.ru_maxrss / 1024
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=100, help="records in the first batch")
-    args = parser.parse_args()
+def run(runs: int = 5, batch: int = 100) -> dict[str, Any]:
+    """Median of `runs` cold starts of the kit (a first batch of `batch` records) and of the floor.
+    Raises MissingModelError when the demo model is not trained, BenchError when a child fails."""
 
     import boto3
     from moto.server import ThreadedMotoServer
 
+    from servingkit.events import kinesis_event
     from servingkit.taxi import ride_events
-    from servingkit.train import MissingModelError, demo_artifact
-    from tests.helpers import kinesis_event
+    from servingkit.train import demo_artifact
 
-    try:
-        model_dir, release = demo_artifact()
-    except MissingModelError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    model_dir, release = demo_artifact()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -82,10 +72,10 @@ def main() -> int:
     dlq = boto3.client("sqs", endpoint_url=endpoint).create_queue(QueueName="dlq")["QueueUrl"]
 
     event_path = ROOT / "build" / "bench-coldstart-event.json"
-    event_path.write_text(json.dumps(kinesis_event(list(ride_events(args.batch)), key_field="ride_id")))
+    event_path.write_text(json.dumps(kinesis_event(list(ride_events(batch)), key_field="ride_id")))
 
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "AWS_ENDPOINT"))}
-    base.update(creds, PYTHONPATH=str(ROOT), POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING")
+    base.update(creds, POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING")
     kit_env = dict(
         base,
         AWS_ENDPOINT_URL=endpoint,
@@ -97,16 +87,16 @@ def main() -> int:
         ID_FIELD="ride_id",
         FEATURE_HOOK="lambda_fn.hooks:taxi_features",
     )
-    results: dict[str, Any] = {"runs": args.runs, "batch": args.batch}
+    results: dict[str, Any] = {"runs": runs, "batch": batch}
     try:
         kit, floor = [], []
-        for i in range(args.runs):
+        for i in range(runs):
             # Each kit run downloads again: a fresh cache dir, as in a new container.
             kit_env["MODEL_CACHE_DIR"] = str(ROOT / "build" / f"bench-cache-{i}-{time.time_ns()}")
             kit.append(_run(KIT_CHILD, str(event_path), kit_env))
             floor.append(_run(FLOOR_CHILD, str(model_dir / "model.skops"), base))
             print(
-                f"run {i + 1}/{args.runs}: kit {kit[-1][0]:.2f}s {kit[-1][1]:.0f} MiB, "
+                f"run {i + 1}/{runs}: kit {kit[-1][0]:.2f}s {kit[-1][1]:.0f} MiB, "
                 f"floor {floor[-1][0]:.2f}s {floor[-1][1]:.0f} MiB",
                 flush=True,
             )
@@ -131,9 +121,4 @@ def main() -> int:
         memory_ratio=round(k_m / f_m, 2),
         met=bool(k_s / f_s <= 1.5),
     )
-    print(json.dumps(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return results

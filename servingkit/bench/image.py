@@ -1,19 +1,19 @@
-#!/usr/bin/env python3
-"""The Lambda image's figures: size, build time (cold and cached), cold start in the container, peak memory.
+"""`servingkit bench image`: the Lambda image's figures.
+
+Size, build time (cold and cached), cold start in the container, peak memory.
 
 Compared in the same run, interleaved, `--runs` times each (minimum and median printed, wall and CPU):
 - image: `docker run` of the function image → its first answer to a 100-record Kinesis batch, the model
   downloaded from an S3 emulator, verified and loaded (awslambdaric + local Runtime API, as Lambda boots it);
 - floor: the same container started with only `import sklearn, skops.io` and a load of the same model file;
 - in-process: a fresh interpreter on the host that imports the handler and scores the same batch (as
-  scripts/bench_coldstart.py, without the container).
+  `servingkit bench coldstart`, without the container).
 CPU is that of the function's process (host /proc for the container, getrusage inside the floor, wait4 for
 the host child). The base is the local stand-in unless SERVINGKIT_BASE_IMAGE names AWS's. Last line: JSON.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -21,13 +21,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from servingkit.benchutil import run_sampled
+from servingkit.bench import ROOT, BenchError
+from servingkit.bench.util import run_sampled
 
 FLOOR = r"""
 import json, resource, sys, time
@@ -42,8 +39,8 @@ print(json.dumps({"cpu": use.ru_utime + use.ru_stime, "peak": use.ru_maxrss * 10
 IN_PROCESS = r"""
 import json, sys
 from lambda_fn.handler import stream_handler
-from tests.helpers import FakeContext
-response = stream_handler(json.load(open(sys.argv[1])), FakeContext())
+from servingkit.lambda_context import LambdaContext
+response = stream_handler(json.load(open(sys.argv[1])), LambdaContext(timeout_ms=300_000))
 assert response == {"batchItemFailures": []}, response
 """
 
@@ -52,16 +49,14 @@ def _stats(values: list[float]) -> str:
     return f"{min(values):8.2f} {statistics.median(values):8.2f}"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=100, help="records in the first batch")
-    parser.add_argument("--no-cold-build", action="store_true", help="skip the --no-cache build (minutes)")
-    args = parser.parse_args()
+def run(runs: int = 5, batch: int = 100, cold_build: bool = True) -> dict[str, Any]:
+    """The figures of the module's docstring (`cold_build=False` skips the --no-cache build: minutes).
+    Raises EngineError when the Docker engine or a build fails, BenchError when the host child fails."""
 
     import boto3
 
     from infra.topology import topology
+    from servingkit.events import kinesis_event
     from servingkit.image.build import DOCKER_PLATFORMS, build_function_image
     from servingkit.image.engine import start_engine
     from servingkit.image.standin import build_standin
@@ -69,13 +64,12 @@ def main() -> int:
     from servingkit.localcloud.image_session import ImageSession, host_architecture
     from servingkit.localcloud.resources import ExportedModel, provision
     from servingkit.taxi import ride_events
-    from tests.helpers import kinesis_event
 
     release = ExportedModel.load()
-    event = kinesis_event(list(ride_events(args.batch)), key_field="ride_id")
+    event = kinesis_event(list(ride_events(batch)), key_field="ride_id")
     event_path = ROOT / "build" / "bench-image-event.json"
     event_path.write_text(json.dumps(event))
-    figures: dict[str, Any] = {"runs": args.runs, "batch": args.batch, "arch": host_architecture()}
+    figures: dict[str, Any] = {"runs": runs, "batch": batch, "arch": host_architecture()}
     warm_ms: list[float] = []
     engine = start_engine()
     try:
@@ -84,7 +78,7 @@ def main() -> int:
         figures["base_image"] = base
         figures["base_seconds"] = round(time.perf_counter() - began, 1)
         platform = DOCKER_PLATFORMS[host_architecture()]
-        if not args.no_cold_build:
+        if cold_build:
             print("cold build (--no-cache) ...", flush=True)
             cold = build_function_image(engine, base, platform=platform, no_cache=True, tag="servingkit/function:bench")
             figures["build_cold_seconds"] = round(cold.seconds, 1)
@@ -104,11 +98,10 @@ def main() -> int:
             host_env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "AWS_ENDPOINT"))},
                 **env,
-                "PYTHONPATH": str(ROOT),
                 "POWERTOOLS_METRICS_DISABLED": "true",
             }
             rows: dict[str, list[tuple[float, float, float]]] = {"image": [], "floor": [], "in-process": []}
-            for i in range(args.runs):
+            for i in range(runs):
                 fn = session.scorer(env, ctx, name="bench-scorer")
                 try:
                     answer = fn(event)
@@ -137,11 +130,11 @@ def main() -> int:
                     [sys.executable, "-c", IN_PROCESS, str(event_path)], host_env, cwd=ROOT, interval=None
                 )
                 if run.returncode != 0:
-                    raise SystemExit(f"in-process child failed:\n{run.stderr[-3000:]}")
+                    raise BenchError(f"in-process child failed:\n{run.stderr[-3000:]}")
                 cpu = run.rusage.ru_utime + run.rusage.ru_stime
                 rows["in-process"].append((run.seconds, cpu, run.rusage.ru_maxrss / 1024))
                 print(
-                    f"run {i + 1}/{args.runs}: "
+                    f"run {i + 1}/{runs}: "
                     + ", ".join(f"{k} {v[-1][0]:.2f}s cpu {v[-1][1]:.2f}s {v[-1][2]:.0f} MiB" for k, v in rows.items()),
                     flush=True,
                 )
@@ -173,9 +166,4 @@ def main() -> int:
         f"{figures['base_mib']} MiB); build cold {figures.get('build_cold_seconds')} s, cached "
         f"{figures['build_cached_seconds']} s; warm batch median {figures['warm_batch_ms_median']} ms"
     )
-    print(json.dumps(figures))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return figures

@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
-"""`make demo`: the whole pipeline on this machine, no AWS account.
+"""The whole pipeline on this machine, no AWS account (`servingkit demo`, `make demo`).
 
 Trains the demo model if needed, starts an AWS emulator on 127.0.0.1 (moto, embedded) or uses
-LocalStack (`--target localstack`) or any endpoint in $AWS_ENDPOINT_URL, creates the stack's resources
+LocalStack (`target="localstack"`) or any endpoint in $AWS_ENDPOINT_URL, creates the stack's resources
 from infra.topology, uploads the model, runs the local Kinesis poller with the real handler, produces
-rides (1% malformed) and accounts for every one. `--serve` then keeps it all running with the API on a
+rides (1% malformed) and accounts for every one. `serve=True` then keeps it all running with the API on a
 printed URL until Ctrl-C. The last output line is one JSON object.
 
 Whatever happens to the emulator (stopped, killed, restarted empty), the run ends with its ledger (in,
@@ -15,27 +14,49 @@ configuration error, 130 when interrupted.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import signal
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from infra.topology import TopologyError
 from lambda_fn.config import ConfigError
 from servingkit.image.engine import EngineError
-from servingkit.localcloud.emulator import endpoint_environment
-from servingkit.localcloud.faults import EmulatorFaultError
 from servingkit.localcloud.accounting import PipelineSummary
 from servingkit.localcloud.cloud import LocalCloud
+from servingkit.localcloud.emulator import endpoint_environment
+from servingkit.localcloud.faults import EmulatorFaultError
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ResourceError
+
+TARGETS = ("embedded", "localstack")
+
+
+class DemoError(Exception):
+    """A demo that cannot start as asked (e.g. a model directory that is not one)."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    records: int = 10_000
+    shards: int | None = None
+    poison_rate: float = 0.01
+    seed: int = 42
+    rate: float | None = None
+    target: str = "embedded"
+    endpoint_url: str | None = None
+    context: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    serve: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model_dir: Path = DEFAULT_MODEL_DIR
+    release: Path = DEFAULT_RELEASE
+    progress: bool = True
+    image: bool = False
 
 
 def err(line: str) -> None:
@@ -46,7 +67,7 @@ def ensure_model(model_dir: Path, release: Path) -> None:
     if (model_dir / "MLmodel").is_file() and release.is_file():
         return
     if model_dir != DEFAULT_MODEL_DIR:
-        raise SystemExit(f"{model_dir} is not a model directory (or {release} is missing)")
+        raise DemoError(f"{model_dir} is not a model directory (or {release} is missing)")
     err(f"{model_dir} is missing: training the demo model first (about 10 s) ...")
     from servingkit.train import train
 
@@ -55,8 +76,8 @@ def ensure_model(model_dir: Path, release: Path) -> None:
 
 
 def resolve_endpoint(target: str, endpoint: str | None) -> tuple[str | None, str]:
-    """(endpoint URL or None for the embedded emulator, label of the target)."""
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
+    """(endpoint URL or None for the embedded emulator, label of the target); the CLI passes
+    $AWS_ENDPOINT_URL as `endpoint` when no --endpoint-url is given."""
     if target == "localstack":
         from servingkit.localcloud import localstack
 
@@ -188,54 +209,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
+def run_demo(opts: DemoOptions) -> int:
+    """The demo as `servingkit demo` runs it; returns the exit status (see the module's docstring)."""
     started = time.perf_counter()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=10_000, help="records to produce (default 10,000)")
-    parser.add_argument("--shards", type=int, help="input stream shards (default: the topology's)")
-    parser.add_argument("--poison-rate", type=float, default=0.01, help="share of malformed records (default 0.01)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--rate", type=float, help="produce at this many records/s (default: as fast as possible)")
-    parser.add_argument(
-        "--target", choices=("embedded", "localstack"), default="embedded", help="embedded moto or LocalStack"
-    )
-    parser.add_argument("--endpoint-url", help="an existing emulator endpoint (default: $AWS_ENDPOINT_URL)")
-    parser.add_argument(
-        "-c",
-        "--context",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="topology context, as `cdk deploy -c` (e.g. -c batch_size=100 -c batching_window_seconds=0)",
-    )
-    parser.add_argument("--timeout", type=float, help="seconds to wait for every record to be accounted for")
-    parser.add_argument("--serve", action="store_true", help="keep running and serve the API until Ctrl-C")
-    parser.add_argument("--host", default="127.0.0.1", help="API bind address with --serve (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="API port with --serve (0: any free port)")
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="exported MLflow model (build/model)")
-    parser.add_argument("--release", type=Path, default=DEFAULT_RELEASE, help="its release.json with the pinned sha256")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--image",
-        action="store_true",
-        help="score in the real Lambda image: build it (Docker engine and base stand-in started here) and invoke "
-        "the container through the Lambda Runtime API instead of the handler in this process",
-    )
-    args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
-    if args.records < 1 or not 0 <= args.poison_rate < 1:
-        parser.error("--records must be >= 1 and --poison-rate in [0, 1)")
-
-    ctx = {}
-    for item in args.context:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"-c {item!r}: expected KEY=VALUE")
-        ctx[key.strip()] = value.strip()
-
-    ensure_model(args.model_dir, args.release)
-    endpoint, target = resolve_endpoint(args.target, args.endpoint_url)
-    bars = Bars(not args.no_progress)
+    ctx = dict(opts.context)
+    ensure_model(opts.model_dir, opts.release)
+    endpoint, target = resolve_endpoint(opts.target, opts.endpoint_url)
+    bars = Bars(opts.progress)
     err(f"starting the local cloud on {endpoint or 'an embedded moto server'} ...")
     summary: PipelineSummary | None = None
     stopped: str | None = None
@@ -243,7 +224,7 @@ def main() -> int:
     try:
         with ExitStack() as stack:
             function: Any = None
-            if args.image:
+            if opts.image:
                 from servingkit.localcloud.image_session import image_session
 
                 session = stack.enter_context(image_session(progress=err))
@@ -255,31 +236,31 @@ def main() -> int:
                 LocalCloud(
                     endpoint_url=endpoint,
                     ctx=ctx,
-                    shards=args.shards,
-                    model_dir=args.model_dir,
-                    release=args.release,
+                    shards=opts.shards,
+                    model_dir=opts.model_dir,
+                    release=opts.release,
                     function=function,
                 )
             )
             try:
                 summary = cloud.run(
-                    args.records,
-                    poison_rate=args.poison_rate,
-                    seed=args.seed,
-                    timeout_s=args.timeout,
+                    opts.records,
+                    poison_rate=opts.poison_rate,
+                    seed=opts.seed,
+                    timeout_s=opts.timeout,
                     progress=bars,
-                    rate=args.rate,
+                    rate=opts.rate,
                 )
             finally:
                 bars.close()
             print(table(summary, cloud, target), flush=True)
-            if args.serve and summary.stopped is None:
+            if opts.serve and summary.stopped is None:
                 api = None
-                if args.image:
+                if opts.image:
                     assert cloud.resources is not None and cloud.endpoint_url
                     api_env = {**cloud.resources.environment, **endpoint_environment(cloud.endpoint_url, cloud.region)}
                     api = stack.enter_context(session.api(api_env, ctx, name="serving-local-api"))
-                serve(cloud, args.host, args.port, api)
+                serve(cloud, opts.host, opts.port, api)
         notes = cloud.notes
     except (TopologyError, ResourceError, ConfigError, EngineError) as exc:
         err(f"error: {exc}")
@@ -294,7 +275,7 @@ def main() -> int:
             from servingkit.localcloud import localstack
 
             localstack.stop()  # only an instance this process started; a reused one keeps running
-    return report(summary, stopped, notes, target, args.rate, started, image=args.image)
+    return report(summary, stopped, notes, target, opts.rate, started, image=opts.image)
 
 
 def report(
@@ -348,7 +329,3 @@ def report(
     if stopped == "interrupted":
         return 130
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

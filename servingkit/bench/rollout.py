@@ -1,5 +1,6 @@
-#!/usr/bin/env python3
-"""What rollout costs a stream batch: primary only vs A/B (two variants) vs primary + shadow.
+"""`servingkit bench rollout`: what rollout costs a stream batch.
+
+Primary only vs A/B (two variants) vs primary + shadow.
 
 The same demo model, the same realistic ride events and in-memory sinks for all three, measured in this
 run; the ratios are against the primary-only batch. The shadow uses a second copy of the model (its own
@@ -9,26 +10,18 @@ line is one JSON object with the figures.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="500,5000")
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+def run(sizes: tuple[int, ...] = (500, 5000), repeats: int = 7) -> dict[str, Any]:
+    """Median ms per batch of each size for the three setups, and their ratios to primary only.
+    Raises MissingModelError when the demo model is not trained."""
 
     from lambda_fn.config import settings_from
     from lambda_fn.model_store import load_model
@@ -37,15 +30,12 @@ def main() -> int:
     from lambda_fn.sinks import MemorySink
     from lambda_fn.stream import StreamRuntime, process_batch
     from lambda_fn.variants import Arm, Variants
-    from servingkit.train import FEATURE_HOOK, FEATURES_FIELD, ID_FIELD, MissingModelError, demo_artifact
-    from tests.helpers import kinesis_event
-
-    try:
-        model_dir, release = demo_artifact(ROOT)
-    except MissingModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    from servingkit.bench import ROOT
+    from servingkit.events import kinesis_event
     from servingkit.taxi import ride_events
+    from servingkit.train import FEATURE_HOOK, FEATURES_FIELD, ID_FIELD, demo_artifact
+
+    model_dir, release = demo_artifact(ROOT)
 
     settings = settings_from({"MODEL_URI": str(model_dir), "MODEL_SHA256": release["sha256"]})
     primary, challenger, shadow_model = (load_model(settings) for _ in range(3))
@@ -70,15 +60,15 @@ def main() -> int:
         ),
         "primary_plus_shadow": runtime(shadow=shadow),
     }
-    figures: dict[str, Any] = {"model": release["name"], "repeats": args.repeats, "batches": {}}
+    figures: dict[str, Any] = {"model": release["name"], "repeats": repeats, "batches": {}}
     print(f"{'records':>8} {'setup':<22} {'ms/batch':>10} {'ratio':>7}")
-    for n in (int(s) for s in args.sizes.split(",")):
+    for n in sizes:
         event = kinesis_event(list(ride_events(n, seed=n)))
         times: dict[str, list[float]] = {name: [] for name in setups}
         for rt in setups.values():
             process_batch(event, rt)  # warm-up
         # Round robin, so load changes on a shared machine hit every setup alike.
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for name, rt in setups.items():
                 rt.output = MemorySink()
                 start = time.perf_counter()
@@ -92,9 +82,4 @@ def main() -> int:
             print(f"{n:>8} {name:<22} {ms:>10.2f} {ms / base:>6.2f}x")
         figures["batches"][str(n)] = row
     shadow.close()
-    print(json.dumps(figures))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return figures

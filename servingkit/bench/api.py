@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Sync API figures, each against a baseline measured in the same run.
+"""`servingkit bench api`: sync API figures, each against a baseline measured in the same run.
 
 1. Latency in-process: a single-row request through `lambda_fn.handler.api_handler` (REST v1 event,
    Powertools logger and metrics decorators included), for /invocations (model columns) and /predict
@@ -15,7 +14,6 @@ The last line is one JSON object with every figure.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -25,11 +23,10 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from servingkit.bench import ROOT, BenchError
+
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 # One OpenMP thread (set before numpy/sklearn load): a single-row predict gains nothing from more, and on a
@@ -198,18 +195,18 @@ def _spawn(code: str, env: dict[str, str]) -> tuple[float, float]:
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if out.returncode != 0:
-        raise SystemExit(f"child failed:\n{out.stderr[-3000:]}")
+        raise BenchError(f"child failed:\n{out.stderr[-3000:]}")
     return wall, float(out.stdout.strip().splitlines()[-1])
 
 
-def cold_start(runs: int, mangum_path: str | None) -> dict[str, Any]:
-    base = dict(os.environ, PYTHONPATH=str(ROOT))
+def measure_cold_start(runs: int, mangum_path: str | None) -> dict[str, Any]:
+    base = dict(os.environ)
     variants = {"powertools": (POWERTOOLS_CHILD, base)}
     try:
         import fastapi  # noqa: F401
 
         if mangum_path:
-            variants["fastapi_mangum"] = (FASTAPI_CHILD, dict(base, PYTHONPATH=f"{ROOT}{os.pathsep}{mangum_path}"))
+            variants["fastapi_mangum"] = (FASTAPI_CHILD, dict(base, PYTHONPATH=mangum_path))
         else:
             import mangum  # noqa: F401
 
@@ -234,36 +231,26 @@ def cold_start(runs: int, mangum_path: str | None) -> dict[str, Any]:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=1000, help="timed single-row requests in-process")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of the HTTP run")
-    parser.add_argument("--cold-start", action="store_true", help="also measure router cold start")
-    parser.add_argument("--cold-runs", type=int, default=5)
-    parser.add_argument("--mangum-path", help="a directory holding mangum (pip install --target DIR mangum)")
-    args = parser.parse_args()
-
+def run(
+    requests: int = 1000,
+    clients: int = 8,
+    seconds: float = 10.0,
+    cold_start: bool = False,
+    cold_runs: int = 5,
+    mangum_path: str | None = None,
+) -> dict[str, Any]:
+    """Every figure of the module's docstring. Raises MissingModelError when the demo model is not trained,
+    BenchError when a cold-start child fails."""
     from servingkit.http_local import demo_environment
-    from servingkit.train import MissingModelError
 
-    try:
-        os.environ.update(demo_environment())
-    except MissingModelError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    os.environ.update(demo_environment())
     print(
         f"model {os.environ['MODEL_URI']} (pinned sha256), Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
         f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, load average {os.getloadavg()[0]:.1f}"
     )
     results: dict[str, Any] = {"omp_threads": os.environ["OMP_NUM_THREADS"], "load_average": os.getloadavg()[0]}
-    results.update(in_process(args.requests))
-    results.update(over_http(args.clients, args.seconds))
-    if args.cold_start:
-        results.update(cold_start(args.cold_runs, args.mangum_path))
-    print(json.dumps(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    results.update(in_process(requests))
+    results.update(over_http(clients, seconds))
+    if cold_start:
+        results.update(measure_cold_start(cold_runs, mangum_path))
+    return results

@@ -1,26 +1,24 @@
-#!/usr/bin/env python3
-"""Generate a multi-file dataset of raw taxi rides to try batch scoring on (data/rides/ by default).
-
-    .venv/bin/python scripts/make_rides.py --rows 200000 --files 4 --format parquet --bad 0.001
-    .venv/bin/python scripts/batch_score.py data/rides/ -o out/rides --release build/release.json --features-field=
+"""A multi-file dataset of raw taxi rides to try batch scoring on (`servingkit make-rides`; data/rides/ by default).
 
 Rows carry the demo hook's raw columns (ride_id, PULocationID, DOLocationID, trip_distance,
-pickup_datetime, ...). `--bad` is the share of rows made unscoreable on purpose (a missing distance,
+pickup_datetime, ...). `bad` is the share of rows made unscoreable on purpose (a missing distance,
 a zone id that is text, a date that is not one) so that the rejected output has something in it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "data" / "rides"
+FORMATS = ("parquet", "csv", "jsonl")
 BAD_KINDS = ("missing trip_distance", "text zone id", "bad date")
+
+
+class RidesError(ValueError):
+    """The dataset cannot be written as asked."""
 
 
 def frame(n: int, seed: int, first_id: int, bad: float) -> Any:
@@ -65,36 +63,33 @@ def write(df: Any, path: Path, fmt: str) -> None:
                 fh.write(json.dumps(row, default=str) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", "-o", type=Path, default=ROOT / "data" / "rides")
-    p.add_argument("--rows", type=int, default=200_000, help="rows in all")
-    p.add_argument("--files", type=int, default=4)
-    p.add_argument("--format", choices=("parquet", "csv", "jsonl"), default="parquet")
-    p.add_argument("--bad", type=float, default=0.001, help="share of unscoreable rows (0 for none)")
-    p.add_argument("--seed", type=int, default=7)
-    args = p.parse_args(argv)
-    if args.rows < 1 or args.files < 1 or not 0 <= args.bad <= 1:
-        p.error("--rows and --files must be positive and --bad within [0, 1]")
-    if args.output.exists() and any(args.output.iterdir()):
-        p.error(f"{args.output} is not empty; remove it or pick another --output")
-    args.output.mkdir(parents=True, exist_ok=True)
-    per_file = -(-args.rows // args.files)
-    total_bad = written = files = 0
-    for k in range(args.files):
-        n = min(per_file, args.rows - written)
+def make_rides(
+    output: Path = DEFAULT_OUTPUT,
+    *,
+    rows: int = 200_000,
+    files: int = 4,
+    fmt: str = "parquet",
+    bad: float = 0.001,
+    seed: int = 7,
+) -> dict[str, Any]:
+    """Write `rows` rides in `files` files of `fmt` into the empty (or new) directory `output`; one line per
+    file on stderr; returns {"output", "rows", "files", "unscoreable"}."""
+    if rows < 1 or files < 1 or not 0 <= bad <= 1:
+        raise RidesError("rows and files must be positive and bad within [0, 1]")
+    if output.exists() and any(output.iterdir()):
+        raise RidesError(f"{output} is not empty; remove it or pick another --output")
+    output.mkdir(parents=True, exist_ok=True)
+    per_file = -(-rows // files)
+    total_bad = written = made = 0
+    for k in range(files):
+        n = min(per_file, rows - written)
         if n <= 0:
             break
-        df, n_bad = frame(n, args.seed + k, written, args.bad)
-        path = args.output / f"rides-{k:03d}.{args.format}"
-        write(df, path, args.format)
+        df, n_bad = frame(n, seed + k, written, bad)
+        path = output / f"rides-{k:03d}.{fmt}"
+        write(df, path, fmt)
         written += n
         total_bad += n_bad
-        files += 1
+        made += 1
         print(f"{path}: {n:,} rows ({n_bad} unscoreable)", file=sys.stderr)
-    print(json.dumps({"output": str(args.output), "rows": written, "files": files, "unscoreable": total_bad}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return {"output": str(output), "rows": written, "files": made, "unscoreable": total_bad}

@@ -1,33 +1,26 @@
-#!/usr/bin/env python3
-"""LocalStack for the kit, without Docker: `install`, `run` (foreground), `status`, `e2e`, `bench`.
+"""LocalStack for the kit, without Docker (`servingkit localstack install|run|status|e2e|bench|serve`).
 
   install  pinned LocalStack in .localstack/venv (Python 3.13) + kinesis-mock bound to 127.0.0.1
   run      start it on 127.0.0.1:PORT in the foreground (`make localstack`); Ctrl-C or TERM stops it
   status   print /_localstack/health of 127.0.0.1:PORT (exit 1 if nothing answers)
   e2e      the whole pipeline (producer → stream → handler → output stream / DLQ) against LocalStack:
-           reuses the one healthy at --endpoint, or starts one for the run and stops it afterwards
+           reuses the one healthy at `endpoint`, or starts one for the run and stops it afterwards
   bench    the same pipeline on the embedded moto server (baseline) and on LocalStack, in this run
   serve    the stack's resources on LocalStack and the local poller running the real handler, until
            Ctrl-C: put records with the AWS CLI, read predictions back (it prints the commands)
 
-`e2e` and `bench` print a summary; their last line is one JSON object with the figures.
+`e2e` and `bench` print a summary; their last line is one JSON object with the figures. Each function
+returns the exit status; `LocalStackError` says why LocalStack could not be installed or started.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 from servingkit.localcloud import localstack as ls
 
@@ -49,7 +42,7 @@ def say(message: str) -> None:
     print(f"[localstack] {message}", file=sys.stderr, flush=True)
 
 
-def cmd_install(_: argparse.Namespace) -> int:
+def install() -> int:
     started = time.monotonic()
     already = ls.is_installed()
     layout = ls.install(log=say)
@@ -58,14 +51,14 @@ def cmd_install(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    states = ls.health(ls.endpoint_for(args.port))
-    print(json.dumps({"endpoint": ls.endpoint_for(args.port), "services": states}))
+def status(port: int) -> int:
+    states = ls.health(ls.endpoint_for(port))
+    print(json.dumps({"endpoint": ls.endpoint_for(port), "services": states}))
     return 0 if states is not None else 1
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    instance = ls.launch(args.port, services=tuple(args.services.split(",")), log=say)
+def run(port: int, services: tuple[str, ...] = ls.DEFAULT_SERVICES) -> int:
+    instance = ls.launch(port, services=services, log=say)
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -94,14 +87,14 @@ def _progress(stage: str, done: int, total: int) -> None:
     print(f"\r  {stage:<8} {done:>7,}/{total:,}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
 
-def _pipeline(endpoint: str | None, args: argparse.Namespace) -> dict[str, Any]:
+def _pipeline(endpoint: str | None, records: int, shards: int | None, poison_rate: float) -> dict[str, Any]:
     from servingkit.localcloud.cloud import run_pipeline
 
     summary = run_pipeline(
-        records=args.records,
+        records=records,
         endpoint_url=endpoint,
-        shards=args.shards,
-        poison_rate=args.poison_rate,
+        shards=shards,
+        poison_rate=poison_rate,
         progress=_progress if sys.stderr.isatty() else None,
     )
     return summary.as_dict()
@@ -116,17 +109,19 @@ def _print_summary(label: str, result: dict[str, Any]) -> None:
     )
 
 
-def _with_localstack(args: argparse.Namespace) -> tuple[str, ls.LocalStack | None]:
-    if args.endpoint:
-        return ls.ensure_running(args.endpoint, log=say), ls.current()
+def _with_localstack(endpoint: str | None) -> tuple[str, ls.LocalStack | None]:
+    if endpoint:
+        return ls.ensure_running(endpoint, log=say), ls.current()
     instance = ls.launch(0, log=say)
     return instance.endpoint, instance
 
 
-def cmd_e2e(args: argparse.Namespace) -> int:
-    endpoint, instance = _with_localstack(args)
+def e2e(
+    records: int = 10_000, shards: int | None = None, poison_rate: float = 0.01, endpoint: str | None = None
+) -> int:
+    url, instance = _with_localstack(endpoint)
     try:
-        result = _pipeline(endpoint, args)
+        result = _pipeline(url, records, shards, poison_rate)
     finally:
         if instance is not None:
             instance.stop()
@@ -138,18 +133,20 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    baseline = _pipeline(None, args)
+def bench(
+    records: int = 10_000, shards: int | None = None, poison_rate: float = 0.01, endpoint: str | None = None
+) -> int:
+    baseline = _pipeline(None, records, shards, poison_rate)
     _print_summary("embedded moto (baseline)", baseline)
-    endpoint, instance = _with_localstack(args)
+    url, instance = _with_localstack(endpoint)
     try:
-        result = _pipeline(endpoint, args)
+        result = _pipeline(url, records, shards, poison_rate)
     finally:
         if instance is not None:
             instance.stop()
     _print_summary("localstack", result)
     out: dict[str, Any] = {
-        "records": args.records,
+        "records": records,
         "embedded": {k: baseline[k] for k in FIGURES},
         "localstack": {k: result[k] for k in FIGURES},
         "throughput_ratio_localstack_vs_embedded": round(result["throughput_rps"] / baseline["throughput_rps"], 3),
@@ -180,11 +177,11 @@ CLI_EXAMPLE = """\
   awsl sqs receive-message --queue-url {dlq} --max-number-of-messages 10 --query 'Messages[].Body'"""
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def serve(port: int = ls.DEFAULT_PORT, prefix: str = "serving-local") -> int:
     from infra.topology import Ctx
     from servingkit.localcloud.cloud import LocalCloud
 
-    endpoint = ls.ensure_running(ls.endpoint_for(args.port), log=say)
+    endpoint = ls.ensure_running(ls.endpoint_for(port), log=say)
     instance = ls.current()  # None when an already running LocalStack is reused
 
     def on_term(signum: int, frame: object) -> None:
@@ -192,7 +189,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        with LocalCloud(endpoint_url=endpoint, ctx={Ctx.PREFIX: args.prefix}) as cloud:
+        with LocalCloud(endpoint_url=endpoint, ctx={Ctx.PREFIX: prefix}) as cloud:
             assert cloud.resources is not None
             topo = cloud.resources.topology
             say(f"scoring {topo.input_stream.name} → {topo.output_stream.name} / {topo.dlq_name} on {endpoint}")
@@ -216,39 +213,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             instance.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("install", help="install LocalStack and kinesis-mock (idempotent)").set_defaults(fn=cmd_install)
-    for name, fn, helptext in (
-        ("run", cmd_run, "start LocalStack in the foreground"),
-        ("status", cmd_status, "health of a running LocalStack"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--port", type=int, default=ls.DEFAULT_PORT, help="port on 127.0.0.1 (run: 0 = a free port)")
-        p.add_argument("--services", default=",".join(ls.DEFAULT_SERVICES))
-        p.set_defaults(fn=fn)
-    serve = sub.add_parser("serve", help="resources + poller on LocalStack until Ctrl-C (for the AWS CLI)")
-    serve.add_argument("--port", type=int, default=ls.DEFAULT_PORT, help="reuse or start LocalStack on this port")
-    serve.add_argument("--prefix", default="serving-local", help="resource name prefix (infra.topology)")
-    serve.set_defaults(fn=cmd_serve)
-    for name, fn, helptext in (
-        ("e2e", cmd_e2e, "the whole pipeline against LocalStack"),
-        ("bench", cmd_bench, "embedded moto vs LocalStack, same pipeline, same run"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--records", type=int, default=10_000)
-        p.add_argument("--shards", type=int, default=None, help="input shards (default: the topology's)")
-        p.add_argument("--poison-rate", type=float, default=0.01)
-        p.add_argument("--endpoint", default=None, help="use this LocalStack (default: start one on a free port)")
-        p.set_defaults(fn=fn)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.fn(args))
-    except ls.LocalStackError as exc:
-        say(f"error: {exc}")
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def quiet_powertools() -> None:
+    """No EMF lines and only warnings from the handler's Powertools on a terminal (unless already set)."""
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")

@@ -1,0 +1,207 @@
+"""`servingkit bench ...`: the benchmarks, each against a floor measured in the same run (last line: JSON)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from servingkit.cli.errors import CommandError
+
+
+def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: expected positive integers separated by commas", ctx=ctx, param=param)
+    return sizes
+
+
+def _report(measure: Callable[[], dict[str, Any]], *, missing_model_exit: int = 2, prefix: str | None = None) -> None:
+    """Run one benchmark; print its figures as the last line, or its error on one line."""
+    from servingkit.bench import BenchError
+    from servingkit.train import MissingModelError
+
+    try:
+        figures = measure()
+    except MissingModelError as exc:
+        raise CommandError(str(exc), exit_code=missing_model_exit, prefix=prefix) from exc
+    except BenchError as exc:
+        raise CommandError(str(exc), prefix=None) from exc
+    click.echo(json.dumps(figures))
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: each prints its table, then one JSON object with the figures as the last line.
+
+    `make bench` runs `servingkit bench all`. Most need the demo model (`make model`).
+    """
+
+
+@bench.command()
+@click.option("--sizes", default="100,1000,10000", callback=_sizes, help="Batch sizes, comma-separated.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, help="Timed runs per size (median kept).")
+@click.option(
+    "--tutorial-max", type=click.IntRange(min=0), default=1000, help="Largest size for the slow per-record loop."
+)
+def stream(sizes: tuple[int, ...], repeats: int, tutorial_max: int) -> None:
+    """Stream scoring throughput: the kit's handler vs the per-record tutorial pattern vs the floor.
+
+    (a) stream_handler end to end on a real Kinesis event (output and DLQ to in-memory sinks); (b) the usual
+    tutorial loop: per record decode, hook, predict one row, put one record; (c) the floor: JSON decode of
+    the payloads plus one predict call on rows prepared beforehand. Same demo model, same ride events.
+    """
+    from servingkit.bench import stream as bench_stream
+
+    _report(lambda: bench_stream.run(sizes=sizes, repeats=repeats, tutorial_max=tutorial_max))
+
+
+@bench.command()
+@click.option("--runs", type=click.IntRange(min=1), default=5, help="Fresh processes of each kind (median kept).")
+@click.option("--batch", type=click.IntRange(min=1), default=100, help="Records in the first batch.")
+def coldstart(runs: int, batch: int) -> None:
+    """Cold start: a fresh process imports the handler, loads the model from an S3 emulator, scores a batch.
+
+    Compared with the floor: a fresh process that only imports scikit-learn (and skops) and loads the same
+    model file from local disk. Wall seconds spawn to exit and the child's peak RSS (wait4), medians.
+    """
+    from servingkit.bench import coldstart as bench_coldstart
+
+    _report(lambda: bench_coldstart.run(runs=runs, batch=batch))
+
+
+@bench.command()
+@click.option("--sizes", default="500,5000", callback=_sizes, help="Batch sizes, comma-separated.")
+@click.option("--repeats", type=click.IntRange(min=1), default=7, help="Timed runs per setup and size (median).")
+def rollout(sizes: tuple[int, ...], repeats: int) -> None:
+    """What rollout costs a stream batch: primary only vs A/B (two variants) vs primary + shadow.
+
+    The same demo model, ride events and in-memory sinks for all three; ratios against primary only.
+    """
+    from servingkit.bench import rollout as bench_rollout
+
+    _report(lambda: bench_rollout.run(sizes=sizes, repeats=repeats), missing_model_exit=1, prefix="error")
+
+
+@bench.command()
+@click.option("--requests", type=click.IntRange(min=1), default=1000, help="Timed single-row requests in-process.")
+@click.option("--clients", type=click.IntRange(min=1), default=8, help="Concurrent HTTP clients.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, help="Duration of the HTTP run.")
+@click.option("--cold-start", is_flag=True, help="Also measure router cold start (Powertools vs FastAPI + Mangum).")
+@click.option("--cold-runs", type=click.IntRange(min=1), default=5, help="Fresh processes per router (median).")
+@click.option(
+    "--mangum-path",
+    type=click.Path(exists=True, file_okay=False),
+    help="A directory holding mangum (pip install --target DIR mangum).",
+)
+def api(requests: int, clients: int, seconds: float, cold_start: bool, cold_runs: int, mangum_path: str | None) -> None:
+    """Sync API latency in-process and throughput over HTTP, next to one predict call on a prepared row.
+
+    Serves the demo model unless MODEL_URI is set; OMP_NUM_THREADS defaults to 1 (set it to change that).
+    """
+    from servingkit.bench import api as bench_api
+
+    _report(
+        lambda: bench_api.run(
+            requests=requests,
+            clients=clients,
+            seconds=seconds,
+            cold_start=cold_start,
+            cold_runs=cold_runs,
+            mangum_path=mangum_path,
+        )
+    )
+
+
+@bench.command()
+@click.option("--rows", type=click.IntRange(min=1), default=1_000_000, help="Generated rides.")
+@click.option("--chunk-size", type=click.IntRange(min=4), default=50_000, help="Rows per chunk.")
+@click.option(
+    "--repeat", type=click.IntRange(min=1), default=2, help="Runs of the floor and the local engine (best kept)."
+)
+@click.option("--skip-spark", is_flag=True, help="Do not run the spark engine.")
+def batch(rows: int, chunk_size: int, repeat: int, skip_spark: bool) -> None:
+    """Batch scoring throughput and peak memory: local and spark engines next to the pandas floor.
+
+    Each run is a separate process; peak memory is that of its whole process tree, sampled from /proc.
+    """
+    from servingkit.bench import batch as bench_batch
+
+    _report(lambda: bench_batch.run(rows=rows, chunk_size=chunk_size, repeat=repeat, skip_spark=skip_spark))
+
+
+@bench.command()
+@click.option("--runs", type=click.IntRange(min=1), default=5, help="Interleaved runs of each (min and median).")
+@click.option("--batch", type=click.IntRange(min=1), default=100, help="Records in the first batch.")
+@click.option("--no-cold-build", is_flag=True, help="Skip the --no-cache build (minutes).")
+def image(runs: int, batch: int, no_cold_build: bool) -> None:
+    """The Lambda image: size, build time (cold and cached), cold start in the container, peak memory.
+
+    Compared with the same container importing only scikit-learn and skops, and with a fresh interpreter on
+    the host. Starts its own Docker engine unless SERVINGKIT_DOCKER_HOST names one; the base is the local
+    stand-in unless SERVINGKIT_BASE_IMAGE names AWS's (SERVINGKIT_DEBIAN_MIRROR: the stand-in's mirror).
+    """
+    from servingkit.bench import image as bench_image
+    from servingkit.image.engine import EngineError
+
+    try:
+        _report(lambda: bench_image.run(runs=runs, batch=batch, cold_build=not no_cold_build))
+    except EngineError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+FAULTS = ("pause", "stop", "kill", "restart")  # servingkit.localcloud.fault_injection.FAULTS, PHASES (a test checks)
+PHASES = ("producing", "reading back")
+
+
+@bench.command()
+@click.option("--records", type=click.IntRange(min=1), default=2_000, help="Records the demo produces.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=400.0, help="Producer pace, records/s.")
+@click.option("--pause", type=click.FloatRange(min=0), default=4.0, help="Seconds the emulator stays paused.")
+@click.option("--faults", type=click.Choice(FAULTS), multiple=True, help="A fault to inject (repeat it; default: all).")
+@click.option("--phases", type=click.Choice(PHASES), multiple=True, help="When to inject (repeat it; default: both).")
+def faults(records: int, rate: float, pause: float, faults: tuple[str, ...], phases: tuple[str, ...]) -> None:
+    """The demo against a moto server child that is paused, stopped, killed or restarted mid-run.
+
+    For each: the demo's exit status, its ledger, duplicates, records never acknowledged, the reason it
+    printed, and whether any traceback appeared.
+    """
+    from servingkit.bench import faults as bench_faults
+
+    _report(
+        lambda: bench_faults.run(
+            records=records, rate=rate, pause=pause, faults=faults or FAULTS, phases=phases or PHASES
+        )
+    )
+
+
+@bench.command()
+@click.option("--runs", type=click.IntRange(min=1), default=3, help="Fresh processes per configuration (median).")
+@click.option("--skip-tests", is_flag=True, help="Do not time the infra test tier.")
+def synth(runs: int, skip_tests: bool) -> None:
+    """Synth cost of the CDK app: cold and warm synth seconds, peak memory, and the infra tier's wall time.
+
+    Compared with a one-bucket stack and with cdk-nag off; JSII_NODE chooses the Node.js that jsii runs on.
+    """
+    from servingkit.bench import synth as bench_synth
+
+    _report(lambda: bench_synth.run(runs=runs, skip_tests=skip_tests))
+
+
+@bench.command("all")
+def run_all() -> None:
+    """The set `make bench` runs, each with its defaults in a fresh process: stream, coldstart, rollout, api,
+    batch (stops at the first that fails, with its exit status)."""
+    from servingkit.bench import DEFAULT_SET
+
+    for name in DEFAULT_SET:
+        done = subprocess.run([sys.executable, "-m", "servingkit", "bench", name], check=False)
+        if done.returncode != 0:
+            raise CommandError(f"servingkit bench {name} failed ({done.returncode})", exit_code=done.returncode)
