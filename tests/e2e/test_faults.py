@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from servingkit.localcloud.faults import FaultRun, run_demo_with_fault
+from servingkit.localcloud.fault_injection import FaultRun, run_demo_with_fault
 from tests.conftest import ROOT
 
 # (fault, phase, extra demo arguments): a long batching window keeps records in flight while reading back.
