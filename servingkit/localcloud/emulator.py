@@ -7,12 +7,13 @@ Code under test is never told about the emulator: it only sees the SDK's standar
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-LOCALHOST = "127.0.0.1"
+LOCALHOST = "127.0.0.1"  # every local server of the kit binds loopback only
 DEFAULT_REGION = "us-east-1"
 #: Credentials that no AWS account accepts: a request that escaped the emulator would fail, not bill.
 FAKE_CREDENTIALS = {
@@ -47,6 +48,13 @@ class Emulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server started in another process)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
 
 
 def start_emulator(port: int = 0) -> Emulator:

@@ -13,13 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from servingkit.localcloud.emulator import LOCALHOST
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOCALHOST, 0))
-        return int(s.getsockname()[1])
+from servingkit.localcloud.emulator import LOCALHOST, free_port
 
 
 @dataclass

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from servingkit.localcloud.emulator import LOCALHOST, free_port
 from servingkit.localcloud.processes import end_leftovers, exposed_listeners, listening_sockets, process_tree
 
 VERSION = "2026.3.0"
@@ -34,7 +34,6 @@ VERSION = "2026.3.0"
 REQUIREMENTS = (f"localstack-core[runtime]=={VERSION}", "cbor2==5.9.0", "pyopenssl==25.3.0")
 CONSTRAINTS = Path(__file__).with_name("localstack-constraints.txt")
 PYTHON_VERSION = (3, 13)
-LOCALHOST = "127.0.0.1"
 DEFAULT_PORT = 4566
 #: What the kit uses (S3, Kinesis, SQS, CloudWatch) plus API Gateway's control plane and STS for the CLI.
 DEFAULT_SERVICES = ("s3", "kinesis", "sqs", "cloudwatch", "apigateway", "sts")
@@ -255,12 +254,6 @@ def _install(layout: Layout, log: Log) -> None:
 
 
 # -- run -----------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def endpoint_for(port: int) -> str:
     return f"http://{LOCALHOST}:{port}"
 

@@ -40,9 +40,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+from servingkit.localcloud.emulator import LOCALHOST
+
 log = logging.getLogger(__name__)
 
-LOCALHOST = "127.0.0.1"
 API_VERSION = "2018-06-01"
 #: RAPID's limit on a response posted by the runtime: 6 MiB + 100 bytes.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
