@@ -18,7 +18,16 @@ from typing import Any
 from lambda_fn.records import Reason, UserRecord
 from lambda_fn.scoring import RowError, describe
 from lambda_fn.sinks import SQS_MAX_BYTES, Entry
-from lambda_fn.wire import bounded_json, bounded_text, encode_json, finite_or_none, fit_text, partition_key, utf8
+from lambda_fn.wire import (
+    bounded_json,
+    bounded_text,
+    encode_json,
+    encode_json_bytes,
+    finite_or_none,
+    fit_text,
+    partition_key,
+    utf8,
+)
 
 _quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 # A dead letter is at most this long (ASCII), whatever it carries: SQS' limit less room for its attribute.
@@ -100,17 +109,17 @@ def dead_letter_body(rec: UserRecord, model: Mapping[str, str] | None) -> bytes:
     }
     if rid_digest is not None:
         body["id_sha256"] = rid_digest
-    head = encode_json(body)
+    head = encode_json_bytes(body)
     literal = _quote(data) if encoding == "text" else f'"{data}"'  # base64 needs no escaping
     if len(head) + len(literal) - 2 > DLQ_BODY_MAX:
         body["data_truncated"] = True
         body["data_size"] = len(raw)
         body["data_sha256"] = hashlib.sha256(raw).hexdigest()
-        room = DLQ_BODY_MAX - len(encode_json(body))
+        room = DLQ_BODY_MAX - len(encode_json_bytes(body))
         body["data"] = fit_text(data, room)[0] if encoding == "text" else data[: max(0, room) // 4 * 4]
     else:
         body["data"] = data
-    return encode_json(body).encode()
+    return encode_json_bytes(body)
 
 
 def fallback_dead_letter(rec: UserRecord, refused: str) -> bytes:
@@ -137,7 +146,7 @@ def fallback_dead_letter(rec: UserRecord, refused: str) -> bytes:
         "partition_key_sha256": hashlib.sha256(utf8(rec.partition_key)).hexdigest(),
         "failed_at": datetime.now(UTC).isoformat(),
     }
-    return encode_json(body).encode()
+    return encode_json_bytes(body)
 
 
 # --------------------------------------------------------------------------- shadow records
@@ -146,7 +155,7 @@ def fallback_dead_letter(rec: UserRecord, refused: str) -> bytes:
 def strict_value(prediction: Any) -> tuple[Any, str | None]:
     """A prediction as strict JSON can carry it, or None and why not (NaN, a value no encoder takes)."""
     try:
-        encode_json(prediction)
+        encode_json_bytes(prediction)
     except ValueError as exc:
         if "not JSON compliant" in str(exc):
             return None, Reason.NON_FINITE_PREDICTION
@@ -193,4 +202,4 @@ def shadow_entry(
         where["partition_key"] = bounded_text(str(where.get("partition_key", "")))
         body["source"] = where
     key = key or hashlib.sha256(utf8(rid_json)).hexdigest()
-    return Entry(ref=ref, data=encode_json(body).encode(), key=partition_key(key))
+    return Entry(ref=ref, data=encode_json_bytes(body), key=partition_key(key))

@@ -15,16 +15,60 @@ import json
 import math
 from typing import Any
 
+import orjson
+
 MAX_PARTITION_KEY_CHARS = 256  # Kinesis: 1-256 Unicode characters (counted in UTF-16 units, as Java does)
 ID_MAX_BYTES = 1024  # an id as written (JSON text); a longer one is cut and carries its digest
 TEXT_MAX_BYTES = 2048  # a detail, a model name, a partition key as written (JSON text)
 _quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 _unicode = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False, ensure_ascii=False).encode
 _loose = json.JSONEncoder(separators=(",", ":"), default=str).encode  # for digests only, never written
-# Compact, strict JSON as output records and dead letters carry it (the stream's and the shadow's): NaN and
-# Infinity raise instead of being written as bare words no JSON parser accepts. Callers sanitise first
-# (the functions below). ASCII only, so a body is valid for SQS (XML characters) whatever its strings hold.
-encode_json = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
+# The reference semantics of the strict encoder below: compact, NaN and Infinity raise (ValueError), ASCII only
+# (so a body is valid for SQS' XML characters whatever its strings hold), other objects written as str().
+_stdlib = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME  # both go to str(), as above
+
+
+def _default(value: Any) -> Any:
+    """What orjson cannot write itself: a float subclass (numpy.float64) is a number, anything else its str()."""
+    return float(value) if isinstance(value, float) else str(value)
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether a NaN or an infinity is anywhere in `value` (walked without recursion)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return False
+
+
+def encode_json_bytes(value: Any) -> bytes:
+    """Compact, strict, ASCII JSON of `value`: the one encoder of every record the kit writes.
+
+    orjson writes it; it would turn NaN and Infinity into `null`, so a document holding `null` is checked for
+    them and refused exactly as `json` refuses them (ValueError "... not JSON compliant"). What orjson refuses
+    (an int beyond 64 bits, a non-str key, a lone surrogate, a cycle) and what it would write as raw UTF-8 or
+    DEL goes through `json` instead, so the result, or the error, is the same as the standard encoder's.
+    """
+    try:
+        data = orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _stdlib(value).encode()
+    if not data.isascii() or b"\x7f" in data or (b"null" in data and _non_finite(value)):
+        return _stdlib(value).encode()
+    return data
+
+
+def encode_json(value: Any) -> str:
+    """`encode_json_bytes` as text (for a field spliced into a record)."""
+    return encode_json_bytes(value).decode()
 
 
 def clean_text(text: str) -> str:
