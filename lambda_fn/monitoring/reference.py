@@ -4,9 +4,14 @@ Numbers: quantile edges (`bins` quantiles, duplicates dropped) between the train
 underflow bin (below the minimum) and an overflow bin (above the maximum): bin 0 is `x < min`, bin i is
 `edges[i-1] <= x < edges[i]`, the last interior bin is closed at the maximum, the last bin is `x > max`.
 Booleans: two bins (false, true) with the same under/overflow bins, which stay empty. Strings: the `top_k` most
-frequent categories (ties by category), then "other"; every training category is also kept in a Bloom filter so
-that a serving value can be told apart as unseen (false-positive rate ≤ 1e-3: an unseen value is missed that
-rarely). Missing values are counted beside the bins of every feature.
+frequent categories with at least `min_category_rows` training rows each (ties by category), then "other" (known
+categories), then "unseen" (values training never saw). Every training category is kept in a Bloom filter so a
+serving value can be told apart as unseen (false-positive rate ≤ 1e-3: an unseen value is missed that rarely).
+The reference's unseen bin holds the training singletons, moved out of "other": the leave-one-out (Good-Turing)
+estimate of how often traffic from the training distribution brings a value that training did not see, so a
+high-cardinality feature (the demo's PU_DO) does not look drifted merely because its tail is long. The
+`min_category_rows` floor keeps rare categories out of their own bins, where sampling noise and the winner's
+curse of picking the top K from a sample would read as drift. Missing values are counted beside the bins.
 
 The JSON (`"format": 1`) is strict (no NaN) and deterministic for the same input; `sha256` is the digest of its
 canonical form (sorted keys, no spaces, ASCII), which the release manifest pins next to the model.
@@ -30,6 +35,7 @@ from lambda_fn.monitoring.columns import KINDS, Kind, as_numbers, as_strings, co
 FORMAT = 1
 DEFAULT_BINS = 10
 DEFAULT_TOP_K = 20
+DEFAULT_MIN_CATEGORY_ROWS = 30
 BLOOM_FPR = 1e-3
 PREDICTION = "prediction"
 
@@ -131,7 +137,7 @@ class Binned:
     bins: np.ndarray  # int64 counts, len = FeatureReference.n_bins
     missing: int
     type_mismatch: int
-    unseen: int  # strings only: present values not in the training vocabulary
+    unseen: int  # strings only: present values not in the training vocabulary (also the last bin)
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class FeatureReference:
     rows: int
     missing: int
     counts: tuple[int, ...]  # the training rows per bin (same layout as a profile's bins)
-    edges: tuple[float, ...] = ()  # number and bool: [min, inner quantile edges..., max]
+    edges: tuple[float, ...] = ()  # number: [min, inner quantile edges..., max]; bool: (0, 1, 1)
     categories: tuple[str, ...] = ()  # string: the top-K, most frequent first
     distinct: int = 0  # string: distinct training categories
     known: Bloom | None = None  # string: every training category
@@ -158,7 +164,7 @@ class FeatureReference:
     @property
     def n_bins(self) -> int:
         if self.kind == "string":
-            return len(self.categories) + 1
+            return len(self.categories) + 2
         return len(self.edges) + 1 if self.edges else 1
 
     @property
@@ -168,7 +174,7 @@ class FeatureReference:
     def bin_labels(self) -> list[str]:
         """A short label per bin, for reports."""
         if self.kind == "string":
-            return [*self.categories, "(other)"]
+            return [*self.categories, "(other)", "(unseen)"]
         if not self.edges:
             return ["(all)"]
         if self.kind == "bool":
@@ -197,17 +203,17 @@ class FeatureReference:
         if self.kind == "string":
             values, missing, mismatch = as_strings(column)
             cats, order = self._sorted
-            unseen = 0
-            if len(cats) == 0:
-                idx, other = np.zeros(len(values), dtype=np.int64), values
+            k = len(cats)
+            if k == 0:
+                idx, rest = np.full(len(values), k, dtype=np.int64), np.arange(len(values))
             else:
-                pos = np.minimum(np.searchsorted(cats, values), len(cats) - 1)
+                pos = np.minimum(np.searchsorted(cats, values), k - 1)
                 hit = cats[pos] == values
-                idx, other = np.where(hit, order[pos], len(cats)), values[~hit]
-            if self.known is not None and len(other):
-                unseen = int((~self.known.contains(other)).sum())
-            bins = np.bincount(idx, minlength=n_bins)
-            return Binned(bins.astype(np.int64), int(missing.sum()), mismatch, unseen)
+                idx, rest = np.where(hit, order[pos], k), np.flatnonzero(~hit)
+            if self.known is not None and len(rest):
+                idx[rest[~self.known.contains(values[rest])]] = k + 1
+            bins = np.bincount(idx, minlength=n_bins).astype(np.int64)
+            return Binned(bins, int(missing.sum()), mismatch, int(bins[k + 1]))
         nums, missing, mismatch = as_numbers(column, self.kind)
         present = nums[~np.isnan(nums)]
         idx = np.searchsorted(self._cuts, present, side="right") if len(self._cuts) else np.zeros(len(present), int)
@@ -266,7 +272,8 @@ def _g(x: float) -> str:
 
 
 def feature_reference(name: str, column: np.ndarray, kind: Kind | None = None, *, bins: int = DEFAULT_BINS,
-                      top_k: int = DEFAULT_TOP_K) -> FeatureReference:  # fmt: skip
+                      top_k: int = DEFAULT_TOP_K,
+                      min_category_rows: int = DEFAULT_MIN_CATEGORY_ROWS) -> FeatureReference:  # fmt: skip
     """The reference of one training column (kind inferred from its dtype and values unless given)."""
     column = np.asarray(column) if not isinstance(column, np.ndarray) else column
     kind = kind or infer_kind(column)
@@ -275,22 +282,30 @@ def feature_reference(name: str, column: np.ndarray, kind: Kind | None = None, *
         values, missing, mismatch = as_strings(column)
         cats, counts = np.unique(values, return_counts=True)
         order = np.lexsort((cats, -counts))  # most frequent first, ties by category
-        top = tuple(str(c) for c in cats[order[:top_k]])
+        order = order[counts[order] >= max(1, min_category_rows)][:top_k]
+        top = tuple(str(c) for c in cats[order])
+        in_top = np.zeros(len(cats), dtype=bool)
+        in_top[order] = True
+        singletons = int(((counts == 1) & ~in_top).sum())  # training values seen once, in "other"
         f = FeatureReference(name, kind, rows, int(missing.sum()), (), categories=top, distinct=len(cats),
                              known=Bloom.of(cats), type_mismatch=mismatch)  # fmt: skip
+        binned = f.bin(column)  # every training value is known: the unseen bin is empty here
+        loo = binned.bins.copy()
+        loo[-2] -= singletons
+        loo[-1] += singletons
+        return replace(f, counts=tuple(int(c) for c in loo))
+    nums, missing, mismatch = as_numbers(column, kind)
+    finite = nums[np.isfinite(nums)]
+    if kind == "bool":
+        edges: tuple[float, ...] = (0.0, 1.0, 1.0)  # < false | false | true | > true
+    elif len(finite) == 0:
+        edges = ()
     else:
-        nums, missing, mismatch = as_numbers(column, kind)
-        finite = nums[np.isfinite(nums)]
-        if kind == "bool":
-            edges: tuple[float, ...] = (0.0, 1.0)
-        elif len(finite) == 0:
-            edges = ()
-        else:
-            lo, hi = float(finite.min()), float(finite.max())
-            q = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1]) if bins > 1 else np.array([])
-            inner = sorted({float(x) for x in q if lo < x < hi})
-            edges = (lo, *inner, hi)
-        f = FeatureReference(name, kind, rows, int(missing.sum()), (), edges=edges, type_mismatch=mismatch)
+        lo, hi = float(finite.min()), float(finite.max())
+        q = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1]) if bins > 1 else np.array([])
+        inner = sorted({float(x) for x in q if lo < x < hi})
+        edges = (lo, *inner, hi)
+    f = FeatureReference(name, kind, rows, int(missing.sum()), (), edges=edges, type_mismatch=mismatch)
     binned = f.bin(column)
     return replace(f, counts=tuple(int(c) for c in binned.bins))
 
@@ -302,21 +317,23 @@ class Reference:
     rows: int
     bins: int = DEFAULT_BINS
     top_k: int = DEFAULT_TOP_K
+    min_category_rows: int = DEFAULT_MIN_CATEGORY_ROWS
     meta: Mapping[str, str] = field(default_factory=dict)  # e.g. model name/version, free text, strings only
 
     @classmethod
     def build(cls, frame: Any, predictions: Sequence[Any] | np.ndarray, *, kinds: Mapping[str, Kind] | None = None,
               bins: int = DEFAULT_BINS, top_k: int = DEFAULT_TOP_K,
+              min_category_rows: int = DEFAULT_MIN_CATEGORY_ROWS,
               meta: Mapping[str, str] | None = None) -> Reference:  # fmt: skip
         """The reference of a training frame (the signature's columns, in order) and the model's predictions on it."""
         cols = columns_of(frame)
         kinds = kinds or {}
-        feats = tuple(feature_reference(n, c, kinds.get(n), bins=bins, top_k=top_k) for n, c in cols.items())
-        pred = feature_reference(PREDICTION, np.asarray(predictions).reshape(-1), kinds.get(PREDICTION), bins=bins,
-                                 top_k=top_k)  # fmt: skip
+        opts = {"bins": bins, "top_k": top_k, "min_category_rows": min_category_rows}
+        feats = tuple(feature_reference(n, c, kinds.get(n), **opts) for n, c in cols.items())
+        pred = feature_reference(PREDICTION, np.asarray(predictions).reshape(-1), kinds.get(PREDICTION), **opts)
         if any(f.rows != pred.rows for f in feats):
             raise ReferenceFormatError("reference: every column and the predictions must have the same length")
-        return cls(feats, pred, pred.rows, bins, top_k, dict(meta or {}))
+        return cls(feats, pred, pred.rows, bins, top_k, min_category_rows, dict(meta or {}))
 
     @cached_property
     def by_name(self) -> dict[str, FeatureReference]:
@@ -328,6 +345,7 @@ class Reference:
             "rows": self.rows,
             "bins": self.bins,
             "top_k": self.top_k,
+            "min_category_rows": self.min_category_rows,
             "meta": dict(self.meta),
             "features": [f.to_dict() for f in self.features],
             "prediction": self.prediction.to_dict(),
@@ -349,7 +367,7 @@ class Reference:
             feats = tuple(FeatureReference.from_dict(f) for f in d["features"])
             pred = FeatureReference.from_dict(d["prediction"])
             meta = {str(k): str(v) for k, v in dict(d.get("meta", {})).items()}
-            ref = cls(feats, pred, int(d["rows"]), int(d["bins"]), int(d["top_k"]), meta)
+            ref = cls(feats, pred, int(d["rows"]), int(d["bins"]), int(d["top_k"]), int(d["min_category_rows"]), meta)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ReferenceFormatError):
                 raise

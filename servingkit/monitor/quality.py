@@ -8,9 +8,16 @@ window's rows (missing) or of its present values (type, unseen, out of range). T
 | `missing_column` | a feature's column was absent from some batch (share of rows) | > 0 |
 | `extra_column` | a column the reference does not know appeared (share of rows) | > 0 |
 | `data_type` | present values of another type than the reference's | share > 0 |
-| `completeness` | missing share above the reference's missing share plus a tolerance | + 0.02 |
-| `unseen_categories` | string values not in the training vocabulary | share > 0.01 |
-| `out_of_range` | numbers below the training min or above its max | share > 0.01 |
+| `completeness` | missing share above the reference's | + tolerance |
+| `unseen_categories` | strings not in the training vocabulary, over the expected share | + tolerance |
+| `out_of_range` | numbers below the training min or above its max | + tolerance |
+
+The tolerance of a share check is `max(t, 3 * sqrt(p * (1 - p) * (1/n + 1/N)))`: the default `t` (0.02
+completeness, 0.01 unseen and out of range), or three standard deviations of the difference of two binomial
+shares `p` at the window's `n` and the reference's `N` rows, whichever is larger, so that unchanged traffic does
+not violate by chance. Expected shares come from the reference: its missing share; for unseen categories, the
+leave-one-out (Good-Turing) share of training singletons; for out-of-range, 2 / (N + 1), the chance that a new
+draw from the training distribution falls below the minimum or above the maximum of N training values.
 
 SageMaker names the same ideas `missing_column_check`, `extra_column_check`, `data_type_check`,
 `completeness_check`, `baseline_drift_check` (categorical values) and its range constraints; the defaults here
@@ -20,6 +27,7 @@ with fewer than `min_rows` rows reports only the structural checks (missing and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +70,12 @@ def _share(part: int, whole: int) -> float:
     return part / whole if whole > 0 else 0.0
 
 
+def _slack(tolerance: float, p: float, n: int, n_ref: int) -> float:
+    if n <= 0 or n_ref <= 0:
+        return tolerance
+    return max(tolerance, 3.0 * math.sqrt(p * (1.0 - p) * (1.0 / n + 1.0 / n_ref)))
+
+
 def check_quality(
     reference: Reference, profile: Profile, thresholds: QualityThresholds = DEFAULT_QUALITY
 ) -> list[Violation]:
@@ -91,18 +105,23 @@ def check_quality(
             out.append(Violation(ref.name, "data_type", share, _share(ref.type_mismatch, ref.rows - ref.missing),
                                  thresholds.data_type, f"{c.type_mismatch} values are not {ref.kind}"))  # fmt: skip
         missing = _share(c.missing, rows)
-        limit = ref.missing_share + thresholds.completeness_tolerance
+        limit = ref.missing_share + _slack(thresholds.completeness_tolerance, ref.missing_share, rows, ref.rows)
         if missing > limit:
             out.append(Violation(ref.name, "completeness", missing, ref.missing_share, limit,
                                  f"{c.missing} of {rows} rows missing"))  # fmt: skip
         if ref.kind == "string" and ref.known is not None:
             share = _share(c.unseen, present)
-            if share > thresholds.unseen_categories:
-                out.append(Violation(ref.name, "unseen_categories", share, 0.0, thresholds.unseen_categories,
+            expected = _share(ref.counts[-1], sum(ref.counts))
+            limit = expected + _slack(thresholds.unseen_categories, expected, present, sum(ref.counts))
+            if share > limit:
+                out.append(Violation(ref.name, "unseen_categories", share, expected, limit,
                                      f"{c.unseen} of {present} values not seen in training"))  # fmt: skip
         if ref.kind == "number" and ref.edges:
             share = _share(c.below + c.above, present)
-            if share > thresholds.out_of_range:
-                out.append(Violation(ref.name, "out_of_range", share, 0.0, thresholds.out_of_range,
+            n_ref = sum(ref.counts)
+            expected = _share(ref.counts[0] + ref.counts[-1], n_ref) + 2.0 / (n_ref + 1)
+            limit = expected + _slack(thresholds.out_of_range, expected, present, n_ref)
+            if share > limit:
+                out.append(Violation(ref.name, "out_of_range", share, expected, limit,
                                      f"{c.below} below {ref.min:g}, {c.above} above {ref.max:g}"))  # fmt: skip
     return out

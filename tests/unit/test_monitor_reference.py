@@ -1,0 +1,128 @@
+"""The training reference: bins, types, strict deterministic JSON, the pinned digest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lambda_fn.monitoring.reference import (
+    Bloom,
+    Reference,
+    ReferenceFormatError,
+    feature_reference,
+    string_hash,
+)
+from servingkit import taxi
+
+
+def taxi_frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The demo model's columns (what lambda_fn.hooks.taxi_features makes), vectorized, and the durations."""
+    c = taxi.rides(n, seed)
+    when = c["pickup_datetime"].astype("datetime64[m]")
+    day = when.astype("datetime64[D]")
+    frame = pd.DataFrame(
+        {
+            "PU_DO": np.char.add(np.char.add(c["PULocationID"].astype(str), "_"), c["DOLocationID"].astype(str)),
+            "trip_distance": c["trip_distance"],
+            "pickup_hour": ((when - day).astype(np.int64) // 60),
+            "pickup_dow": (day.astype(np.int64) + 3) % 7,
+        }
+    )
+    return frame, c["duration"]
+
+
+def test_taxi_reference_has_the_documented_shape() -> None:
+    frame, y = taxi_frame(20000, 1)
+    ref = Reference.build(frame, y)
+    assert [f.name for f in ref.features] == ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"]
+    kinds = {f.name: f.kind for f in (*ref.features, ref.prediction)}
+    assert kinds == {"PU_DO": "string", "trip_distance": "number", "pickup_hour": "number", "pickup_dow": "number",
+                     "prediction": "number"}  # fmt: skip
+    d = ref.by_name["trip_distance"]
+    assert d.min == frame["trip_distance"].min() and d.max == frame["trip_distance"].max()
+    assert len(d.edges) <= ref.bins + 1 and list(d.edges) == sorted(set(d.edges))
+    assert d.counts[0] == 0 and d.counts[-1] == 0  # under/overflow are empty on the training data
+    assert sum(d.counts) == 20000
+    dow = ref.by_name["pickup_dow"]
+    assert dow.edges[0] == 0 and dow.edges[-1] == 6 and len(dow.edges) <= 8  # integer quantiles deduplicated
+    pudo = ref.by_name["PU_DO"]
+    assert 0 < len(pudo.categories) <= ref.top_k and pudo.n_bins == len(pudo.categories) + 2
+    assert min(pudo.counts[:-2]) >= ref.min_category_rows
+    assert sum(pudo.counts) == 20000 and pudo.distinct > ref.top_k
+    top = frame["PU_DO"].value_counts()
+    assert pudo.counts[0] == top.iloc[0]
+
+
+def test_json_is_strict_deterministic_and_pinned() -> None:
+    frame, y = taxi_frame(3000, 2)
+    a, b = Reference.build(frame, y), Reference.build(frame.copy(), y.copy())
+    assert a.to_json() == b.to_json() and a.sha256 == b.sha256
+    back = Reference.from_json(a.to_json(), expected_sha256=a.sha256)
+    assert back == a and back.to_json() == a.to_json()
+    with pytest.raises(ReferenceFormatError, match="pinned"):
+        Reference.from_json(a.to_json(), expected_sha256="0" * 64)
+    d = json.loads(a.to_json())
+    assert d["format"] == 1
+    d["features"][1]["edges"][0] = float("nan")
+    with pytest.raises(ReferenceFormatError):
+        Reference.from_json(json.dumps(d))
+    d["format"] = 2
+    with pytest.raises(ReferenceFormatError, match="format"):
+        Reference.from_dict(d)
+    frame2, _ = taxi_frame(3000, 3)
+    assert Reference.build(frame2, y).sha256 != a.sha256
+
+
+def test_bins_layout_with_under_and_overflow() -> None:
+    f = feature_reference("x", np.array([1.0, 2.0, 3.0, 4.0, np.nan]), bins=4)
+    assert f.edges == (1.0, 1.75, 2.5, 3.25, 4.0) and f.missing == 1
+    b = f.bin(np.array([0.5, 1.0, 1.75, 3.9, 4.0, 4.0000001, np.inf, -np.inf, np.nan]))
+    # bins: <1 | [1,1.75) | [1.75,2.5) | [2.5,3.25) | [3.25,4] | >4
+    assert b.bins.tolist() == [2, 1, 1, 0, 2, 2] and b.missing == 1
+
+
+def test_constant_empty_bool_and_mixed_columns() -> None:
+    const = feature_reference("c", np.full(10, 7.0))
+    assert const.edges == (7.0, 7.0) and const.bin(np.array([6.0, 7.0, 8.0])).bins.tolist() == [1, 1, 1]
+    empty = feature_reference("e", np.array([np.nan, np.nan]))
+    assert empty.edges == () and empty.n_bins == 1 and empty.missing == 2
+    flag = feature_reference("b", np.array([True, False, True]))
+    assert flag.kind == "bool" and flag.counts == (0, 1, 2, 0)
+    mixed = feature_reference("m", np.array([1, 2.5, None, "x"], dtype=object), kind="number")
+    assert mixed.missing == 1 and mixed.type_mismatch == 1 and sum(mixed.counts) == 2
+    strings = feature_reference("s", np.array(["a", None, 3, float("nan"), "b"], dtype=object))
+    assert strings.kind == "string" and strings.missing == 2 and strings.type_mismatch == 1
+
+
+def test_top_k_ties_are_deterministic_and_rest_is_other() -> None:
+    values = np.array(["b", "a", "c", "a", "b", "d"])
+    f = feature_reference("s", values, top_k=2, min_category_rows=2)
+    assert f.categories == ("a", "b")
+    b = f.bin(np.array(["a", "c", "zzz", "<script>"]))
+    assert f.counts == (2, 2, 0, 2)  # c and d, seen once each, are the leave-one-out "unseen" of the reference
+    assert b.bins.tolist() == [1, 0, 1, 2] and b.unseen == 2  # c is known "other", zzz and <script> are unseen
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=30), min_size=1, max_size=300, unique=True))
+def test_bloom_has_no_false_negatives(words: list[str]) -> None:
+    arr = np.array(words, dtype=str)
+    bloom = Bloom.of(arr)
+    assert bloom.contains(arr).all()
+    assert Bloom.from_dict(bloom.to_dict()) == bloom
+
+
+def test_bloom_false_positive_rate_and_stable_hash() -> None:
+    known = np.array([f"{i}_{j}" for i in range(100) for j in range(50)])
+    bloom = Bloom.of(known)
+    probe = np.array([f"new-{i}" for i in range(20000)])
+    fpr = bloom.contains(probe).mean()
+    assert fpr < 3e-3
+    # The hash does not depend on numpy's string width, and is fixed across processes and versions.
+    assert string_hash(np.array(["ab"], dtype="U2"))[0] == string_hash(np.array(["ab"], dtype="U40"))[0]
+    assert int(string_hash(np.array(["132_48"]))[0]) == int(string_hash(np.array(["132_48", "x" * 9]))[0])
