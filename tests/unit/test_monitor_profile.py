@@ -30,7 +30,7 @@ values = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st
 @st.composite
 def batches(draw: st.DrawFn) -> tuple[dict[str, list[object]], list[float]]:
     n = draw(st.integers(0, 12))
-    cols = {}
+    cols: dict[str, list[object]] = {}
     for name in ("zone", "distance", "hour", "flag", "extra"):
         if draw(st.booleans()) or name in ("distance",):
             cols[name] = [draw(values) for _ in range(n)]
