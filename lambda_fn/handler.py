@@ -62,7 +62,7 @@ def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @metrics.log_metrics(capture_cold_start_metric=_METRICS_ENABLED)
 def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway (REST v1, HTTP v2) and function URL events."""
-    from lambda_fn.api import handle
+    from lambda_fn.api.app import handle
 
     try:
         response: dict[str, Any] = handle(event, context, metrics)

@@ -168,7 +168,7 @@ POWERTOOLS_CHILD = (
 # of lambda_fn.api's Powertools resolvers.
 FASTAPI_CHILD = (
     "import json, time; t = time.perf_counter()\n"
-    "import lambda_fn.handler, lambda_fn.api_inputs  # logger, metrics, runtime, scoring: as in the kit\n"
+    "import lambda_fn.handler, lambda_fn.api.inputs  # logger, metrics, runtime, scoring: as in the kit\n"
     "from fastapi import FastAPI\n"
     "from mangum import Mangum\n"
     "from pydantic import BaseModel\n"

@@ -108,7 +108,7 @@ def test_handlers_import_from_a_clean_runtime_install(
         "for point in sys.argv[1:]:\n"
         "    module, _, name = point.rpartition('.')\n"
         "    assert callable(getattr(importlib.import_module(module), name)), point\n"
-        "importlib.import_module('lambda_fn.api')  # api_handler imports it lazily\n"
+        "importlib.import_module('lambda_fn.api.app')  # api_handler imports it lazily\n"
         "for dev_only in ('mlflow', 'aws_cdk', 'servingkit', 'infra', 'moto', 'pytest'):\n"
         "    try:\n"
         "        importlib.import_module(dev_only)\n"

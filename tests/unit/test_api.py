@@ -375,11 +375,11 @@ def test_aws_sample_http_api_event(env: pytest.MonkeyPatch) -> None:
 
 
 def test_openapi_document_is_served_and_the_repo_copy_is_current(env: pytest.MonkeyPatch) -> None:
-    from lambda_fn.api_openapi import openapi_json
+    from lambda_fn.api import openapi_json
 
     generic = json.loads(openapi_json())
     assert DOCS.read_text() == openapi_json(), (
-        "docs/openapi.json is stale: python -m lambda_fn.api_openapi > docs/openapi.json"
+        "docs/openapi.json is stale: python -m lambda_fn.api > docs/openapi.json"
     )
     assert generic["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in generic["paths"].items() for m in ops}
