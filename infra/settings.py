@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from pydantic import ValidationError
+
 from infra.topology import Ctx, Topology, TopologyError, context_bool, context_int, context_opt, topology
+from lambda_fn.config import Settings, parse_variants
 
 Architecture = Literal["arm64", "x86_64"]
 ApiAuth = Literal["api-key", "iam"]
 Rollout = Literal["canary", "linear", "all-at-once"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _IMAGE = re.compile(r"^[a-z0-9.-]+(?::\d+)?(?:/[a-z0-9._-]+)+(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # CloudWatch Logs accepts only these retention periods.
@@ -93,6 +95,13 @@ class DeploySettings:
         return refs
 
 
+def _runtime_range(field: str) -> tuple[int, int, int]:
+    """(default, minimum, maximum) of an integer setting, as the runtime's `Settings` declares them."""
+    info = Settings.model_fields[field]
+    bounds = {name: getattr(m, name) for m in info.metadata for name in ("ge", "le") if hasattr(m, name)}
+    return int(info.default), int(bounds["ge"]), int(bounds["le"])
+
+
 def _choice(ctx: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
     value = str(ctx.get(key, default)).strip().lower()
     if value not in choices:
@@ -138,6 +147,8 @@ def _main_model(ctx: Mapping[str, Any]) -> ModelRef:
 
 
 def _variants(ctx: Mapping[str, Any]) -> tuple[Variant, ...]:
+    """MODEL_VARIANTS as the runtime validates it (`lambda_fn.config.VariantSpec`), each arm an S3 artifact pinned
+    by its sha256 (the runtime also takes local paths and unpinned arms; a deployment does not)."""
     raw = ctx.get(Ctx.MODEL_VARIANTS)
     if raw is None or (isinstance(raw, str) and raw.strip() in ("", "none", "null", "[]")):
         return ()
@@ -148,23 +159,19 @@ def _variants(ctx: Mapping[str, Any]) -> tuple[Variant, ...]:
             raise TopologyError(f"context {Ctx.MODEL_VARIANTS}: not valid JSON ({exc.msg})") from None
     if not isinstance(raw, list) or not raw:
         raise TopologyError(f"context {Ctx.MODEL_VARIANTS}: must be a JSON list of {{name, uri, sha256, weight}}")
-    out: list[Variant] = []
-    for i, item in enumerate(raw):
+    try:
+        specs = parse_variants(raw, strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = Ctx.MODEL_VARIANTS + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        raise TopologyError(f"context {where}={err.get('input')!r}: {err['msg']}") from None
+    except ValueError as exc:
+        raise TopologyError(f"context {Ctx.MODEL_VARIANTS}: {exc}") from None
+    out = []
+    for i, (spec, item) in enumerate(zip(specs, raw, strict=True)):
         where = f"{Ctx.MODEL_VARIANTS}[{i}]"
-        if not isinstance(item, dict) or set(item) - {"name", "uri", "sha256", "weight"}:
-            raise TopologyError(f"context {where}: must be an object with name, uri, sha256, weight only")
-        name = str(item.get("name", ""))
-        if not _NAME.match(name):
-            raise TopologyError(f"context {where}.name={name!r}: must be 1-64 letters, digits, '.', '_' or '-'")
-        weight = item.get("weight")
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight < float("inf"):
-            raise TopologyError(f"context {where}.weight={weight!r}: must be a positive number (a relative share)")
-        out.append(
-            Variant(name, _s3_ref(f"{where}.uri", item.get("uri"), f"{where}.sha256", item.get("sha256")), weight)
-        )
-    names = [v.name for v in out]
-    if len(set(names)) != len(names):
-        raise TopologyError(f"context {Ctx.MODEL_VARIANTS}: variant names must be unique, got {names}")
+        ref = _s3_ref(f"{where}.uri", spec.uri, f"{where}.sha256", spec.sha256)
+        out.append(Variant(spec.name, ref, item["weight"]))  # the weight as given: 1 stays 1 in the environment
     return tuple(out)
 
 
@@ -227,7 +234,7 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
             api_reserved or None,
         ),
         api_provisioned_concurrency=provisioned,
-        api_max_body_bytes=context_int(ctx, Ctx.API_MAX_BODY_BYTES, 1024 * 1024, 1, 6 * 1024 * 1024),
+        api_max_body_bytes=context_int(ctx, Ctx.API_MAX_BODY_BYTES, *_runtime_range("api_max_body_bytes")),
         log_retention_days=retention,
         log_level=_choice(ctx, Ctx.LOG_LEVEL, "info", ("debug", "info", "warning", "error")).upper(),
         api_auth=_choice(ctx, Ctx.API_AUTH, "api-key", ("api-key", "iam")),  # type: ignore[arg-type]
@@ -240,7 +247,7 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
         iterator_age_alarm_seconds=context_int(ctx, Ctx.ITERATOR_AGE_ALARM_SECONDS, 300, 1, 604_800),
         api_p99_alarm_ms=context_int(ctx, Ctx.API_P99_ALARM_MS, 1000, 10, 29_000),
         shadow=shadow,
-        shadow_timeout_ms=context_int(ctx, Ctx.SHADOW_TIMEOUT_MS, 500, 1, 60_000),
+        shadow_timeout_ms=context_int(ctx, Ctx.SHADOW_TIMEOUT_MS, *_runtime_range("shadow_timeout_ms")),
         variants=_variants(ctx),
         batch_scoring=context_bool(ctx, Ctx.BATCH_SCORING, False),
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -148,6 +148,26 @@ class VariantSpec(BaseModel):
         return _check_sha(value)
 
 
+def check_variants(value: Sequence[VariantSpec]) -> tuple[VariantSpec, ...]:
+    """The rules across the arms of MODEL_VARIANTS: unique names, at most one arm without `uri`."""
+    names = [v.name for v in value]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
+    if sum(1 for v in value if v.uri is None) > 1:
+        raise ValueError("at most one variant may omit uri (that variant serves MODEL_URI)")
+    return tuple(value)
+
+
+_VARIANT_LIST: TypeAdapter[list[VariantSpec]] = TypeAdapter(list[VariantSpec])
+
+
+def parse_variants(items: object, *, strict: bool = False) -> tuple[VariantSpec, ...]:
+    """A list of arms as MODEL_VARIANTS holds them, validated (pydantic.ValidationError for one arm, ValueError
+    across arms). `strict`: numbers must be numbers, as in CDK context, not strings."""
+    return check_variants(_VARIANT_LIST.validate_python(items, strict=strict))
+
+
 class Settings(BaseModel):
     """Typed settings; field names are the lower-cased environment names."""
 
@@ -206,13 +226,7 @@ class Settings(BaseModel):
     @field_validator("model_variants")
     @classmethod
     def _variants(cls, value: tuple[VariantSpec, ...]) -> tuple[VariantSpec, ...]:
-        names = [v.name for v in value]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
-        if sum(1 for v in value if v.uri is None) > 1:
-            raise ValueError("at most one variant may omit uri (that variant serves MODEL_URI)")
-        return value
+        return check_variants(value)
 
     @field_validator("feature_hook")
     @classmethod
