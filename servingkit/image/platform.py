@@ -10,10 +10,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 REQUIREMENTS = ROOT / "requirements.txt"
-"""What the Dockerfile installs into the image (runtime pins only)."""
+"""What the Dockerfile installs into the image: the runtime lock (pins with hashes, `make lock`)."""
+DEV_REQUIREMENTS = ROOT / "requirements-dev.txt"
+"""What `.venv` installs: the dev lock, with the runtime lock's versions."""
 
 # AWS's Lambda base images for Python 3.12+ are Amazon Linux 2023, whose glibc is 2.34; the older
 # ones (Python <= 3.11) are Amazon Linux 2 with glibc 2.26.
@@ -22,6 +27,9 @@ AL2_GLIBC = (2, 26)
 ARCHITECTURES = ("x86_64", "aarch64")
 """Machine names as wheels tag them; Lambda and CDK call aarch64 `arm64`."""
 
+_CONTINUATION = re.compile(r"\\\n")
+_COMMENT = re.compile(r"(^|\s)#.*$")
+_HASH = re.compile(r"\s--hash[=\s]\S+")
 _BASE = re.compile(r"^ARG BASE_IMAGE=(?P<image>public\.ecr\.aws/lambda/python:(?P<minor>\d+\.\d+)\S*)$", re.M)
 
 
@@ -61,3 +69,26 @@ def base_image(dockerfile: Path = DOCKERFILE) -> BaseImage:
     minor = found["minor"]
     glibc = AL2023_GLIBC if tuple(map(int, minor.split("."))) >= (3, 12) else AL2_GLIBC
     return BaseImage(image=found["image"], platform=Platform(python=minor, glibc=glibc))
+
+
+def requirement_lines(text: str) -> list[str]:
+    """The logical lines of a requirements file: continuations joined, comments and `--hash` options dropped."""
+    lines = (_HASH.sub("", _COMMENT.sub("", raw)).strip() for raw in _CONTINUATION.sub(" ", text).splitlines())
+    return [line for line in lines if line]
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    """A lock's pins, `{canonical name: version}`; a requirement that is not one exact `==` pin is an error."""
+    pins: dict[str, str] = {}
+    for line in requirement_lines(lock.read_text()):
+        if line.startswith("-"):  # an option (`--index-url`, `-c`): no pin
+            continue
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            raise ValueError(f"{lock}: {line!r} is not a requirement: {exc}") from None
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator != "==" or specs[0].version.endswith("*"):
+            raise ValueError(f"{lock}: {line!r} is not pinned (`name==version`): run `make lock`")
+        pins[canonicalize_name(req.name)] = specs[0].version
+    return pins

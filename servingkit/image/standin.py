@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from servingkit.image.engine import DockerEngine, EngineError, ensure_packages
-from servingkit.image.platform import ROOT, Platform, base_image
+from servingkit.image.platform import DEV_REQUIREMENTS, Platform, base_image, locked_versions
 
 FILES = Path(__file__).resolve().parent / "standin"
 BASE_ENV = "SERVINGKIT_BASE_IMAGE"
@@ -29,17 +28,19 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # The Debian suite that ships each Python minor as python3.X (no suite ships 3.12).
 SUITES = {"3.11": "bookworm", "3.13": "trixie"}
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
-_RIC_PIN = re.compile(r"^awslambdaric==(\S+)\s*$", re.M)
 
 Progress = Callable[[str], None]
 
 
-def awslambdaric_version(requirements: Path = ROOT / "requirements-dev.txt") -> str:
-    """The runtime interface client's pin (one place: the dev requirements, which the tests also run)."""
-    found = _RIC_PIN.search(requirements.read_text())
-    if not found:
+def awslambdaric_version(requirements: Path = DEV_REQUIREMENTS) -> str:
+    """The runtime interface client's pin (one place: the dev lock, which the tests also run)."""
+    try:
+        version = locked_versions(requirements).get("awslambdaric")
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
+    if not version:
         raise EngineError(f"{requirements}: no `awslambdaric==<version>` pin")
-    return found[1]
+    return version
 
 
 def _manylinux_policy(platform: Platform) -> str:

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servingkit.image.platform import ARCHITECTURES, REQUIREMENTS, Platform, base_image
+from servingkit.image.platform import ARCHITECTURES, REQUIREMENTS, Platform, base_image, requirement_lines
 
 PYPI = "https://pypi.org/simple"
 PIP_TIMEOUT_S = 300
@@ -44,7 +44,6 @@ PIP_TIMEOUT_S = 300
 _NETWORK_PIP_VARS = ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_DEFAULT_TIMEOUT", "PIP_TIMEOUT", "PIP_RETRIES")
 _NOT_FOUND = re.compile(r"No matching distribution found for (?P<req>[A-Za-z0-9][A-Za-z0-9._-]*)")
 _NAME = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)")
-_HASH = re.compile(r"\s--hash[=\s]\S+")
 _UNREACHABLE = (
     "Could not fetch URL",
     "NewConnectionError",
@@ -121,11 +120,7 @@ def _parse(path: Path, seen: set[Path] | None = None) -> _Requirements:
         return _Requirements()
     seen.add(path)
     out = _Requirements()
-    text = re.sub(r"\\\n", " ", path.read_text())
-    for raw in text.splitlines():
-        line = _HASH.sub("", re.sub(r"(^|\s)#.*$", "", raw)).strip()
-        if not line:
-            continue
+    for line in requirement_lines(path.read_text()):
         nested = re.match(r"^(-r|--requirement)[=\s]\s*(\S+)$", line)
         if nested:
             inner = _parse(path.parent / nested[2], seen)

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -58,6 +59,21 @@ def pointed(localstack: Running, monkeypatch: pytest.MonkeyPatch) -> Running:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return localstack
+
+
+@pytest.fixture
+def aws(localstack: Running):
+    """The tier's boto3 clients: localstack-client's session, pointed at this tier's LocalStack.
+
+    The session fixes its endpoints when it is made, and prefers $AWS_ENDPOINT_URL (and $USE_SSL) over the
+    host it is given: both are set aside while it is made, so its clients reach this LocalStack only.
+    """
+    from localstack_client.session import Session
+
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("AWS_ENDPOINT_URL", raising=False)
+        env.delenv("USE_SSL", raising=False)
+        return Session(localstack_host=urlsplit(localstack.endpoint).netloc)
 
 
 @pytest.fixture(scope="session", autouse=True)

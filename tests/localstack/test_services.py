@@ -1,5 +1,6 @@
 """S3, Kinesis and SQS behave on LocalStack as the kit needs them, reached the two standard ways:
-the SDK's AWS_ENDPOINT_URL variable and localstack-client's session."""
+the SDK's AWS_ENDPOINT_URL variable (S3, as the Lambda code does) and localstack-client's session (the tier's
+clients: Kinesis, SQS)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def _name(prefix: str) -> str:
 
 
 def test_s3_versioned_objects_through_the_standard_endpoint_variable(pointed):
-    s3 = boto3.client("s3")
+    s3 = boto3.client("s3")  # the SDK's own variable, as the Lambda code reaches an emulator
     bucket = _name("models")
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -30,8 +31,8 @@ def test_s3_versioned_objects_through_the_standard_endpoint_variable(pointed):
     assert s3.get_object(Bucket=bucket, Key="model.skops")["Body"].read() == b"v2"
 
 
-def test_kinesis_multi_shard_round_trip_keeps_every_record_once_and_in_order(pointed):
-    kinesis = boto3.client("kinesis")
+def test_kinesis_multi_shard_round_trip_keeps_every_record_once_and_in_order(aws):
+    kinesis = aws.client("kinesis")
     stream = _name("rides")
     kinesis.create_stream(StreamName=stream, ShardCount=2)
     kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
@@ -57,12 +58,9 @@ def test_kinesis_multi_shard_round_trip_keeps_every_record_once_and_in_order(poi
     assert len(shards_used) == 2 and all(shards_used.values())
 
 
-def test_sqs_through_localstack_client_session(localstack, monkeypatch):
-    from localstack_client.session import Session
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # it would take precedence over localstack_host
+def test_sqs_through_localstack_client_session(localstack, aws):
     host = urlsplit(localstack.endpoint).netloc
-    sqs = Session(localstack_host=host).client("sqs")
+    sqs = aws.client("sqs")
     url = sqs.create_queue(QueueName=_name("dlq"))["QueueUrl"]
     # LOCALSTACK_HOST + path strategy: queue URLs point at 127.0.0.1, usable by any HTTP client.
     assert urlsplit(url).netloc == host and urlsplit(url).path.startswith("/queue/")
