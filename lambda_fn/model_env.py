@@ -40,7 +40,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from lambda_fn.config import Env, service_name
-from lambda_fn.model_store import MLMODEL, ModelLoadError
+from lambda_fn.model_errors import MLMODEL, ModelLoadError
 
 logger = Logger(service=service_name(), child=True)
 

@@ -37,6 +37,14 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
+from lambda_fn.model_errors import (
+    MLMODEL,
+    ChecksumMismatchError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelStoreError,
+    UnsafeArtifactError,
+)
 from lambda_fn.schema import Signature
 
 if TYPE_CHECKING:
@@ -46,28 +54,7 @@ if TYPE_CHECKING:
 
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 SKOPS_SUFFIX = ".skops"
-MLMODEL = "MLmodel"
 _COMPLETE = ".complete"
-
-
-class ModelStoreError(RuntimeError):
-    """Base of every model store failure; the message says what to fix."""
-
-
-class ModelNotFoundError(ModelStoreError):
-    pass
-
-
-class ChecksumMismatchError(ModelStoreError):
-    pass
-
-
-class ModelLoadError(ModelStoreError):
-    pass
-
-
-class UnsafeArtifactError(ModelLoadError):
-    """The artifact names or holds something outside itself (a climbing path, a symlink): never loaded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,7 +579,7 @@ def _self_check(artifact: Artifact, mlmodel: dict[str, Any], model: LoadedModel)
             frame = pd.DataFrame(raw)
     except (ValueError, TypeError, OSError):
         return  # an example we cannot read proves nothing either way
-    from lambda_fn.scoring import ModelBatchError, self_check  # scoring imports this module
+    from lambda_fn.scoring import ModelBatchError, self_check  # deferred: only a model with an example needs it
 
     try:
         self_check(model, frame)  # scored: the example is the model's reference row from now on

@@ -23,12 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambda_fn.config import ConfigError
-from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason
 from lambda_fn.schema import Signature, validate
+
+if TYPE_CHECKING:  # model_store imports this module (its self-check); scoring needs the type only
+    from lambda_fn.model_store import LoadedModel
 
 Hook = Callable[[list[Any]], Any]
 _DETAIL_CHARS = 1000
