@@ -7,9 +7,11 @@ ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.13.2026.06.05.14
 FROM ${BASE_IMAGE}
 
 # Runtime dependencies only (no CDK, MLflow server or test tools), wheels only: nothing is compiled,
-# so no compiler or headers are installed or left behind. One layer, no pip cache.
+# so no compiler or headers are installed or left behind. One layer, no pip cache. requirements.txt is
+# the runtime lock (`make lock`): every package pinned, and each wheel checked against its sha256.
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir --only-binary=:all: --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements.txt \
+RUN pip install --no-cache-dir --only-binary=:all: --require-hashes --target "${LAMBDA_TASK_ROOT}" \
+        -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # The function code last, so a code change rebuilds one small layer. Compiled here: at run time the
