@@ -35,17 +35,21 @@ def _default(value: Any) -> Any:
 
 
 def _non_finite(value: Any) -> bool:
-    """Whether a NaN or an infinity is anywhere in `value` (walked without recursion)."""
+    """Whether a NaN or an infinity is anywhere in `value` (walked without recursion; leaves checked in place)."""
+    if not isinstance(value, dict | list | tuple):
+        return isinstance(value, float) and not math.isfinite(value)
     stack = [value]
     while stack:
         node = stack.pop()
-        if isinstance(node, float):
-            if not math.isfinite(node):
-                return True
-        elif isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list | tuple):
-            stack.extend(node)
+        for v in node.values() if isinstance(node, dict) else node:
+            t = type(v)
+            if t is str or t is int or v is None or t is bool:
+                continue
+            if isinstance(v, float):
+                if not math.isfinite(v):
+                    return True
+            elif isinstance(v, dict | list | tuple):
+                stack.append(v)
     return False
 
 
