@@ -23,16 +23,27 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lambda_fn.config import ConfigError
 from lambda_fn.records import Reason
 from lambda_fn.schema import Signature, validate
 
-if TYPE_CHECKING:  # model_store imports this module (its self-check); scoring needs the type only
-    from lambda_fn.model_store import LoadedModel
-
 Hook = Callable[[list[Any]], Any]
+
+
+class Scorable(Protocol):
+    """What scoring needs of a model (`model_store.LoadedModel` is one; the store imports this module)."""
+
+    @property
+    def signature(self) -> Signature | None: ...
+
+    @property
+    def feature_names(self) -> list[str] | None: ...
+
+    def predict(self, frame: Any) -> list[Any]: ...
+
+
 _DETAIL_CHARS = 1000
 # One neutral value per column type: a row built from a signature, to probe a model with no reference yet.
 _NEUTRAL: dict[str, Any] = {
@@ -195,7 +206,7 @@ def _hook_still_works(hook: Hook, sample: str) -> None:
 
 def score_batch(
     features: Sequence[Any],
-    model: LoadedModel,
+    model: Scorable,
     hook: Hook | None = None,
     *,
     strict: bool = False,
@@ -224,7 +235,7 @@ def score_batch(
 
 def score_frame(
     frame: Any,
-    model: LoadedModel,
+    model: Scorable,
     *,
     kept: list[int] | None = None,
     size: int | None = None,
@@ -243,7 +254,7 @@ def score_frame(
 
 
 def _predict_validated(
-    model: LoadedModel, frame: Any, kept: list[int], result: BatchResult, finite: bool = False
+    model: Scorable, frame: Any, kept: list[int], result: BatchResult, finite: bool = False
 ) -> BatchResult:
     if not kept:
         return result
@@ -270,7 +281,7 @@ def _predict_validated(
     return result
 
 
-def _learn_reference(model: LoadedModel, frame: Any, kept: list[int], result: BatchResult) -> None:
+def _learn_reference(model: Scorable, frame: Any, kept: list[int], result: BatchResult) -> None:
     """Keep the first row the model scored (to a finite value, whatever the caller's rule) as its reference."""
     for at, i in enumerate(kept):
         if i not in result.errors and not _non_finite(result.predictions[i]):
@@ -278,12 +289,12 @@ def _learn_reference(model: LoadedModel, frame: Any, kept: list[int], result: Ba
             return
 
 
-def remember_reference(model: LoadedModel, frame: Any) -> None:
+def remember_reference(model: Scorable, frame: Any) -> None:
     """Record rows `model` is known to score (its input example, checked at load) as its reference."""
     _MODEL_REFERENCE.put(model, frame.iloc[:1].copy())
 
 
-def self_check(model: LoadedModel, example: Any = None) -> bool:
+def self_check(model: Scorable, example: Any = None) -> bool:
     """Load-time proof of life: score `example` (a frame) or, without one, a row built from the signature.
 
     An example that fails raises ModelBatchError (the model cannot score its own example: refuse it). A
@@ -304,7 +315,7 @@ def self_check(model: LoadedModel, example: Any = None) -> bool:
     return _probe(model, finite=False) is True
 
 
-def _neutral_row(model: LoadedModel) -> Any:
+def _neutral_row(model: Scorable) -> Any:
     """A one-row frame of neutral values from the model's signature (or feature names), or None."""
     signature = model.signature
     if signature is None and model.feature_names:
@@ -315,7 +326,7 @@ def _neutral_row(model: LoadedModel) -> Any:
     return checked.frame if checked.kept else None
 
 
-def _probe(model: LoadedModel, finite: bool) -> bool | None:
+def _probe(model: Scorable, finite: bool) -> bool | None:
     """Does the model still score its reference? None when there is none (a built row that fails is no evidence)."""
     reference = _MODEL_REFERENCE.get(model)
     built = reference is None
@@ -381,7 +392,7 @@ def _bisect_budget(n: int) -> int:
 
 
 def _predict_into(
-    model: LoadedModel,
+    model: Scorable,
     frame: Any,
     index: list[int],
     result: BatchResult,

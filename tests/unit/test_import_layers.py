@@ -1,4 +1,7 @@
-"""lambda_fn has no import cycles, and the modules of lambda_fn.api import downward only (read from the source)."""
+"""The modules of lambda_fn.api import downward only, in one declared order (read from the source).
+
+Cycles and private names across the packages are checked in test_import_graph.
+"""
 
 from __future__ import annotations
 
@@ -42,25 +45,6 @@ def _graph() -> dict[str, set[str]]:
     return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
 
 
-def test_lambda_fn_has_no_import_cycles() -> None:
-    graph = _graph()
-    # The package __init__ of lambda_fn.api re-exports lazily (PEP 562): its edges are not import-time edges.
-    graph["lambda_fn.api"] = set()
-    done: set[str] = set()
-
-    def visit(node: str, path: list[str]) -> None:
-        if node in path:
-            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(node) :], node]))
-        if node in done:
-            return
-        for nxt in sorted(graph.get(node, ())):
-            visit(nxt, [*path, node])
-        done.add(node)
-
-    for name in sorted(graph):
-        visit(name, [])
-
-
 def test_api_modules_import_downward_only() -> None:
     graph = _graph()
     api = {f"lambda_fn.api.{m}" for m in (p.stem for p in (PACKAGE / "api").glob("*.py"))} - {
@@ -72,11 +56,3 @@ def test_api_modules_import_downward_only() -> None:
         below = {f"lambda_fn.api.{m}" for m in API_LAYERS[:level]}
         inside = {m for m in graph[f"lambda_fn.api.{name}"] if m.startswith("lambda_fn.api.")}
         assert inside <= below, f"lambda_fn.api.{name} imports {sorted(inside - below)}, which are not below it"
-
-
-def test_lambda_fn_imports_no_private_names_across_modules() -> None:
-    for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lambda_fn"):
-                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
-                assert not private, f"{_module(path)} imports {private} from {node.module}"
