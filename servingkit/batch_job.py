@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lambda_fn.config import ConfigError, Env
-from lambda_fn.model_store import ModelStoreError
+from lambda_fn.model_errors import ModelStoreError
 from lambda_fn.schema import SchemaError
 
 if TYPE_CHECKING:

@@ -30,7 +30,8 @@ from urllib.parse import urlparse
 
 from infra.topology import Ctx
 from lambda_fn.model_env import SKLEARN, Runtime, compare, model_format, pinned_version, read_recorded
-from lambda_fn.model_store import MLMODEL, artifact_digest, artifact_sha256, fetch, s3_client
+from lambda_fn.model_errors import MLMODEL
+from lambda_fn.model_store import artifact_digest, artifact_sha256, fetch, s3_client
 from lambda_fn.schema import SchemaError, Signature
 from servingkit.image.platform import REQUIREMENTS, base_image
 
