@@ -378,9 +378,7 @@ def test_openapi_document_is_served_and_the_repo_copy_is_current(env: pytest.Mon
     from lambda_fn.api import openapi_json
 
     generic = json.loads(openapi_json())
-    assert DOCS.read_text() == openapi_json(), (
-        "docs/openapi.json is stale: python -m lambda_fn.api > docs/openapi.json"
-    )
+    assert DOCS.read_text() == openapi_json(), "docs/openapi.json is stale: python -m lambda_fn.api > docs/openapi.json"
     assert generic["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in generic["paths"].items() for m in ops}
     routed = {(m, r.replace("<name>", "{name}")) for m, r, _ in api.ROUTES}
