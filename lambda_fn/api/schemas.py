@@ -14,22 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Scalar = str | float | int | bool | None
 
+
+class _Wire(BaseModel):
+    # Validators are built when a model is first used, not at import: a cold start pays for the answers it gives.
+    model_config = ConfigDict(defer_build=True)
+
+
 # --------------------------------------------------------------------------- errors
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(_Wire):
     row: int | None = Field(description="Index of the row at fault (0-based), null for the request as a whole")
     field: str | None = Field(description="The field, column or input at fault, when there is one")
     message: str
 
 
-class ErrorInfo(BaseModel):
+class ErrorInfo(_Wire):
     code: str = Field(description="Stable machine-readable code, e.g. invalid_input, malformed_json")
     message: str
     details: list[ErrorDetail]
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(_Wire):
     error: ErrorInfo
     request_id: str = Field(description="API Gateway request id; also in the X-Request-Id header and the logs")
 
@@ -37,11 +43,11 @@ class ErrorResponse(BaseModel):
 # --------------------------------------------------------------------------- POST /predict
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Open(_Wire):
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
-class ModelIdentity(BaseModel):
+class ModelIdentity(_Wire):
     name: str
     version: str
     sha256: str
@@ -53,7 +59,7 @@ class PredictRequest(_Open):
     instances: list[dict[str, Any]] | None = Field(default=None, min_length=1)
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(_Wire):
     predictions: list[Any] = Field(description="One per instance, in order")
     ids: list[Any] | None = Field(default=None, description="The ID_FIELD of each instance, when configured")
     model: ModelIdentity
@@ -62,7 +68,7 @@ class PredictResponse(BaseModel):
 # --------------------------------------------------------------------------- POST /invocations (MLflow)
 
 
-class DataframeSplit(BaseModel):
+class DataframeSplit(_Wire):
     columns: list[str] | None = None
     data: list[list[Scalar] | Scalar]
     index: list[Any] | None = None
@@ -82,7 +88,7 @@ class InvocationsRequest(_Open):
 MLFLOW_FORMATS: tuple[str, ...] = tuple(k for k in InvocationsRequest.model_fields if k != "params")
 
 
-class InvocationsResponse(BaseModel):
+class InvocationsResponse(_Wire):
     predictions: list[Any]
 
 
@@ -108,7 +114,7 @@ V2_DATATYPE = {k: v[0] for k, v in V2_TYPES.items()}
 assert {d for ds in V2_TYPES.values() for d in ds} <= set(V2_DATATYPES)
 
 
-class V2Tensor(BaseModel):
+class V2Tensor(_Wire):
     name: str
     shape: list[int]
     datatype: V2Datatype
@@ -116,32 +122,32 @@ class V2Tensor(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
-class V2RequestOutput(BaseModel):
+class V2RequestOutput(_Wire):
     name: str
     parameters: dict[str, Any] | None = None
 
 
-class V2InferRequest(BaseModel):
+class V2InferRequest(_Wire):
     id: str | None = None
     parameters: dict[str, Any] | None = None
     inputs: list[V2Tensor] = Field(min_length=1)
     outputs: list[V2RequestOutput] | None = None
 
 
-class V2InferResponse(BaseModel):
+class V2InferResponse(_Wire):
     model_name: str
     model_version: str | None = None
     id: str | None = None
     outputs: list[V2Tensor]
 
 
-class V2TensorMetadata(BaseModel):
+class V2TensorMetadata(_Wire):
     name: str
     datatype: V2Datatype
     shape: list[int]
 
 
-class V2ModelMetadata(BaseModel):
+class V2ModelMetadata(_Wire):
     name: str
     versions: list[str]
     platform: str
@@ -149,39 +155,39 @@ class V2ModelMetadata(BaseModel):
     outputs: list[V2TensorMetadata]
 
 
-class V2ModelReady(BaseModel):
+class V2ModelReady(_Wire):
     name: str
     ready: bool
 
 
-class V2Live(BaseModel):
+class V2Live(_Wire):
     live: bool
 
 
-class V2Ready(BaseModel):
+class V2Ready(_Wire):
     ready: bool
 
 
 # --------------------------------------------------------------------------- health and metadata
 
 
-class Health(BaseModel):
+class Health(_Wire):
     status: Literal["ok"]
     model: ModelIdentity
 
 
-class ColumnSpecDoc(BaseModel):
+class ColumnSpecDoc(_Wire):
     name: str
     type: str
     required: bool
 
 
-class SignatureDoc(BaseModel):
+class SignatureDoc(_Wire):
     inputs: list[ColumnSpecDoc]
     outputs: Any = None
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(_Wire):
     name: str
     version: str
     sha256: str
