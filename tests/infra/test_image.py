@@ -50,7 +50,8 @@ def test_build_context_holds_only_the_image_inputs(default: Synth) -> None:
     files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
     assert {"Dockerfile", "requirements.txt", "lambda_fn/handler.py"} <= files
     assert all(
-        f in ("Dockerfile", "requirements.txt", ".dockerignore") or re.fullmatch(r"lambda_fn/\w+\.py", f) for f in files
+        f in ("Dockerfile", "requirements.txt", ".dockerignore") or re.fullmatch(r"lambda_fn/(?:\w+/)*\w+\.py", f)
+        for f in files
     ), files
 
 
