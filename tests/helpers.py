@@ -51,6 +51,17 @@ def tiny_pipeline() -> Any:
     return pipe.fit(x, y)
 
 
+def _pin(dist: str) -> str:
+    from importlib.metadata import version
+
+    return f"{dist}=={version(dist)}"
+
+
+# What MLflow would infer for these models, given up front: its inference runs the model in a child process
+# (about 5 s a save), which `servingkit train` still does for real.
+_MLFLOW_REQUIREMENTS = [_pin(d) for d in ("mlflow", "numpy", "pandas", "scikit-learn", "scipy")]
+
+
 def save_mlflow_model(path: Path, model: Any | None = None, serialization_format: str = "skops") -> Path:
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -63,6 +74,7 @@ def save_mlflow_model(path: Path, model: Any | None = None, serialization_format
         signature=infer_signature(x, model.predict(x)),
         serialization_format=serialization_format,
         metadata={"name": "tiny"},
+        pip_requirements=[*_MLFLOW_REQUIREMENTS, _pin("skops" if serialization_format == "skops" else "cloudpickle")],
     )
     return path
 
