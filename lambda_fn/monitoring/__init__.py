@@ -1,7 +1,11 @@
-"""Prediction monitoring inside the image: the release's reference, per-batch profiles, capture sampling and records.
+"""Prediction monitoring inside the image: the release's reference, per-batch profiles, capture, and the monitor.
 
 numpy only (no pandas import): `reference` (training bins), `profile` (mergeable counts per scored batch),
-`sampling` (deterministic keyed sampling by record id), `capture` (record shape, S3 keys, gzip JSON lines).
+`sampling` (deterministic keyed sampling by record id), `capture` (record shape, S3 keys, gzip JSON lines);
+the monitor function's computations: `drift` (PSI, Jensen-Shannon, KS, Wasserstein), `quality` (SageMaker-style
+data-quality checks), `labels` (ground-truth join and metrics), `report` (the window's JSON summary and HTML);
+`release_reference` (the release's pinned reference, verified), `window` (the scheduled window job, pure) and
+`s3_store` (its S3 and CloudWatch I/O; boto3 imported on use).
 """
 
 from lambda_fn.monitoring.profile import FeatureCounts, Profile, ProfileError, merge_all

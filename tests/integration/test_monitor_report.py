@@ -14,7 +14,7 @@ import pytest
 
 from lambda_fn.monitoring.profile import Profile
 from lambda_fn.monitoring.reference import Reference
-from servingkit.monitor.report import evaluate_window, render_html
+from lambda_fn.monitoring.report import evaluate_window, render_html
 from tests.unit.test_monitor_reference import taxi_frame
 
 

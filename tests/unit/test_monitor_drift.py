@@ -10,9 +10,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp, wasserstein_distance
 
-from lambda_fn.monitoring.profile import Profile
-from lambda_fn.monitoring.reference import Reference
-from servingkit.monitor.drift import (
+from lambda_fn.monitoring.drift import (
     Thresholds,
     js_distance,
     ks_statistic,
@@ -20,6 +18,8 @@ from servingkit.monitor.drift import (
     psi,
     wasserstein_1,
 )
+from lambda_fn.monitoring.profile import Profile
+from lambda_fn.monitoring.reference import Reference
 from tests.unit.test_monitor_reference import taxi_frame
 
 counts = st.lists(st.integers(0, 1000), min_size=2, max_size=30)

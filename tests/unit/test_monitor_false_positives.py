@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from lambda_fn.monitoring.drift import MIN_ROWS, profile_drift
 from lambda_fn.monitoring.profile import Profile
+from lambda_fn.monitoring.quality import check_quality
 from lambda_fn.monitoring.reference import Reference
-from servingkit.monitor.drift import MIN_ROWS, profile_drift
-from servingkit.monitor.quality import check_quality
 from tests.unit.test_monitor_reference import taxi_frame
 
 SEEDS = 200

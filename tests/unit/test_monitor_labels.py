@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, roc_auc_score
 
 from lambda_fn.monitoring.capture import CaptureRecord, ModelIdentity, encode_objects, read_lines
-from servingkit.monitor.labels import (
+from lambda_fn.monitoring.labels import (
     Captured,
     Label,
     LabelError,

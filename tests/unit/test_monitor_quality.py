@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from lambda_fn.monitoring.profile import Profile
+from lambda_fn.monitoring.quality import QualityThresholds, check_quality
 from lambda_fn.monitoring.reference import Reference
-from servingkit.monitor.quality import QualityThresholds, check_quality
 from tests.unit.test_monitor_reference import taxi_frame
 
 

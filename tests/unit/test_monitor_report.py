@@ -11,7 +11,7 @@ import pandas as pd
 
 from lambda_fn.monitoring.profile import Profile
 from lambda_fn.monitoring.reference import Reference
-from servingkit.monitor.report import evaluate_window, render_html, summary_json
+from lambda_fn.monitoring.report import evaluate_window, render_html, summary_json
 
 HOSTILE = '<script>alert("x")</script>'
 START = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)

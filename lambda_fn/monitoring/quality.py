@@ -31,9 +31,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from lambda_fn.monitoring.drift import MIN_ROWS
 from lambda_fn.monitoring.profile import Profile
 from lambda_fn.monitoring.reference import Reference
-from servingkit.monitor.drift import MIN_ROWS
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from lambda_fn.monitoring.drift import DEFAULT_THRESHOLDS, Thresholds, profile_drift, shares
 from lambda_fn.monitoring.profile import FeatureCounts, Profile, merge_all
+from lambda_fn.monitoring.quality import DEFAULT_QUALITY, QualityThresholds, check_quality
 from lambda_fn.monitoring.reference import Reference
-from servingkit.monitor.drift import DEFAULT_THRESHOLDS, Thresholds, profile_drift, shares
-from servingkit.monitor.quality import DEFAULT_QUALITY, QualityThresholds, check_quality
 
 SUMMARY_FORMAT = 1
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"  # no script, no network
