@@ -48,7 +48,7 @@ def test_metrics_and_logs_carry_counts_latency_and_request_id(
     assert doc[Metric.RECORDS_SCORED] == [9.0] and doc[Metric.RECORDS_DEAD_LETTERED] == [1.0]
     assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == Metric.NAMESPACE
     batch_log = next(entry for entry in lines if entry.get("message") == "batch scored")
-    assert batch_log["function_request_id"] == FakeContext.aws_request_id
+    assert batch_log["function_request_id"] == FakeContext().aws_request_id
     assert batch_log["scored"] == 9 and batch_log["dead_letter_reasons"] == {"not_json": 1}
     for log in (handler.logger, stream.logger):
         log.setLevel("WARNING")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from lambda_fn.model_env import Runtime
-from servingkit.image.platform import REQUIREMENTS, base_image
+from servingkit.image.platform import REQUIREMENTS, base_image, locked_versions
 from servingkit.publish import PublishError, check_environment, image_runtime, publish
 from tests.helpers import recorded_env_variant, run_cli
 from tests.integration.conftest import BUCKET, Aws
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE_SKLEARN = re.search(r"(?m)^scikit-learn==(\S+)$", REQUIREMENTS.read_text())[1]  # type: ignore[index]
+IMAGE_SKLEARN = locked_versions(REQUIREMENTS)["scikit-learn"]
 
 
 def _minor_before(version: str) -> str:
