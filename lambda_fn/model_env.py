@@ -20,7 +20,7 @@ Rules (the runtime is the running interpreter and installed scikit-learn at load
 loading a model saved by another version (any flavour that records a scikit-learn version is checked).
 
 A refusal names both versions and the file they came from; `MODEL_ALLOW_ENV_MISMATCH=true` (at load) or
-`scripts/publish.py publish --allow-env-mismatch` turns refusals into warnings. Nothing recorded (no such
+`servingkit publish --allow-env-mismatch` turns refusals into warnings. Nothing recorded (no such
 file, no scikit-learn pin) means nothing to compare: a debug log says so. A file that cannot be parsed is a
 warning, never a crash. A patch level missing on one side (the image's Python is known as `3.13`) is not
 compared. Single-file models (`.skops`, `.joblib`) record no environment and are not checked.

@@ -188,14 +188,22 @@ def test_the_base_has_the_lambda_layout_and_amazon_linux_2023_wheel_policy(engin
     probe = (
         "import json, sys\n"
         "from pip._vendor.packaging import tags\n"
-        "sys.path.insert(0, '/var/runtime')\n"
         "import awslambdaric\n"
         "linux = [t.platform for t in tags.sys_tags() if t.platform.startswith('manylinux_2_')]\n"
         "print(json.dumps({'exe': sys.executable, 'ric': awslambdaric.__file__, 'glibc': sorted(\n"
         "    {tuple(map(int, p.split('_')[1:3])) for p in linux})}))\n"
     )
     done = engine.docker(
-        "run", "--rm", "--network=host", "--entrypoint", "/var/lang/bin/python3", base_image, "-c", probe
+        "run",
+        "--rm",
+        "--network=host",
+        "--env",
+        "PYTHONPATH=/var/runtime",
+        "--entrypoint",
+        "/var/lang/bin/python3",
+        base_image,
+        "-c",
+        probe,
     )
     facts = json.loads(done.stdout.strip().splitlines()[-1])
     assert facts["exe"].startswith("/var/lang/bin/python3") and facts["ric"].startswith("/var/runtime/awslambdaric/")

@@ -102,10 +102,9 @@ def test_handlers_import_from_a_clean_runtime_install(
     python, task = image_python
     points = _entry_points([default, provisioned, rollout])
     assert {STREAM_HANDLER, API_HANDLER} <= points
-    # -I: no PYTHONPATH, no user site, no cwd: only the venv and the task root, as in the image.
+    # -E -s: no PYTHONPATH, no user site; the cwd (the task root, as in Lambda) is first on sys.path.
     probe = (
         "import importlib, sys\n"
-        f"sys.path.insert(0, {str(task)!r})\n"
         "for point in sys.argv[1:]:\n"
         "    module, _, name = point.rpartition('.')\n"
         "    assert callable(getattr(importlib.import_module(module), name)), point\n"
@@ -119,6 +118,6 @@ def test_handlers_import_from_a_clean_runtime_install(
     )
     env = {"PATH": os.environ["PATH"], "HOME": str(task), "POWERTOOLS_METRICS_DISABLED": "true"}
     result = subprocess.run(
-        [str(python), "-I", "-c", probe, *sorted(points)], cwd=task, env=env, capture_output=True, text=True
+        [str(python), "-E", "-s", "-c", probe, *sorted(points)], cwd=task, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,7 +1,7 @@
 """The local Lambda Runtime API against AWS's own runtime interface client (awslambdaric) on the host.
 
-Each runtime is a process started the way the Lambda base image's bootstrap starts it: `LAMBDA_TASK_ROOT` first
-on `sys.path` and a site directory, then `awslambdaric`'s main with the handler from `_HANDLER`, the Runtime API's
+Each runtime is a process started the way the Lambda base image's bootstrap starts it: `python -m awslambdaric
+<handler>` in `LAMBDA_TASK_ROOT` (so the task root is first on `sys.path`), the Runtime API's
 address in `AWS_LAMBDA_RUNTIME_API` and the function's settings in Lambda's variables. The protocol tests at the
 end play the runtime by hand with http.client to pin status codes and bodies.
 """
@@ -38,17 +38,6 @@ from servingkit.localcloud.runtime_api import (
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:scorer"
 FUNCTION_NAME = "scorer"
 NEXT = "/2018-06-01/runtime/invocation/next"
-
-# What the base image's /var/runtime/bootstrap.py does before handing over to awslambdaric.
-BOOTSTRAP = textwrap.dedent(
-    """
-    import os, site, sys
-    sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
-    site.addsitedir(os.environ["LAMBDA_TASK_ROOT"])
-    from awslambdaric.__main__ import main
-    main([os.environ["LAMBDA_TASK_ROOT"], os.environ["_HANDLER"]])
-    """
-)
 
 FUNCTIONS = textwrap.dedent(
     """
@@ -133,7 +122,12 @@ def start_runtime(api: RuntimeAPI, task_root: Path, tmp_path: Path) -> Iterator[
         }
         log = (tmp_path / f"runtime-{len(procs)}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-c", BOOTSTRAP], env=env, cwd=task_root, stdout=log, stderr=subprocess.STDOUT
+            # As the base image's bootstrap: `python -m awslambdaric <handler>` in the task root (first on sys.path).
+            [sys.executable, "-m", "awslambdaric", handler],
+            env=env,
+            cwd=task_root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         procs.append(proc)
