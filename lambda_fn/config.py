@@ -85,6 +85,15 @@ class Metric:
     API_LATENCY = "ApiLatencyMs"
     API_CLIENT_ERRORS = "ApiClientErrors"
     API_SERVER_ERRORS = "ApiServerErrors"
+    # The monitor function (lambda_fn.monitoring.window), per window of MONITOR_SHORT_WINDOW_MINUTES: PSI of each
+    # feature and the prediction (model, variant, feature), and per variant (model, variant) the features at alert,
+    # the quality violations and the rows seen. (features + 1) + 3 metrics per variant.
+    DRIFT_SCORE = "DriftScore"
+    DRIFTED_FEATURES = "DriftedFeatures"
+    QUALITY_VIOLATIONS = "QualityViolations"
+    MONITOR_ROWS = "MonitorRows"
+    MODEL_DIMENSION = "model"
+    FEATURE_DIMENSION = "feature"
 
 
 def service_name() -> str:
@@ -304,3 +313,94 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
 def get_settings() -> Settings:
     """Read the process environment once per container."""
     return settings_from(os.environ)
+
+
+# --------------------------------------------------------------------------- the monitor function
+
+
+class MonitorEnv:
+    """Environment variable names read by the monitor function (`lambda_fn.handler.monitor_handler`)."""
+
+    MONITOR_BUCKET = "MONITOR_BUCKET"  # profiles in, reports out (lambda_fn.monitoring.s3_store's layout)
+    MONITOR_PREFIX = "MONITOR_PREFIX"
+    MONITOR_MODEL_NAME = "MONITOR_MODEL_NAME"  # the profiles' model= partition (the scorer's model name)
+    MONITOR_MODEL_SHA256 = "MONITOR_MODEL_SHA256"  # the profiles' sha256= partition (the scorer's MODEL_SHA256)
+    MONITOR_MODEL_VERSION = "MONITOR_MODEL_VERSION"
+    MONITOR_REFERENCE_URI = "MONITOR_REFERENCE_URI"  # the release manifest's reference.uri
+    MONITOR_REFERENCE_SHA256 = "MONITOR_REFERENCE_SHA256"  # the release manifest's reference.sha256
+    MONITOR_SHORT_WINDOW_MINUTES = "MONITOR_SHORT_WINDOW_MINUTES"
+    MONITOR_LONG_WINDOW_HOURS = "MONITOR_LONG_WINDOW_HOURS"
+    MONITOR_MIN_ROWS = "MONITOR_MIN_ROWS"  # rows below which a window claims no drift
+    MONITOR_METRICS = "MONITOR_METRICS"  # publish CloudWatch metrics (PutMetricData)
+
+
+class MonitorSettings(BaseModel):
+    """Typed settings of the monitor function; field names are the lower-cased environment names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    monitor_bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    monitor_prefix: str = "monitoring"
+    monitor_model_name: str = Field(min_length=1, max_length=256)
+    monitor_model_sha256: str
+    monitor_model_version: str | None = None
+    monitor_reference_uri: str
+    monitor_reference_sha256: str
+    monitor_short_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    monitor_long_window_hours: int = Field(default=24, ge=1, le=24 * 31)
+    monitor_min_rows: int = Field(default=1000, ge=1)
+    monitor_metrics: bool = True
+
+    @field_validator("monitor_model_sha256", "monitor_reference_sha256")
+    @classmethod
+    def _sha(cls, value: str) -> str:
+        checked = _check_sha(value)
+        assert checked is not None
+        return checked
+
+    @field_validator("monitor_reference_uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return _check_uri(value)
+
+    @field_validator("monitor_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+
+MONITOR_ENV_FIELDS: Mapping[str, str] = {field.upper(): field for field in MonitorSettings.model_fields}
+_MONITOR_REQUIRED = [name.upper() for name, info in MonitorSettings.model_fields.items() if info.is_required()]
+
+
+def monitor_settings_from(environ: Mapping[str, str]) -> MonitorSettings:
+    """Build the monitor's settings from a mapping; every error names the environment variable at fault."""
+    missing = [env for env in _MONITOR_REQUIRED if not (environ.get(env) or "").strip()]
+    if missing:
+        raise ConfigError(f"missing required environment variable(s) for the monitor: {', '.join(missing)}")
+    raw: dict[str, object] = {}
+    for env, field in MONITOR_ENV_FIELDS.items():
+        value = (environ.get(env) or "").strip()
+        if not value:
+            continue
+        if MonitorSettings.model_fields[field].annotation is bool:
+            if value.lower() not in _BOOLS:
+                raise ConfigError(f"{env}={value!r}: must be true or false")
+            raw[field] = _BOOLS[value.lower()]
+        else:
+            raw[field] = value
+    try:
+        return MonitorSettings(**raw)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"{str(e['loc'][0]).upper()}={environ.get(str(e['loc'][0]).upper(), '')!r}: {e['msg']}"
+            for e in exc.errors()
+            if e["loc"]
+        ]
+        raise ConfigError("invalid monitor configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_monitor_settings() -> MonitorSettings:
+    """Read the monitor's settings from the process environment once per container."""
+    return monitor_settings_from(os.environ)

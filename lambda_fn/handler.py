@@ -1,8 +1,9 @@
 """Lambda entry points. They adapt events and nothing else; the work lives in the modules they call.
 
 `lambda_fn.handler.stream_handler` scores Kinesis batches; `lambda_fn.handler.api_handler` serves the
-synchronous API. Inside the Lambda runtime the configuration is validated at init, so a missing or
-malformed setting fails the cold start with a message naming it.
+synchronous API; `lambda_fn.handler.monitor_handler` runs one monitor window (EventBridge Scheduler).
+Inside the Lambda runtime the configuration is validated at init, so a missing or malformed setting fails the
+cold start with a message naming it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_fn import runtime
-from lambda_fn.config import Metric, get_settings, metrics_namespace, service_name
+from lambda_fn.config import Metric, get_monitor_settings, get_settings, metrics_namespace, service_name
 from lambda_fn.stream import process_batch
 
 logger = Logger(service=service_name())
@@ -34,10 +35,14 @@ if not _METRICS_ENABLED:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
-    _settings = get_settings()
-    # Lambda names the configured handler in _HANDLER: the stream scorer cannot start without its outputs.
-    if os.environ.get("_HANDLER") == f"{__name__}.stream_handler":
-        _settings.require_stream_outputs()
+    # Lambda names the configured handler in _HANDLER: the monitor reads its own settings (no model to serve),
+    # the stream scorer cannot start without its outputs.
+    if os.environ.get("_HANDLER") == f"{__name__}.monitor_handler":
+        get_monitor_settings()
+    else:
+        _settings = get_settings()
+        if os.environ.get("_HANDLER") == f"{__name__}.stream_handler":
+            _settings.require_stream_outputs()
 
 
 def _emit_load_metrics() -> None:
@@ -69,3 +74,13 @@ def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         return response
     finally:
         _emit_load_metrics()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def monitor_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """EventBridge Scheduler (or a manual invoke): one monitor window ending at the event's `at` / `time`."""
+    from lambda_fn.monitoring.job import run_scheduled
+
+    answer = run_scheduled(event, get_monitor_settings())
+    logger.info("monitor window", extra=answer)
+    return answer

@@ -1,0 +1,119 @@
+"""The monitor function's work: settings → reference (verified), S3 store, CloudWatch sink → the window job.
+
+`monitor_handler` (lambda_fn.handler) calls `run_scheduled` with the schedule's event; the `servingkit monitor`
+commands call `run` and `backfill` with the same settings, so the Lambda, the CLI and the tests run one code path.
+The scheduled event's `time` (EventBridge) or `at` (a Scheduler target's input, or a manual invoke) is the
+window's end; without either, now.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from lambda_fn.config import MonitorSettings, metrics_namespace
+from lambda_fn.monitoring.drift import Thresholds
+from lambda_fn.monitoring.reference import Reference
+from lambda_fn.monitoring.release_reference import load_reference
+from lambda_fn.monitoring.s3_store import CloudWatchSink, Location, S3Store, read_s3_uri
+from lambda_fn.monitoring.window import Target, WindowResult, Windows, backfill, run_window
+
+
+@lru_cache(maxsize=4)
+def _reference(uri: str, sha256: str) -> Reference:
+    return load_reference(uri, sha256, read_s3_uri)
+
+
+def target(settings: MonitorSettings) -> Target:
+    ref = _reference(settings.monitor_reference_uri, settings.monitor_reference_sha256)
+    return Target(settings.monitor_model_name, settings.monitor_model_sha256, ref, settings.monitor_model_version)
+
+
+def store(settings: MonitorSettings, s3: Any | None = None) -> S3Store:
+    loc = Location(
+        settings.monitor_bucket, settings.monitor_prefix, settings.monitor_model_name, settings.monitor_model_sha256
+    )
+    return S3Store(loc, s3)
+
+
+def windows(settings: MonitorSettings) -> Windows:
+    return Windows(
+        timedelta(minutes=settings.monitor_short_window_minutes), timedelta(hours=settings.monitor_long_window_hours)
+    )
+
+
+def thresholds(settings: MonitorSettings) -> Thresholds:
+    return Thresholds(min_rows=settings.monitor_min_rows)
+
+
+def sink(settings: MonitorSettings, metrics: bool | None, cloudwatch: Any | None) -> CloudWatchSink | None:
+    on = settings.monitor_metrics if metrics is None else metrics
+    return CloudWatchSink(metrics_namespace(), cloudwatch) if on else None
+
+
+def run(
+    settings: MonitorSettings,
+    at: datetime | None = None,
+    *,
+    metrics: bool | None = None,
+    s3: Any | None = None,
+    cloudwatch: Any | None = None,
+) -> WindowResult:
+    """One window ending at `at` (default now)."""
+    return run_window(
+        target(settings),
+        store(settings, s3),
+        at or datetime.now(UTC),
+        windows=windows(settings),
+        thresholds=thresholds(settings),
+        metrics=sink(settings, metrics, cloudwatch),
+    )
+
+
+def run_backfill(
+    settings: MonitorSettings,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    *,
+    metrics: bool = False,
+    s3: Any | None = None,
+    cloudwatch: Any | None = None,
+) -> list[WindowResult]:
+    """The windows ending in (start, end] every `step`; metrics off by default (alarms would see history)."""
+    return backfill(
+        target(settings),
+        store(settings, s3),
+        start,
+        end,
+        step,
+        windows=windows(settings),
+        thresholds=thresholds(settings),
+        metrics=sink(settings, metrics, cloudwatch),
+    )
+
+
+def event_time(event: Any) -> datetime | None:
+    """The window end a scheduled event names (`at`, else EventBridge's `time`), or None."""
+    if not isinstance(event, dict):
+        return None
+    value = event.get("at") or event.get("time")
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"monitor event: 'at'/'time' {value!r} is not an ISO 8601 time") from None
+
+
+def run_scheduled(event: Any, settings: MonitorSettings) -> dict[str, Any]:
+    """The handler's work: one window, and a small JSON answer (status, drifted features, where the report is)."""
+    result = run(settings, event_time(event))
+    return {
+        "end": result.end.isoformat(),
+        "status": result.status,
+        "drifted": result.drifted(),
+        "metrics": result.metrics,
+        "report": result.uris,
+    }
