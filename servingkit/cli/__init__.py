@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from servingkit.cli import batch, bench, demo, localstack, publish, rides, serve, train
+from servingkit.cli import batch, bench, demo, localstack, monitor, publish, rides, serve, train
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
 
@@ -34,6 +34,7 @@ for command in (
     rides.make_rides,
     localstack.localstack,
     bench.bench,
+    monitor.monitor,
 ):
     main.add_command(command)
 

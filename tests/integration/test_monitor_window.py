@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,8 +18,8 @@ from lambda_fn.config import MONITOR_ENV_FIELDS, MonitorSettings, get_monitor_se
 from lambda_fn.monitoring import job
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.release_reference import ReferencePinError
-from lambda_fn.monitoring.s3_store import Location, put_profile
-from tests.helpers import FakeContext
+from lambda_fn.monitoring.s3_store import Location, S3Store, put_profile
+from tests.helpers import FakeContext, run_cli
 from tests.monitoring_data import profiles, reference
 
 BUCKET = "monitor-bucket"
@@ -198,3 +199,27 @@ def test_monitor_handler(monitor: Monitor) -> None:
     assert answer["drifted"] == {"primary": ["distance"]}
     assert answer["metrics"] == 7
     assert answer["report"]["report.html"].endswith("end=20261201T103000Z/report.html")
+
+
+def test_cli_run_backfill_and_report(monitor: Monitor, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monitor.write(T0 + timedelta(minutes=16), shift=15.0)
+    assert run_cli(["monitor", "run", "--at", "2026-12-01T10:30Z", "--no-metrics"]) == 0
+    out = capsys.readouterr().out
+    assert "alert" in out and "distance" in out and "end=20261201T103000Z/report.html" in out
+    assert (
+        run_cli(["monitor", "backfill", "--start", "2026-12-01T10:00Z", "--end", "2026-12-01T11:00Z", "--step", "30m"])
+        == 0
+    )
+    assert capsys.readouterr().out.strip().endswith("2 windows")
+    saved = tmp_path / "r.html"
+    assert run_cli(["monitor", "report", "--at", "2026-12-01T10:30Z", "--out", str(saved)]) == 0
+    assert saved.read_text().startswith("<!doctype html>")
+    latest = S3Store(monitor.location, monitor.s3).latest_report(before=T0 + timedelta(days=1))
+    assert latest is not None and latest.endswith("/date=2026-12-01/hour=11/end=20261201T110000Z")
+    assert run_cli(["monitor", "report", "--prefix", "elsewhere", "--out", str(saved), "--long"]) == 1
+    assert "no report" in capsys.readouterr().err
+
+
+def test_cli_settings_errors_name_the_variable(monitor: Monitor, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["monitor", "run", "--reference-sha256", "nope"]) == 1
+    assert "MONITOR_REFERENCE_SHA256" in capsys.readouterr().err

@@ -29,6 +29,8 @@ COMMANDS = [
         ["bench", name]
         for name in ("stream", "coldstart", "rollout", "api", "batch", "image", "faults", "synth", "all")
     ),
+    ["monitor"],
+    *(["monitor", name] for name in ("run", "backfill", "report")),
 ]
 
 
@@ -44,7 +46,7 @@ def _command(path: list[str]) -> click.Command:
 
 def test_every_user_job_is_a_subcommand() -> None:
     assert set(main.list_commands(click.Context(main))) == {
-        "train", "publish", "promote", "demo", "serve", "batch", "make-rides", "localstack", "bench",
+        "train", "publish", "promote", "demo", "serve", "batch", "make-rides", "localstack", "bench", "monitor",
     }  # fmt: skip
 
 
