@@ -7,6 +7,12 @@ under a content-addressed key:
 
     s3://<bucket>/<prefix>/<name>/<sha256>/model/...      the artifact (MODEL_URI points here)
     s3://<bucket>/<prefix>/<name>/<sha256>/release.json   the release manifest
+    s3://<bucket>/<prefix>/<name>/<sha256>/reference.json the monitoring reference, when it is not a file of
+                                                          the model directory (model/reference.json) already
+
+The manifest pins the reference like the model: `"reference": {"uri", "sha256", "rows", "features",
+"origin"}` (or null: the release has no monitoring baseline, and publish warns). The monitor function is
+given that uri and sha256 (MONITOR_REFERENCE_URI, MONITOR_REFERENCE_SHA256) and refuses any other content.
 
 A key names exactly one content, so a release is never changed in place: an existing object with other
 content makes `publish` refuse (`PublishConflictError`); publishing the same content again is a no-op. The
@@ -32,8 +38,13 @@ from infra.topology import Ctx
 from lambda_fn.model_env import SKLEARN, Runtime, compare, model_format, pinned_version, read_recorded
 from lambda_fn.model_errors import MLMODEL
 from lambda_fn.model_store import artifact_digest, artifact_sha256, fetch, s3_client
+from lambda_fn.monitoring.reference import ReferenceFormatError
+from lambda_fn.monitoring.release_reference import REFERENCE_FILE, load_reference
+from lambda_fn.monitoring.s3_store import read_s3_uri
 from lambda_fn.schema import SchemaError, Signature
 from servingkit.image.platform import REQUIREMENTS, base_image
+from servingkit.publish_reference import NO_REFERENCE, ReferenceError, ReleaseReference
+from servingkit.publish_reference import find as find_reference
 
 MANIFEST = "release.json"
 MANIFEST_FORMAT = 1
@@ -237,6 +248,167 @@ def _read_manifest(s3: Any, bucket: str, key: str) -> dict[str, Any]:
     return data
 
 
+def _previous_manifest(s3: Any, bucket: str, key: str, sha: str, reference: object) -> dict[str, Any]:
+    """The first publication's manifest (it stands), refused when it records another artifact or reference."""
+    old = _read_manifest(s3, bucket, key)
+    if old.get("sha256") != sha:
+        raise PublishConflictError(
+            f"s3://{bucket}/{key} records sha256 {old.get('sha256')} but this artifact is {sha}; "
+            "releases are immutable, refusing to overwrite"
+        )
+    recorded = (old.get("reference") or {}).get("sha256")
+    if isinstance(reference, Mapping) and recorded != reference["sha256"]:
+        raise PublishConflictError(
+            f"s3://{bucket}/{key} records reference {recorded or '(none)'} but this one is {reference['sha256']}; "
+            "releases are immutable, refusing to change the reference of a published release"
+        )
+    return old
+
+
+def _put_file(
+    s3: Any, bucket: str, key: str, path: Path, digest: str, existing: set[str], result: PublishResult
+) -> None:
+    """Upload one file under its key, unless the same content is there; other content is a conflict."""
+    if key in existing:
+        remote = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(_SHA_META)
+        if remote != digest:
+            raise PublishConflictError(
+                f"s3://{bucket}/{key} already exists with different content (sha256 {remote or 'unknown'}, "
+                f"this file {digest}); releases are immutable, refusing to overwrite"
+            )
+        result.unchanged.append(key)
+        return
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {_SHA_META: digest}, "ChecksumAlgorithm": "SHA256"})
+    result.uploaded.append(key)
+
+
+def _refuse_strangers(existing: set[str], expected: set[str], bucket: str, base: str) -> None:
+    strangers = sorted(existing - expected)
+    if strangers:
+        raise PublishConflictError(
+            f"s3://{bucket}/{base}/ holds objects that are not part of this artifact ({', '.join(strangers[:5])}); "
+            "refusing to publish into it"
+        )
+
+
+def _release_reference(
+    local: Path,
+    uri: str,
+    run_id: str | None,
+    tmp: Path,
+    tracking_uri: str | None,
+    data: Path | None,
+    data_args: dict[str, Any],
+) -> ReleaseReference | None:
+    try:
+        return find_reference(
+            local,
+            run_id=run_id,
+            from_registry=not _is_local(uri),
+            tracking_uri=tracking_uri,
+            workdir=tmp,
+            data=data,
+            data_args=data_args,
+        )
+    except ReferenceError as exc:
+        raise PublishError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one artifact goes: its content-addressed base, the model's keys, the manifest's key."""
+
+    bucket: str
+    base: str
+    artifact_base: str
+    model_uri: str
+    name: str
+    version: str
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.base}/{MANIFEST}"
+
+    def reference_key(self, reference: ReleaseReference | None) -> str | None:
+        """The key to upload the reference to (None: there is none, or it is a file of the model already)."""
+        return None if reference is None or reference.in_model else f"{self.base}/{REFERENCE_FILE}"
+
+    def reference_uri(self, reference: ReleaseReference) -> str:
+        key = self.reference_key(reference) or f"{self.artifact_base}/{REFERENCE_FILE}"
+        return f"s3://{self.bucket}/{key}"
+
+
+def _layout(
+    bucket: str, prefix: str, local: Path, files: list[tuple[Path, str, str]], sha: str, names: tuple[str, str]
+) -> _Layout:
+    base = f"{prefix.strip('/')}/{slug(names[0])}/{sha}"
+    if local.is_dir():
+        return _Layout(bucket, base, f"{base}/model", f"s3://{bucket}/{base}/model", *names)
+    return _Layout(bucket, base, base, f"s3://{bucket}/{base}/{files[0][1]}", *names)
+
+
+def _manifest(
+    layout: _Layout,
+    sha: str,
+    source: Source,
+    run_id: str | None,
+    mlmodel: Mapping[str, Any],
+    files: list[tuple[Path, str, str]],
+    reference: ReleaseReference | None,
+) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "name": layout.name,
+        "version": layout.version,
+        "sha256": sha,
+        "model_uri": layout.model_uri,
+        "signature": _signature(mlmodel),
+        "flavors": sorted((mlmodel.get("flavors") or {}).keys()),
+        "source": {
+            "uri": source.uri,
+            "registered_model": source.registered_model,
+            "registered_version": source.registered_version,
+            "alias": source.alias,
+            "run_id": run_id,
+        },
+        "files": [{"path": rel, "size": p.stat().st_size, "sha256": digest} for p, rel, digest in files],
+        "reference": reference.entry(layout.reference_uri(reference)) if reference else None,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _write_release(
+    s3: Any,
+    layout: _Layout,
+    files: list[tuple[Path, str, str]],
+    reference: ReleaseReference | None,
+    result: PublishResult,
+    tmp: Path,
+) -> None:
+    """Upload what is missing (refusing other content under the release's keys), the manifest last."""
+    bucket, base, manifest_key = layout.bucket, layout.base, layout.manifest_key
+    existing = _existing(s3, bucket, base + "/")
+    if manifest_key in existing:
+        result.manifest = _previous_manifest(s3, bucket, manifest_key, result.sha256, result.manifest["reference"])
+        result.already_published = True
+    ref_key = layout.reference_key(reference)
+    expected = {f"{layout.artifact_base}/{rel}" for _, rel, _ in files} | {manifest_key}
+    _refuse_strangers(existing, expected | ({ref_key} if ref_key else set()), bucket, base)
+    for path, rel, digest in files:
+        _put_file(s3, bucket, f"{layout.artifact_base}/{rel}", path, digest, existing, result)
+    if ref_key and reference is not None:
+        (tmp / REFERENCE_FILE).write_bytes(reference.body)
+        _put_file(s3, bucket, ref_key, tmp / REFERENCE_FILE, reference.sha256, existing, result)
+    if not result.already_published:
+        # Written last: a manifest means the whole artifact is in place.
+        s3.put_object(
+            Bucket=bucket,
+            Key=manifest_key,
+            Body=(json.dumps(result.manifest, indent=2) + "\n").encode(),
+            ContentType="application/json",
+        )
+
+
 def publish(
     uri: str,
     bucket: str,
@@ -249,11 +421,15 @@ def publish(
     verify: bool = True,
     tag_registry: bool = True,
     allow_env_mismatch: bool = False,
+    reference_data: Path | None = None,
 ) -> PublishResult:
-    """Copy the model at `uri` into the bucket under its sha256 and write its release manifest.
+    """Copy the model at `uri` into the bucket under its sha256, with its monitoring reference, and write its
+    release manifest.
 
     Before anything is written, the model's recorded Python and scikit-learn are compared with the image's
-    (`check_environment`): a mismatch the function would refuse at load is refused here too."""
+    (`check_environment`): a mismatch the function would refuse at load is refused here too. The reference
+    (`servingkit.publish_reference`: `reference_data`, else the artifact's reference.json, else the MLflow
+    run's) is pinned in the manifest by its sha256 (`reference`), or the manifest says `"reference": null`."""
     s3 = s3 or s3_client()
     source = resolve_source(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
@@ -265,79 +441,50 @@ def publish(
         mlmodel = _mlmodel(local)
         meta = mlmodel.get("metadata") or {}
         run_id = source.run_id or mlmodel.get("run_id")
-        model_name = name or source.registered_model or meta.get("name") or local.stem
-        model_version = version or source.registered_version or (run_id[:12] if run_id else sha[:12])
-        base = f"{prefix.strip('/')}/{slug(str(model_name))}/{sha}"
-        is_dir = local.is_dir()
-        artifact_base = f"{base}/model" if is_dir else base
-        model_uri = f"s3://{bucket}/{artifact_base}" if is_dir else f"s3://{bucket}/{base}/{files[0][1]}"
-        manifest_key = f"{base}/{MANIFEST}"
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "name": str(model_name),
-            "version": str(model_version),
+        model_name = str(name or source.registered_model or meta.get("name") or local.stem)
+        model_version = str(version or source.registered_version or (run_id[:12] if run_id else sha[:12]))
+        layout = _layout(bucket, prefix, local, files, sha, (model_name, model_version))
+        data_args = {
             "sha256": sha,
-            "model_uri": model_uri,
-            "signature": _signature(mlmodel),
-            "flavors": sorted((mlmodel.get("flavors") or {}).keys()),
-            "source": {
-                "uri": uri,
-                "registered_model": source.registered_model,
-                "registered_version": source.registered_version,
-                "alias": source.alias,
-                "run_id": run_id,
-            },
-            "files": [{"path": rel, "size": p.stat().st_size, "sha256": digest} for p, rel, digest in files],
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "columns": _columns(mlmodel),
+            "name": model_name,
+            "allow_env_mismatch": allow_env_mismatch,
         }
-        result = PublishResult(manifest, model_uri, f"s3://{bucket}/{manifest_key}", warnings=env_warnings)
-
-        existing = _existing(s3, bucket, base + "/")
-        if manifest_key in existing:
-            old = _read_manifest(s3, bucket, manifest_key)
-            if old.get("sha256") != sha:
-                raise PublishConflictError(
-                    f"{result.manifest_uri} records sha256 {old.get('sha256')} but this artifact is {sha}; "
-                    "releases are immutable, refusing to overwrite"
-                )
-            result.manifest = old  # the first publication's manifest (and its created date) stands
-            result.already_published = True
-        expected = {f"{artifact_base}/{rel}" for _, rel, _ in files} | {manifest_key}
-        strangers = sorted(existing - expected)
-        if strangers:
-            raise PublishConflictError(
-                f"s3://{bucket}/{base}/ holds objects that are not part of this artifact ({', '.join(strangers[:5])}); "
-                "refusing to publish into it"
-            )
-        for path, rel, digest in files:
-            key = f"{artifact_base}/{rel}"
-            if key in existing:
-                remote = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(_SHA_META)
-                if remote != digest:
-                    raise PublishConflictError(
-                        f"s3://{bucket}/{key} already exists with different content (sha256 {remote or 'unknown'}, "
-                        f"this file {digest}); releases are immutable, refusing to overwrite"
-                    )
-                result.unchanged.append(key)
-                continue
-            s3.upload_file(
-                str(path), bucket, key, ExtraArgs={"Metadata": {_SHA_META: digest}, "ChecksumAlgorithm": "SHA256"}
-            )
-            result.uploaded.append(key)
-        if not result.already_published:
-            # Written last: a manifest means the whole artifact is in place.
-            s3.put_object(
-                Bucket=bucket,
-                Key=manifest_key,
-                Body=(json.dumps(manifest, indent=2) + "\n").encode(),
-                ContentType="application/json",
-            )
+        reference = _release_reference(local, uri, run_id, Path(tmp), tracking_uri, reference_data, data_args)
+        manifest = _manifest(layout, sha, source, run_id, mlmodel, files, reference)
+        result = PublishResult(
+            manifest,
+            layout.model_uri,
+            f"s3://{bucket}/{layout.manifest_key}",
+            warnings=env_warnings + ([] if reference else [NO_REFERENCE]),
+        )
+        _write_release(s3, layout, files, reference, result, Path(tmp))
         if verify:
-            verify_published(model_uri, sha, s3)
+            verify_published(layout.model_uri, sha, s3)
+            verify_reference_published(result.manifest.get("reference"), s3)
             result.verified = True
     if tag_registry and source.registered_model and source.registered_version:
         result.warnings.extend(_tag_version(source, result, tracking_uri))
     return result
+
+
+def _columns(mlmodel: Mapping[str, Any]) -> list[str] | None:
+    """The signature's column names (what a reference is built on), or None without a column signature."""
+    try:
+        sig = Signature.from_mlmodel(dict(mlmodel))
+    except SchemaError:
+        return None
+    return sig.names if sig is not None and sig.names else None
+
+
+def verify_reference_published(entry: Mapping[str, Any] | None, s3: Any | None = None) -> None:
+    """Download the release's reference and check it against the sha256 the manifest pins."""
+    if not entry:
+        return
+    try:
+        load_reference(str(entry["uri"]), str(entry["sha256"]), lambda u: read_s3_uri(u, s3))
+    except ReferenceFormatError as exc:
+        raise PublishError(f"verification failed: {exc}") from None
 
 
 def verify_published(model_uri: str, sha256: str, s3: Any | None = None) -> None:

@@ -2,7 +2,10 @@
 
 Offline and deterministic: generated rides, fixed seeds. The MLflow store is local (SQLite tracking,
 artifacts beside it) unless MLFLOW_TRACKING_URI says otherwise. The export is an MLflow model
-directory saved with skops (the safe format), plus `release.json` with its sha256.
+directory saved with skops (the safe format), plus `release.json` with its sha256. The export holds the
+monitoring reference too, `reference.json` (`lambda_fn.monitoring.reference`: the training frame's bins and the
+model's predictions on it), so the model's digest covers it and `servingkit publish` pins it in the release;
+the same file is logged to the MLflow run (`monitoring/reference.json`) for publishing from the registry.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import numpy as np
 
 from lambda_fn.hooks import taxi_features
 from lambda_fn.model_store import artifact_sha256
+from lambda_fn.monitoring.reference import Reference
+from lambda_fn.monitoring.release_reference import REFERENCE_FILE, sha256_hex
 from servingkit.taxi import rides
 
 MODEL_NAME = "taxi-ride-duration"
@@ -29,6 +34,7 @@ FEATURE_HOOK = "lambda_fn.hooks:taxi_features"
 FEATURES_FIELD = "ride"
 ID_FIELD = "ride_id"
 HGB_TREE_TYPE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+RUN_REFERENCE_DIR = "monitoring"  # the reference's folder among the MLflow run's artifacts
 
 
 class MissingModelError(FileNotFoundError):
@@ -53,6 +59,7 @@ class TrainResult:
     sha256: str
     rmse: float
     baseline_rmse: float
+    reference_sha256: str | None = None
 
 
 def build_frame(n: int, seed: int) -> tuple[Any, np.ndarray]:
@@ -74,6 +81,12 @@ def build_frame(n: int, seed: int) -> tuple[Any, np.ndarray]:
     frame["pickup_hour"] = frame["pickup_hour"].astype("int64")
     frame["pickup_dow"] = frame["pickup_dow"].astype("int64")
     return frame, cols["duration"]
+
+
+def reference_json(frame: Any, predictions: Any, meta: dict[str, str]) -> bytes:
+    """The monitoring reference of a training frame and the model's predictions on it, as canonical JSON (what
+    `reference.json` holds: the file's sha256 is the reference's own)."""
+    return Reference.build(frame, np.asarray(predictions, dtype=np.float64), meta=meta).to_json()
 
 
 def make_pipeline(seed: int = 0) -> Any:
@@ -122,10 +135,12 @@ def train(
     rmse = float(np.sqrt(np.mean((pred - y_test) ** 2)))
     baseline = float(np.sqrt(np.mean((y_train.mean() - y_test) ** 2)))
     signature = infer_signature(x_test.head(100), pred[:100])
+    reference = reference_json(x_train, pipeline.predict(x_train), {"name": MODEL_NAME})
 
     with mlflow.start_run(run_name="train-demo") as run:
         mlflow.log_params({"rows": rows, "seed": seed, "max_iter": 150, "encoder": "TargetEncoder(PU_DO)"})
         mlflow.log_metrics({"rmse": rmse, "baseline_rmse": baseline})
+        mlflow.log_text(reference.decode("ascii"), f"{RUN_REFERENCE_DIR}/{REFERENCE_FILE}")
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -144,6 +159,8 @@ def train(
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(export_dir.parent / ".export"))
     shutil.move(str(export_dir.parent / ".export"), export_dir)
+    (export_dir / REFERENCE_FILE).write_bytes(reference)
+    ref_sha = sha256_hex(reference)
     sha = artifact_sha256(export_dir)
     release = {
         "name": MODEL_NAME,
@@ -153,9 +170,10 @@ def train(
         "run_id": run.info.run_id,
         "signature": json.loads(json.dumps(signature.to_dict())),
         "metrics": {"rmse": rmse, "baseline_rmse": baseline},
+        "reference": {"path": f"{export_dir.name}/{REFERENCE_FILE}", "sha256": ref_sha, "rows": len(x_train)},
         "feature_hook": FEATURE_HOOK,
         "features_field": FEATURES_FIELD,
         "id_field": ID_FIELD,
     }
     (export_dir.parent / "release.json").write_text(json.dumps(release, indent=2) + "\n")
-    return TrainResult(run.info.run_id, info.model_uri, version, export_dir, sha, rmse, baseline)
+    return TrainResult(run.info.run_id, info.model_uri, version, export_dir, sha, rmse, baseline, ref_sha)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -39,6 +40,13 @@ tracking_uri_option = click.option(
     help="Publish a model saved by another Python minor (pickle-based) or scikit-learn minor than the image's; "
     "the function then needs MODEL_ALLOW_ENV_MISMATCH=true to load it.",
 )
+@click.option(
+    "--reference-data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV, Parquet or JSON-lines rows of the signature's columns to build the monitoring reference from "
+    "(the model predicts on them); default: the model directory's reference.json (servingkit train writes it), "
+    "else the MLflow run's, else none (monitoring will have no reference).",
+)
 @tracking_uri_option
 def publish(
     model_uri: str,
@@ -50,6 +58,7 @@ def publish(
     no_tag: bool,
     as_json: bool,
     allow_env_mismatch: bool,
+    reference_data: Path | None,
     tracking_uri: str | None,
 ) -> None:
     """Copy a model into the bucket under its sha256, with a release manifest, and print the deploy command.
@@ -79,6 +88,7 @@ def publish(
             verify=not no_verify,
             tag_registry=not no_tag,
             allow_env_mismatch=allow_env_mismatch,
+            reference_data=reference_data,
         )
     except PublishError as exc:
         raise CommandError(str(exc)) from exc
@@ -93,6 +103,8 @@ def publish(
     click.echo(f"  model_uri    {result.model_uri}")
     click.echo(f"  sha256       {result.sha256}")
     click.echo(f"  manifest     {result.manifest_uri}")
+    ref = m.get("reference")
+    click.echo(f"  reference    {ref['uri']} sha256 {ref['sha256']}" if ref else "  reference    none (no monitoring)")
     click.echo(f"  files        {len(result.uploaded)} uploaded, {len(result.unchanged)} already there")
     click.echo(f"  verified     {'yes (downloaded and re-hashed)' if result.verified else 'skipped (--no-verify)'}")
     click.echo("deploy with:")
