@@ -16,7 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from lambda_fn.api.schemas import ErrorResponse
 from lambda_fn.config import service_name
@@ -62,6 +62,29 @@ class ApiError(Exception):
 
 def bad_input(exc: InputError) -> ApiError:
     return ApiError(400, "invalid_input", exc.message, exc.problems)
+
+
+def _path(loc: tuple[int | str, ...]) -> str | None:
+    """pydantic's location as the field path a client reads: ("inputs", 0, "datatype") → inputs[0].datatype."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or None
+
+
+def invalid_body(exc: ValidationError, what: str, skip: int = 0) -> InputError:
+    """The one translation of a request model's ValidationError: one Problem per error, named by its path.
+
+    `skip` drops location parts that are not fields (the tag a discriminated union puts first). The
+    message is pydantic's (or a model's own), never the input: a bad value is not echoed.
+    """
+    problems = [
+        Problem(str(e["msg"]), _path(tuple(e["loc"])[skip:]))
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    listed = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return InputError(f"{what}: {listed}{more}", problems)
 
 
 def problems_from_rows(errors: dict[int, str]) -> list[Problem]:

@@ -1,10 +1,12 @@
 """Request bodies of the serving protocols → rows (one dict per row, keyed by model column).
 
 The wire formats are those of `mlflow models serve` (dataframe_split, dataframe_records, instances,
-inputs; JSON or CSV) and of the Open Inference Protocol (KServe v2 column tensors), as
-`lambda_fn.api.schemas` declares them. Parsing only reshapes them; type checks are left to
-`lambda_fn.schema.validate`, so every protocol reports the same messages. Problems that belong to no
-single row (wrong shape, unknown key) raise `InputError` with the field named.
+inputs; JSON or CSV), of the Open Inference Protocol (KServe v2 column tensors) and the stream's raw
+payloads (/predict). A JSON body is validated by its request model in `lambda_fn.api.schemas` (its
+envelope: keys, arrays, columns, tensor shapes and datatypes; a ValidationError becomes an `InputError`
+in `errors.invalid_body`); the functions here turn the validated model into rows, checking only what
+needs the model signature (column order, input names, datatypes that fit a column). Cell types are left
+to `lambda_fn.schema.validate`, so every protocol reports the same messages.
 """
 
 from __future__ import annotations
@@ -14,18 +16,53 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from lambda_fn.api.errors import InputError, Problem
-from lambda_fn.api.schemas import MLFLOW_FORMATS, V2_DATATYPE, V2_TYPES
+from pydantic import BaseModel, ValidationError
+
+from lambda_fn.api.errors import InputError, Problem, invalid_body
+from lambda_fn.api.schemas import (
+    MLFLOW_REQUESTS,
+    V2_DATATYPE,
+    V2_TYPES,
+    DataframeSplit,
+    InvocationsRequest,
+    PredictRequest,
+    SplitRequest,
+    V2InferRequest,
+    V2Tensor,
+)
 from lambda_fn.schema import Signature
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number" if isinstance(value, int | float) else type(value).__name__
-    )
+def validated[M: BaseModel](model: type[M], body: Any, what: str, skip: int = 0) -> M:
+    """`body` validated by its request model; InputError naming every field otherwise.
+
+    The model's own validator, called directly (what `model_validate` wraps): built on first use, once.
+    """
+    try:
+        return model.__pydantic_validator__.validate_python(body)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise invalid_body(exc, what, skip) from None
 
 
-def _positional(row: Any, names: Sequence[str], i: int, where: str) -> dict[str, Any]:
+# --------------------------------------------------------------------------- /predict
+
+
+def predict_payloads(body: Any) -> list[dict[str, Any]]:
+    """A /predict body → its payloads: the body itself, or its `instances`."""
+    request = validated(PredictRequest, body, 'the body must be a JSON object, or {"instances": [objects]}')
+    return request.instances if request.instances is not None else [body]
+
+
+# --------------------------------------------------------------------------- MLflow JSON
+
+
+def _signature_names(signature: Signature | None, where: str, problem: str) -> list[str]:
+    if signature is None:
+        raise InputError(f"'{where}': {problem}", [Problem(problem, where)])
+    return signature.names
+
+
+def _positional(row: list[Any], names: Sequence[str], i: int, where: str) -> dict[str, Any]:
     if len(row) != len(names):
         raise InputError(
             f"{where}: row {i} has {len(row)} values for {len(names)} columns",
@@ -34,97 +71,52 @@ def _positional(row: Any, names: Sequence[str], i: int, where: str) -> dict[str,
     return dict(zip(names, row, strict=True))
 
 
-def _columnar(columns: dict[str, Any], where: str) -> list[Any]:
-    """{"col": [v0, v1, ...], ...} → records; every column must have the same length."""
-    lengths = {}
-    for name, values in columns.items():
-        if not isinstance(values, list):
-            # One row given as {"col": value, ...}: MLflow accepts scalars for a single record.
-            if all(not isinstance(v, list) for v in columns.values()):
-                return [dict(columns)]
-            raise InputError(
-                f"{where}: column '{name}' must be an array", [Problem("must be an array of values", name)]
-            )
-        lengths[name] = len(values)
-    if len(set(lengths.values())) > 1:
-        raise InputError(
-            f"{where}: columns have different lengths {lengths}",
-            [Problem(f"has {n} values; columns must all have the same length", k) for k, n in lengths.items()],
-        )
-    n = next(iter(lengths.values()), 0)
+def _transpose(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """{"col": [v0, v1, ...], ...} of one length (the models check it) → records."""
     names = list(columns)
+    n = len(columns[names[0]]) if names else 0
     return [{k: columns[k][i] for k in names} for i in range(n)]
 
 
-def _records(value: Any, signature: Signature | None, where: str) -> list[Any]:
+def _columnar(columns: dict[str, Any]) -> list[Any]:
+    # One row given as {"col": value, ...}: MLflow accepts scalars for a single record.
+    if columns and not any(isinstance(v, list) for v in columns.values()):
+        return [dict(columns)]
+    return _transpose(columns)
+
+
+def _records(value: list[Any] | dict[str, Any], signature: Signature | None, where: str) -> list[Any]:
+    """Rows as objects, as arrays in signature order, or (an object) columns."""
     if isinstance(value, dict):
-        return _columnar(value, where)
-    if not isinstance(value, list):
-        raise InputError(
-            f"'{where}' must be an array of rows, got {_type_name(value)}", [Problem("must be an array", where)]
-        )
+        return _columnar(value)
     if value and all(isinstance(r, list) for r in value):
-        if signature is None:
-            raise InputError(
-                f"'{where}' holds arrays, but the model declares no column names; send objects",
-                [Problem("rows must be objects: the model has no signature", where)],
-            )
-        return [_positional(r, signature.names, i, where) for i, r in enumerate(value)]
+        names = _signature_names(signature, where, "rows must be objects: the model declares no column names")
+        return [_positional(r, names, i, where) for i, r in enumerate(value)]
     return list(value)
 
 
-def _split(value: Any, signature: Signature | None) -> list[Any]:
-    where = "dataframe_split"
-    if not isinstance(value, dict):
-        raise InputError(f"'{where}' must be an object with columns and data", [Problem("must be an object", where)])
-    data = value.get("data")
-    if not isinstance(data, list):
-        raise InputError(f"'{where}.data' must be an array of rows", [Problem("must be an array", f"{where}.data")])
-    columns = value.get("columns")
+def _split(split: DataframeSplit, signature: Signature | None) -> list[Any]:
+    columns = split.columns
     if columns is None:
-        if signature is None:
-            raise InputError(
-                f"'{where}.columns' is required: the model declares no column names",
-                [Problem("is required", f"{where}.columns")],
-            )
-        columns = signature.names
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise InputError(
-            f"'{where}.columns' must be an array of strings", [Problem("must be strings", f"{where}.columns")]
-        )
-    if len(set(columns)) != len(columns):
-        raise InputError(f"'{where}.columns' has duplicates", [Problem("has duplicate names", f"{where}.columns")])
-    rows = []
-    for i, row in enumerate(data):
-        if not isinstance(row, list):
-            # A single-column frame may be sent as a flat list of values.
-            row = [row]
-        rows.append(_positional(row, columns, i, f"{where}.data"))
-    return rows
+        columns = _signature_names(signature, "dataframe_split.columns", "is required: the model declares no columns")
+    # A single-column frame may be sent as a flat list of values.
+    rows = (row if isinstance(row, list) else [row] for row in split.data)
+    return [_positional(row, columns, i, "dataframe_split.data") for i, row in enumerate(rows)]
+
+
+_FORMAT_OF = {model: key for key, model in MLFLOW_REQUESTS.items()}
 
 
 def mlflow_json_rows(body: Any, signature: Signature | None) -> tuple[list[Any], dict[str, Any] | None]:
     """An MLflow scoring-server JSON body → rows, plus its `params` (reported, not used by sklearn)."""
-    if not isinstance(body, dict):
-        raise InputError(
-            f"the body must be a JSON object with exactly one of {list(MLFLOW_FORMATS)}, got {_type_name(body)}",
-            [Problem("must be an object", None)],
-        )
-    keys = [k for k in MLFLOW_FORMATS if k in body]
-    if len(keys) != 1:
-        raise InputError(
-            f"the body must have exactly one of {list(MLFLOW_FORMATS)}; it has {sorted(body)}",
-            [Problem(f"exactly one of {list(MLFLOW_FORMATS)} is required", None)],
-        )
-    key = keys[0]
-    params = body.get("params")
-    if params is not None and not isinstance(params, dict):
-        raise InputError("'params' must be an object", [Problem("must be an object", "params")])
-    if key == "dataframe_split":
-        return _split(body[key], signature), params
-    if key == "dataframe_records" and not isinstance(body[key], list):
-        raise InputError("'dataframe_records' must be an array of objects", [Problem("must be an array", key)])
-    return _records(body[key], signature, key), params
+    request = validated(InvocationsRequest, body, "invalid MLflow scoring request", skip=1).root
+    if isinstance(request, SplitRequest):
+        return _split(request.dataframe_split, signature), request.params
+    key = _FORMAT_OF[type(request)]
+    return _records(getattr(request, key), signature, key), request.params
+
+
+# --------------------------------------------------------------------------- CSV
 
 
 def _convert_cell(text: str, typ: str | None) -> Any:
@@ -197,67 +189,47 @@ def csv_rows(text: str, signature: Signature | None) -> list[Any]:
     return rows
 
 
-def v2_rows(body: Any, signature: Signature | None) -> list[Any]:
-    """An Open Inference Protocol request → rows (the model has one output; `outputs` needs no choosing)."""
-    if not isinstance(body, dict):
-        raise InputError("the body must be a JSON object with 'inputs'", [Problem("must be an object", None)])
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise InputError(
-            "'inputs' must be a non-empty array of tensors", [Problem("must be a non-empty array", "inputs")]
+# --------------------------------------------------------------------------- Open Inference Protocol
+
+
+def v2_request(body: Any) -> V2InferRequest:
+    return validated(V2InferRequest, body, "invalid inference request")
+
+
+def _fits(tensor: V2Tensor, signature: Signature, types: dict[str, str]) -> Problem | None:
+    """Why a valid tensor is not one of the model's inputs (unknown name, datatype for another type), or None."""
+    name = tensor.name
+    if name not in types:
+        return Problem(f"unknown input '{name}'; the model takes {signature.names}", name)
+    if tensor.datatype not in V2_TYPES[types[name]]:
+        want = types[name]
+        return Problem(
+            f"datatype {tensor.datatype} does not fit the model's {want} column; use {V2_DATATYPE[want]}", name
         )
-    types = {c.name: c.type for c in signature.inputs} if signature else {}
-    columns: dict[str, list[Any]] = {}
-    problems: list[Problem] = []
-    for j, tensor in enumerate(inputs):
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-            problems.append(Problem("must be an object with a string 'name'", f"inputs[{j}]"))
-            continue
-        name = tensor["name"]
-        shape, datatype, data = tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
-        if name in columns:
-            problems.append(Problem("is given twice", name))
-            continue
-        if signature is not None and name not in types:
-            problems.append(Problem(f"unknown input '{name}'; the model takes {signature.names}", name))
-            continue
-        if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
-            problems.append(Problem("'shape' must be a non-empty array of non-negative integers", name))
-            continue
-        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-            problems.append(Problem(f"shape {shape} is not a column: use [n] or [n, 1]", name))
-            continue
-        if not isinstance(datatype, str):
-            problems.append(Problem("'datatype' must be a string such as FP64, INT64, BOOL or BYTES", name))
-            continue
-        if name in types and datatype not in V2_TYPES[types[name]]:
-            problems.append(
-                Problem(
-                    f"datatype {datatype} does not fit the model's {types[name]} column; "
-                    f"use {V2_DATATYPE[types[name]]}",
-                    name,
-                )
-            )
-            continue
-        if not isinstance(data, list):
-            problems.append(Problem("'data' must be an array", name))
-            continue
-        flat = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in data]
-        if len(flat) != shape[0]:
-            problems.append(Problem(f"'data' has {len(flat)} values but shape says {shape[0]}", name))
-            continue
-        columns[name] = flat
-    if signature is not None and not problems:
-        missing = [c.name for c in signature.inputs if c.required and c.name not in columns]
-        problems.extend(Problem(f"missing required input '{m}'", m) for m in missing)
-    if not problems and len({len(v) for v in columns.values()}) > 1:
-        lengths = {k: len(v) for k, v in columns.items()}
-        problems.append(Problem(f"inputs have different lengths {lengths}", "inputs"))
-    if problems:
-        raise InputError("the inference request does not match the model's inputs", problems)
-    n = len(next(iter(columns.values())))
-    names = list(columns)
-    return [{k: columns[k][i] for k in names} for i in range(n)]
+    return None
+
+
+def _signature_problems(inputs: list[V2Tensor], signature: Signature) -> list[Problem]:
+    types = {c.name: c.type for c in signature.inputs}
+    problems = [p for p in (_fits(t, signature, types) for t in inputs) if p is not None]
+    if not problems:
+        given = {t.name for t in inputs}
+        problems = [
+            Problem(f"missing required input '{c.name}'", c.name)
+            for c in signature.inputs
+            if c.required and c.name not in given
+        ]
+    return problems
+
+
+def v2_rows(request: V2InferRequest, signature: Signature | None) -> list[Any]:
+    """A validated inference request → rows (the model has one output; `outputs` needs no choosing)."""
+    if signature is not None:
+        problems = _signature_problems(request.inputs, signature)
+        if problems:
+            raise InputError("the inference request does not match the model's inputs", problems)
+    columns = {t.name: [v[0] if isinstance(v, list) and len(v) == 1 else v for v in t.data] for t in request.inputs}
+    return _transpose(columns)
 
 
 def v2_datatype(values: Sequence[Any]) -> str:

@@ -24,7 +24,7 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 
 from lambda_fn.api import serving
 from lambda_fn.api.errors import CSV, JSON, ApiError, InputError, Problem, bad_input, json_response, logger
-from lambda_fn.api.inputs import csv_rows, mlflow_json_rows, v2_datatype, v2_rows
+from lambda_fn.api.inputs import csv_rows, mlflow_json_rows, predict_payloads, v2_datatype, v2_request, v2_rows
 from lambda_fn.api.openapi import WITH_BODY, Operation, as_text, document
 from lambda_fn.api.request import body_text, json_body, json_text
 from lambda_fn.api.schemas import (
@@ -65,27 +65,16 @@ def _route(method: str, rule: str, doc: Operation) -> Callable[[RouteFn], RouteF
 @_route("POST", "/predict", Operation(PredictResponse, WITH_BODY, {JSON: PredictRequest}))
 def predict(app: ApiGatewayResolver) -> Response[str]:
     """Score raw payloads the way the stream does: one object, or `{"instances": [...]}`."""
-    body = json_body(app)
-    if isinstance(body, dict) and isinstance(body.get("instances"), list):
-        payloads: list[Any] = body["instances"]
-    elif isinstance(body, dict):
-        payloads = [body]
-    else:
-        raise ApiError(
-            400,
-            "invalid_input",
-            'the body must be a JSON object, or {"instances": [objects]}',
-            [Problem("must be an object", None)],
-        )
+    try:
+        payloads = predict_payloads(json_body(app))
+    except InputError as exc:
+        raise bad_input(exc) from None
     settings = serving.settings()
     features_field, id_field = settings.features_field, settings.id_field
     problems: list[Problem] = []
     features: list[Any] = []
     ids: list[Any] = []
     for i, payload in enumerate(payloads):
-        if not isinstance(payload, dict):
-            problems.append(Problem("each instance must be a JSON object", None, i))
-            continue
         feats: Any = payload
         if features_field:
             if features_field not in payload:
@@ -177,7 +166,8 @@ def v2_infer(app: ApiGatewayResolver, name: str) -> Response[str]:
     model = serving.model()
     _check_name(name, model)
     try:
-        rows = v2_rows(body, model.signature)
+        request = v2_request(body)
+        rows = v2_rows(request, model.signature)
     except InputError as exc:
         raise bad_input(exc) from None
     predictions = serving.score(rows, model)
@@ -190,10 +180,9 @@ def v2_infer(app: ApiGatewayResolver, name: str) -> Response[str]:
         outputs = [
             {"name": "predict", "datatype": v2_datatype(predictions), "shape": [len(predictions)], "data": predictions}
         ]
-    rid = body.get("id") if isinstance(body.get("id"), str) else None
     out: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
-    if rid is not None:
-        out["id"] = rid
+    if request.id is not None:
+        out["id"] = request.id
     return json_response(V2InferResponse, out)
 
 
