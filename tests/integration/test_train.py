@@ -62,3 +62,25 @@ def test_training_is_deterministic(trained: tuple[Path, object], tmp_path: Path)
     b = load_model(settings_from({"MODEL_URI": str(again.export_dir), "MODEL_SHA256": again.sha256}))
     rides = [e["ride"] for e in ride_events(100, seed=9)]
     assert score_batch(rides, a, taxi_features).predictions == score_batch(rides, b, taxi_features).predictions
+
+
+def test_train_writes_the_monitoring_reference_into_the_model_and_the_run(trained: tuple[Path, object]) -> None:
+    import mlflow.artifacts
+
+    from lambda_fn.monitoring.release_reference import load_reference
+
+    root, result = trained
+    release = json.loads((root / "release.json").read_text())
+    entry = release["reference"]
+    assert entry["path"] == "model/reference.json" and entry["rows"] == 3200  # the 80% training split
+    assert entry["sha256"] == result.reference_sha256  # type: ignore[attr-defined]
+    ref = load_reference(str(root / "model" / "reference.json"), entry["sha256"])
+    assert [f.name for f in ref.features] == ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"]
+    assert [f.kind for f in ref.features] == ["string", "number", "number", "number"]
+    assert ref.meta == {"name": MODEL_NAME} and ref.prediction.kind == "number"
+    assert release["sha256"] == artifact_sha256(root / "model")  # the model's digest covers the reference
+    logged = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"runs:/{result.run_id}/monitoring/reference.json",  # type: ignore[attr-defined]
+        tracking_uri=f"sqlite:///{root}/mlruns.db",
+    )
+    assert Path(logged).read_bytes() == (root / "model" / "reference.json").read_bytes()
