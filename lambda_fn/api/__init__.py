@@ -2,10 +2,12 @@
 
 One job per module, each importing only those above it in this list:
 
-- `schemas`: the wire format, pydantic models of every body (the OpenAPI document is built from them);
+- `schemas`: the wire format, pydantic models of every body: request bodies are validated by them, answers
+  checked against them, and the OpenAPI document is built from them;
 - `errors`: the one error body and the translation of exceptions into responses;
 - `request`: payload format, request id and size, media type, body text and strict JSON;
-- `inputs`: the accepted protocol bodies (MLflow JSON/CSV, Open Inference Protocol) → rows;
+- `inputs`: a body validated by its request model (or a CSV) → rows (MLflow JSON/CSV, Open Inference
+  Protocol, /predict payloads), checking only what needs the model signature;
 - `openapi`: the document, from a resolver's paths and each route's models;
 - `serving`: settings, model, hook and scoring a request, as API answers;
 - `routes`: the route table (`ROUTES`) and the route functions;

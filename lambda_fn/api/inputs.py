@@ -142,6 +142,37 @@ def _convert_cell(text: str, typ: str | None) -> Any:
     return text
 
 
+def _csv_header(reader: Any, signature: Signature | None) -> list[str]:
+    """The header line, stripped; a leading unnamed column (DataFrame.to_csv()'s index) is `__index__`."""
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise InputError("the CSV body is empty; a header line is required", [Problem("empty body", None)]) from None
+    if header and header[0] == "" and (signature is None or "" not in signature.names):
+        header[0] = "__index__"  # DataFrame.to_csv() with its index: ignore that column
+    if len(set(header)) != len(header):
+        raise InputError("the CSV header has duplicate column names", [Problem("duplicate column names", None)])
+    return header
+
+
+def _csv_row(
+    cells: list[str], header: list[str], types: dict[str, str], i: int, problems: list[Problem]
+) -> dict[str, Any]:
+    """One line's cells converted by column (empty cells are missing); what does not convert goes to `problems`."""
+    if len(cells) != len(header):
+        problems.append(Problem(f"has {len(cells)} cells for {len(header)} columns", None, i))
+        return {}
+    row: dict[str, Any] = {}
+    for name, cell in zip(header, cells, strict=True):
+        if name == "__index__" or cell == "":
+            continue
+        try:
+            row[name] = _convert_cell(cell, types.get(name))
+        except ValueError:
+            problems.append(Problem(f"field '{name}' must be {types.get(name)}, got {cell[:40]!r}", name, i))
+    return row
+
+
 def csv_rows(text: str, signature: Signature | None) -> list[Any]:
     """A CSV with a header line (as `DataFrame.to_csv(index=False)` writes it) → rows.
 
@@ -149,39 +180,14 @@ def csv_rows(text: str, signature: Signature | None) -> list[Any]:
     with its row and column, like a wrongly typed JSON value.
     """
     reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError("the CSV body is empty; a header line is required", [Problem("empty body", None)]) from None
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", [Problem(str(exc), None)]) from None
-    header = [h.strip() for h in header]
-    if header and header[0] == "" and (signature is None or "" not in signature.names):
-        header[0] = "__index__"  # DataFrame.to_csv() with its index: ignore that column
-    if len(set(header)) != len(header):
-        raise InputError("the CSV header has duplicate column names", [Problem("duplicate column names", None)])
     types = {c.name: c.type for c in signature.inputs} if signature else {}
     rows: list[Any] = []
     problems: list[Problem] = []
     try:
+        header = _csv_header(reader, signature)
         for cells in reader:
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                problems.append(Problem(f"has {len(cells)} cells for {len(header)} columns", None, len(rows)))
-                rows.append({})
-                continue
-            row: dict[str, Any] = {}
-            for name, cell in zip(header, cells, strict=True):
-                if name == "__index__" or cell == "":
-                    continue
-                try:
-                    row[name] = _convert_cell(cell, types.get(name))
-                except ValueError:
-                    problems.append(
-                        Problem(f"field '{name}' must be {types.get(name)}, got {cell[:40]!r}", name, len(rows))
-                    )
-            rows.append(row)
+            if cells:
+                rows.append(_csv_row(cells, header, types, len(rows), problems))
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", [Problem(str(exc), None)]) from None
     if problems:

@@ -227,6 +227,40 @@ def test_open_inference_protocol_errors_name_the_input(env: pytest.MonkeyPatch) 
     assert status == 400 and {d["field"] for d in err["error"]["details"]} == {"zone", "hour"}
 
 
+V2_ZONE = {"name": "zone", "shape": [1], "datatype": "BYTES", "data": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        ("/v2/models/tiny/infer", {"inputs": [{**V2_ZONE, "datatype": "SECRET-VALUE"}]}, ["inputs[0].datatype"]),
+        ("/v2/models/tiny/infer", {"inputs": [{**V2_ZONE, "shape": [1, 3]}]}, ["inputs[0].shape"]),
+        ("/v2/models/tiny/infer", {"inputs": [{**V2_ZONE, "shape": [True]}]}, ["inputs[0].shape[0]"]),
+        ("/v2/models/tiny/infer", {"inputs": [{**V2_ZONE, "shape": [2]}]}, ["inputs[0].data"]),
+        ("/v2/models/tiny/infer", {"inputs": [V2_ZONE, {**V2_ZONE, "data": ["SECRET-VALUE"]}]}, ["inputs"]),
+        ("/v2/models/tiny/infer", {"inputs": [{"shape": [1], "datatype": "BYTES", "data": [1]}]}, ["inputs[0].name"]),
+        ("/v2/models/tiny/infer", {"inputs": [V2_ZONE], "id": ["SECRET-VALUE"]}, ["id"]),
+        ("/invocations", {"dataframe_split": {"columns": ["zone", "zone"], "data": []}}, ["dataframe_split.columns"]),
+        ("/invocations", {"dataframe_split": {"data": "SECRET-VALUE"}}, ["dataframe_split.data"]),
+        ("/invocations", {"instances": "SECRET-VALUE"}, ["instances"]),
+        ("/invocations", {"inputs": {"zone": ["a", "b"], "hour": [1]}}, ["inputs"]),
+        ("/invocations", {"dataframe_records": [], "instances": []}, [None]),
+        ("/invocations", {"dataframe_records": [tiny_row(0)], "params": "SECRET-VALUE"}, ["params"]),
+        ("/predict", {"instances": ["SECRET-VALUE"]}, ["instances[0]"]),
+        ("/predict", ["SECRET-VALUE"], [None]),
+    ],
+)
+def test_malformed_bodies_name_the_field_by_its_path_and_never_echo_it(
+    env: pytest.MonkeyPatch, path: str, body: Any, fields: list[str | None]
+) -> None:
+    """The request models validate every body; their errors become the one error shape (errors.invalid_body)."""
+    status, _, err = call("POST", path, body)
+    assert (status, err["error"]["code"]) == (400, "invalid_input"), err
+    assert [d["field"] for d in err["error"]["details"]] == fields
+    assert all(d["message"] and d["row"] is None for d in err["error"]["details"])
+    assert "SECRET-VALUE" not in json.dumps(err)
+
+
 @pytest.mark.parametrize(
     ("raw", "content_type", "status", "code"),
     [
