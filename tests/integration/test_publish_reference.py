@@ -130,3 +130,43 @@ def test_cli_prints_the_reference(
     assert run_cli(argv) == 0
     out = capsys.readouterr().out
     assert "  reference    s3://models-bucket/models/tiny/" in out and "/reference.json sha256 " in out
+
+
+def test_the_monitor_runs_on_a_published_release(
+    aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from lambda_fn.monitoring.profile import Profile
+    from lambda_fn.monitoring.s3_store import Location, put_profile
+
+    result = publish(
+        str(tiny_mlflow_dir),
+        BUCKET,
+        name="tiny",
+        tag_registry=False,
+        allow_env_mismatch=True,
+        reference_data=_data(tmp_path / "train.csv", n=2000),
+    )
+    entry = result.manifest["reference"]
+    ref = load_reference(entry["uri"], entry["sha256"])
+    at = datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
+    x, _ = tiny_frame(1500, seed=11)
+    x["distance"] = x["distance"] + 30.0  # every trip longer than training's longest
+    profile = Profile.new(ref)
+    profile.add_batch(x, tiny_pipeline().predict(x))
+    put_profile(aws.s3, Location(BUCKET, "monitoring", "tiny", result.sha256), profile, model={"name": "tiny"}, at=at)
+    argv = [
+        "monitor",
+        "run",
+        "--release",
+        result.manifest_uri,
+        "--bucket",
+        BUCKET,
+        "--at",
+        "2026-12-01T10:15Z",
+        "--no-metrics",
+    ]
+    assert run_cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "alert" in out and "'distance'" in out and "rows {'primary': 1500}" in out
