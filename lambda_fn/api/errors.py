@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel, ValidationError
 
-from lambda_fn.api.schemas import ErrorResponse
+from lambda_fn.api.schemas import ErrorResponse, check
 from lambda_fn.config import service_name
 
 JSON = "application/json"
@@ -102,7 +102,7 @@ def json_response(
 ) -> Response[str]:
     """`body` checked against its wire model (`lambda_fn.api.schemas`) and written as strict JSON."""
     if schema is not None:
-        schema.model_validate(body)
+        check(schema, body)
     return Response(status_code=status, content_type=JSON, body=encode(body), headers=headers or {})
 
 

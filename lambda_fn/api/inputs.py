@@ -29,17 +29,15 @@ from lambda_fn.api.schemas import (
     SplitRequest,
     V2InferRequest,
     V2Tensor,
+    check,
 )
 from lambda_fn.schema import Signature
 
 
 def validated[M: BaseModel](model: type[M], body: Any, what: str, skip: int = 0) -> M:
-    """`body` validated by its request model; InputError naming every field otherwise.
-
-    The model's own validator, called directly (what `model_validate` wraps): built on first use, once.
-    """
+    """`body` validated by its request model; InputError naming every field otherwise."""
     try:
-        return model.__pydantic_validator__.validate_python(body)  # type: ignore[no-any-return]
+        return check(model, body)
     except ValidationError as exc:
         raise invalid_body(exc, what, skip) from None
 

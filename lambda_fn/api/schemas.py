@@ -32,6 +32,12 @@ class _Wire(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
+def check[M: BaseModel](model: type[M], value: Any) -> M:
+    """`value` validated by `model`: its validator called directly (what `model_validate` wraps, ~1 µs less
+    a call), built on the model's first use, once. ValidationError when it does not conform."""
+    return model.__pydantic_validator__.validate_python(value)  # type: ignore[no-any-return]
+
+
 # --------------------------------------------------------------------------- errors
 
 
