@@ -14,29 +14,26 @@ and scikit-learn versions are compared with the runtime's before it loads (`lamb
 The sha256 of a directory is the sha256 of its manifest: one line `<sha256 of file>  <relative path>`
 per file, sorted by path, joined with newlines. `artifact_sha256()` computes both forms.
 
-The pin covers exactly what is loaded (loading a pickle runs code): an artifact holds regular files only
-(a symlink or special file inside it is refused, so nothing is reached that the manifest does not
-list); every S3 key is placed under the cache or refused before anything is written; and the loader
-opens only files of the verified manifest, by relative names that stay inside the artifact.
+The parts: `lambda_fn.model_fetch` brings the artifact into the local cache (S3 object or prefix, or a
+local path); `lambda_fn.model_artifact` computes the digest and holds the rules that make the pin cover
+exactly what is loaded (regular files only, no path leaving the artifact, only files of the verified
+manifest opened); this module loads and checks the model. Its names for the other two (`fetch`,
+`s3_client`, `artifact_sha256`, `artifact_digest`) are the ones the rest of the kit imports.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import shutil
-import stat
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
+from lambda_fn.model_artifact import Artifact, artifact_digest, artifact_sha256
 from lambda_fn.model_errors import (
     MLMODEL,
     ChecksumMismatchError,
@@ -45,6 +42,7 @@ from lambda_fn.model_errors import (
     ModelStoreError,
     UnsafeArtifactError,
 )
+from lambda_fn.model_fetch import fetch, s3_client
 from lambda_fn.schema import Signature
 
 if TYPE_CHECKING:
@@ -52,29 +50,27 @@ if TYPE_CHECKING:
 
     from lambda_fn.config import Settings
 
+__all__ = [
+    "MLMODEL",
+    "PICKLE_SUFFIXES",
+    "SKOPS_SUFFIX",
+    "Artifact",
+    "ChecksumMismatchError",
+    "LoadedModel",
+    "LoaderImports",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ModelStoreError",
+    "UnsafeArtifactError",
+    "artifact_digest",
+    "artifact_sha256",
+    "fetch",
+    "load_model",
+    "s3_client",
+]
+
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 SKOPS_SUFFIX = ".skops"
-_COMPLETE = ".complete"
-
-
-@dataclass(frozen=True, slots=True)
-class ModelLocation:
-    scheme: str
-    bucket: str
-    key: str
-    version_id: str | None = None
-
-    @classmethod
-    def parse(cls, uri: str) -> ModelLocation:
-        if uri.startswith("/"):
-            return cls("file", "", uri)
-        parsed = urlparse(uri)
-        if parsed.scheme == "file":
-            return cls("file", "", parsed.path)
-        if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
-            raise ModelStoreError(f"model URI {uri!r} must be s3://bucket/key or file:///path")
-        version = parse_qs(parsed.query).get("versionId", [None])[0]
-        return cls("s3", parsed.netloc, parsed.path.lstrip("/"), version)
 
 
 @dataclass(slots=True)
@@ -126,120 +122,7 @@ def _to_python(out: Any) -> list[Any]:
     return list(out)
 
 
-# --------------------------------------------------------------------------- checksum
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def member_path(name: str) -> PurePosixPath | None:
-    """`name` as a path inside an artifact, or None if it is absolute, empty or climbs out of it.
-
-    One rule for S3 keys under a model prefix and for every path an MLmodel file names: plain
-    segments separated by `/`; no empty, `.` or `..` segment, no backslash, no NUL.
-    """
-    parts = name.split("/")
-    if not name or "\\" in name or "\x00" in name or any(part in ("", ".", "..") for part in parts):
-        return None
-    return PurePosixPath(*parts)
-
-
-def _inside(root: Path, name: str, what: str) -> Path:
-    """root/name, refused unless it stays under root (also after resolving links)."""
-    member = member_path(name)
-    path = root.joinpath(*member.parts) if member is not None else None
-    if path is None or not path.resolve().is_relative_to(root.resolve()):
-        raise UnsafeArtifactError(f"{what} {name!r} is not a path inside the model artifact; refusing to load")
-    return path
-
-
-def _regular_files(root: Path) -> list[tuple[Path, str]]:
-    """Every file under root as (path, relative key); a symlink or special file inside refuses the artifact.
-
-    A symlinked folder would bring in files the manifest never lists (rglob does not follow it), and
-    a symlinked file could change under a verified name: neither is part of a pinned artifact.
-    """
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        for name in (*dirnames, *filenames):
-            path = here / name
-            mode = path.lstat().st_mode
-            if stat.S_ISDIR(mode):
-                continue
-            key = path.relative_to(root).as_posix()
-            if stat.S_ISLNK(mode):
-                raise UnsafeArtifactError(f"model artifact {root} holds a symlink, {key}; copy the file in instead")
-            if not stat.S_ISREG(mode):
-                raise UnsafeArtifactError(f"model artifact {root} holds {key}, which is not a regular file")
-            out.append((path, key))
-    return sorted(out, key=lambda item: item[1])
-
-
-def artifact_digest(path: str | Path) -> tuple[str, list[tuple[Path, str, str]]]:
-    """The artifact's sha256 and its files as (path, relative key, sha256), sorted by key.
-
-    A file's digest is its own; a directory's is that of its sorted manifest of file digests (see
-    module doc). Publishing records the same per-file digests, so each file is read once.
-    """
-    path = Path(path)
-    if path.is_file():
-        digest = file_sha256(path)
-        return digest, [(path, path.name, digest)]
-    if not path.is_dir():
-        raise ModelNotFoundError(f"no model artifact at {path}")
-    files = [(p, key, file_sha256(p)) for p, key in _regular_files(path)]
-    if not files:
-        raise ModelNotFoundError(f"model directory {path} is empty")
-    manifest = "\n".join(f"{digest}  {key}" for _, key, digest in files)
-    return hashlib.sha256(manifest.encode()).hexdigest(), files
-
-
-@dataclass(frozen=True, slots=True)
-class Artifact:
-    """A verified artifact: the loader opens files through `file()`, so only what the digest covered."""
-
-    root: Path
-    sha256: str
-    keys: frozenset[str]
-
-    @classmethod
-    def verify(cls, path: Path) -> Artifact:
-        digest, files = artifact_digest(path)
-        return cls(path, digest, frozenset(key for _, key, _ in files))
-
-    def file(self, name: str, what: str) -> Path | None:
-        """The verified file `name` of a directory artifact; None if there is none; refused if it escapes."""
-        path = _inside(self.root, name, what)
-        return path if path.relative_to(self.root).as_posix() in self.keys else None
-
-
-def artifact_sha256(path: str | Path) -> str:
-    """sha256 of a file, or of a directory's sorted manifest of file digests (see module doc)."""
-    return artifact_digest(path)[0]
-
-
-# --------------------------------------------------------------------------- fetching
-
-
-def s3_client() -> Any:
-    """A boto3 S3 client with standard retries, honouring the endpoint variables (moto, LocalStack, real S3)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}))
-
-
-def _denied(uri: str) -> str:
-    return (
-        f"access denied reading {uri}: the function role needs s3:GetObject on the key (a file), or "
-        "s3:ListBucket on the prefix and s3:GetObject under it (an MLflow directory)"
-    )
+# --------------------------------------------------------------------------- loading
 
 
 class LoaderImports:
@@ -269,100 +152,6 @@ class LoaderImports:
 def _import_loaders() -> None:
     with contextlib.suppress(ImportError):  # not installed: the loader says so when it needs it
         import skops.io  # noqa: F401
-
-
-def fetch(
-    uri: str, cache_dir: str, s3: Any | None = None, *, on_first_response: Callable[[], None] | None = None
-) -> tuple[Path, str | None]:
-    """Return a local path to the artifact (downloading it once) and the S3 version id if any.
-
-    `on_first_response` is called once S3 has answered, when what is left is pure network and disk.
-    """
-    responded = on_first_response or (lambda: None)
-    loc = ModelLocation.parse(uri)
-    if loc.scheme == "file":
-        path = Path(loc.key)
-        if not path.exists():
-            raise ModelNotFoundError(f"model artifact {uri} does not exist")
-        return path, None
-
-    from botocore.exceptions import ClientError
-
-    s3 = s3 or s3_client()
-    target = Path(cache_dir) / hashlib.sha256(uri.encode()).hexdigest()[:24]
-    if (target / _COMPLETE).exists():
-        marker = (target / _COMPLETE).read_text().split("\n")
-        return target / marker[0], marker[1] or None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="dl-", dir=target.parent))
-    try:
-        version: str | None = None
-        denied = False
-        extra = {"VersionId": loc.version_id} if loc.version_id else {}
-        head = None
-        try:
-            if not loc.key.endswith("/"):
-                head = s3.head_object(Bucket=loc.bucket, Key=loc.key, **extra)
-                responded()
-        except ClientError as exc:
-            responded()
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("404", "NoSuchKey", "NotFound"):
-                head = None
-            elif code in ("NoSuchBucket",):
-                raise ModelNotFoundError(f"model bucket {loc.bucket!r} does not exist ({uri})") from None
-            elif code in ("403", "AccessDenied", "Forbidden") and not loc.version_id:
-                # S3 answers 403, not 404, for a missing key when the caller may not list it: the usual
-                # case for an MLflow directory named without its trailing slash. Try it as a prefix.
-                head, denied = None, True
-            elif code in ("403", "AccessDenied", "Forbidden"):
-                raise ModelNotFoundError(_denied(uri)) from None
-            else:
-                raise ModelStoreError(f"cannot read {uri}: {exc}") from exc
-        if head is not None:
-            name = Path(loc.key).name
-            rel = f"file/{name}"  # the marker sits beside, never inside, what is hashed
-            dest = _inside(staging / "file", name, "S3 key")
-            dest.parent.mkdir(parents=True)
-            s3.download_file(loc.bucket, loc.key, str(dest), ExtraArgs=extra or None)
-            version = head.get("VersionId") or loc.version_id
-        else:
-            prefix = loc.key.rstrip("/") + "/"
-            rel = "model"
-            try:
-                keys = []
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix):
-                    responded()
-                    keys += [obj["Key"] for obj in page.get("Contents", []) if not obj["Key"].endswith("/")]
-                # Every key is placed under the cache, or the artifact refused, before anything is written.
-                dests = [(key, _inside(staging / rel, key[len(prefix) :], f"S3 key {key!r}: name")) for key in keys]
-                for key, dest in dests:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(loc.bucket, key, str(dest))
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code == "NoSuchBucket":
-                    raise ModelNotFoundError(f"model bucket {loc.bucket!r} does not exist ({uri})") from None
-                if code in ("403", "AccessDenied", "Forbidden"):
-                    raise ModelNotFoundError(_denied(uri)) from None
-                raise ModelStoreError(f"cannot list {uri}: {exc}") from exc
-            except (NotADirectoryError, FileExistsError, IsADirectoryError):
-                raise UnsafeArtifactError(f"{uri} has a key that is both a file and a folder") from None
-            if not keys and denied:
-                raise ModelNotFoundError(_denied(uri))
-            if not keys:
-                raise ModelNotFoundError(f"no model at {uri}: no object with that key and no files under that prefix")
-        (staging / _COMPLETE).write_text(f"{rel}\n{version or ''}")
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        staging.replace(target)
-        return target / rel, version
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def _read_mlmodel(path: Path) -> dict[str, Any]:
@@ -504,30 +293,64 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
             f"checksum mismatch for {settings.model_uri}: MODEL_SHA256 is {settings.model_sha256} but the "
             f"artifact is {actual}; nothing will be scored. Publish again or fix MODEL_SHA256"
         )
+    loaded = _load_artifact(settings, local, artifact)
+    signature = Signature.from_columns(settings.input_schema) if settings.input_schema else loaded.signature
+    if loaded.predict is None and not hasattr(loaded.estimator, "predict"):
+        raise ModelLoadError(f"loaded object {type(loaded.estimator).__name__} has no predict method")
+    names = getattr(loaded.estimator, "feature_names_in_", None)
+    name, version = _identity(settings, loaded.mlmodel, s3_version, actual)
+    model = LoadedModel(
+        name=name,
+        version=version,
+        sha256=actual,
+        uri=settings.model_uri,
+        format=loaded.format,
+        signature=signature,
+        load_seconds=0.0,
+        loaded_at=0.0,
+        estimator=loaded.estimator,
+        feature_names=[str(n) for n in names] if names is not None else None,
+        _predict=loaded.predict,
+        env_warnings=loaded.env_warnings,
+    )
+    if local.is_dir():
+        _self_check(artifact, loaded.mlmodel, model)
+    model.load_seconds, model.loaded_at = time.perf_counter() - started, time.time()  # the self-check included
+    return model
+
+
+@dataclass(slots=True)
+class _Loaded:
+    """What loading an artifact gave: the object, its format, and what an MLflow directory adds."""
+
+    estimator: Any
+    format: str
+    signature: Signature | None = None
+    mlmodel: dict[str, Any] = field(default_factory=dict)
+    predict: Callable[[Any], Any] | None = None  # set when the estimator's own predict is not the call (pyfunc)
+    env_warnings: list[str] = field(default_factory=list)
+
+
+def _load_artifact(settings: Settings, local: Path, artifact: Artifact) -> _Loaded:
+    """Load a verified artifact: a single model file, or an MLflow directory after its environment check."""
     trusted = list(settings.model_trusted_types)
     pinned = settings.model_sha256 is not None
-    predict_fn = None
-    env_warnings: list[str] = []
-    mlmodel: dict[str, Any] = {}
-    signature: Signature | None = None
-    if local.is_dir():
-        if MLMODEL not in artifact.keys:
-            raise ModelLoadError(f"{settings.model_uri} is a directory without an MLmodel file")
-        from lambda_fn.model_env import check_model_env  # before unpickling: a refusal is a ModelLoadError
-
-        env_warnings = check_model_env(
-            local, allow_mismatch=settings.model_allow_env_mismatch, where=settings.model_uri
-        )
-        estimator, fmt, signature, mlmodel, predict_fn = _load_mlflow_dir(
-            artifact, trusted, pinned, settings.allow_unpinned_pickle
-        )
-    else:
+    if not local.is_dir():
         estimator, fmt = _load_file(local, trusted, pinned, settings.allow_unpinned_pickle)
-    if settings.input_schema:
-        signature = Signature.from_columns(settings.input_schema)
-    if predict_fn is None and not hasattr(estimator, "predict"):
-        raise ModelLoadError(f"loaded object {type(estimator).__name__} has no predict method")
-    names = getattr(estimator, "feature_names_in_", None)
+        return _Loaded(estimator, fmt)
+    if MLMODEL not in artifact.keys:
+        raise ModelLoadError(f"{settings.model_uri} is a directory without an MLmodel file")
+    from lambda_fn.model_env import check_model_env  # before unpickling: a refusal is a ModelLoadError
+
+    env_warnings = check_model_env(local, allow_mismatch=settings.model_allow_env_mismatch, where=settings.model_uri)
+    estimator, fmt, signature, mlmodel, predict_fn = _load_mlflow_dir(
+        artifact, trusted, pinned, settings.allow_unpinned_pickle
+    )
+    return _Loaded(estimator, fmt, signature, mlmodel, predict_fn, env_warnings)
+
+
+def _identity(settings: Settings, mlmodel: dict[str, Any], s3_version: str | None, sha256: str) -> tuple[str, str]:
+    """The model's name and version: as configured, else the MLmodel metadata, else what the store knows."""
     meta = mlmodel.get("metadata") or {}
     name = settings.model_name or meta.get("name") or _default_name(settings.model_uri)
     version = (
@@ -535,26 +358,9 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
         or (str(meta["version"]) if meta.get("version") is not None else None)
         or s3_version
         or mlmodel.get("run_id")
-        or actual[:12]
+        or sha256[:12]
     )
-    model = LoadedModel(
-        name=str(name),
-        version=str(version),
-        sha256=actual,
-        uri=settings.model_uri,
-        format=fmt,
-        signature=signature,
-        load_seconds=0.0,
-        loaded_at=0.0,
-        estimator=estimator,
-        feature_names=[str(n) for n in names] if names is not None else None,
-        _predict=predict_fn,
-        env_warnings=env_warnings,
-    )
-    if local.is_dir():
-        _self_check(artifact, mlmodel, model)
-    model.load_seconds, model.loaded_at = time.perf_counter() - started, time.time()  # the self-check included
-    return model
+    return str(name), str(version)
 
 
 def _self_check(artifact: Artifact, mlmodel: dict[str, Any], model: LoadedModel) -> None:

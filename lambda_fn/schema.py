@@ -209,58 +209,15 @@ def validate(rows: list[Any], signature: Signature | None, *, strict: bool = Fal
     `strict` rejects fields the signature does not know (the API wants that; a stream usually
     carries extra fields and ignores them).
     """
-    import pandas as pd
-
     errs: dict[int, list[str]] = {}
-    dict_rows: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        if type(row) is not dict:
-            _add(errs, i, f"features must be a JSON object, got {_json_type(row)}")
-            dict_rows.append({})
-        else:
-            dict_rows.append(row)
-
+    dict_rows = _objects(rows, errs)
     if signature is None:
-        kept = [i for i in range(len(rows)) if i not in errs]
-        good = [dict_rows[i] for i in kept]
-        try:
-            frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
-        except (ValueError, TypeError, OverflowError):  # one row no frame can hold: find it, as below
-            for i in kept:
-                try:
-                    pd.DataFrame.from_records([dict_rows[i]])
-                except (ValueError, TypeError, OverflowError) as exc:
-                    _add(errs, i, f"features cannot be read into a frame: {type(exc).__name__}: {exc}"[:300])
-            kept = [i for i in kept if i not in errs]
-            good = [dict_rows[i] for i in kept]
-            frame = pd.DataFrame.from_records(good) if good else pd.DataFrame()
+        frame, kept = _unsigned_frame(dict_rows, errs)
         return Validated(frame, kept, {i: "; ".join(m) for i, m in errs.items()})
 
-    not_objects = set(errs)
-    columns: dict[str, list[Any]] = {}
-    clean: set[str] = set()
-    for spec in signature.inputs:
-        values = [r.get(spec.name, _MISSING) for r in dict_rows]
-        columns[spec.name] = values
-        if not not_objects and _column_is_clean(values, spec.type):
-            clean.add(spec.name)
-            continue
-        check = _CHECKS[spec.type]
-        for i, v in enumerate(values):
-            if i in not_objects:
-                continue
-            if v is _MISSING or v is None:
-                if spec.required:
-                    _add(errs, i, f"missing required field '{spec.name}' ({spec.type})")
-            elif not check(v):
-                _add(errs, i, f"field '{spec.name}' must be {_EXPECT[spec.type]}, got {_json_type(v)} {_short(v)}")
+    columns, clean = _check_columns(signature, dict_rows, errs)
     if strict:
-        known = set(signature.names)
-        for i, r in enumerate(dict_rows):
-            extra = r.keys() - known
-            if extra:
-                _add(errs, i, "unknown field(s) " + ", ".join(f"'{e}'" for e in sorted(extra)))
-
+        _unknown_fields(signature, dict_rows, errs)
     try:
         frame, kept = _frame(signature, columns, clean, len(rows), errs)
     except (ValueError, TypeError, OverflowError):
@@ -269,6 +226,87 @@ def validate(rows: list[Any], signature: Signature | None, *, strict: bool = Fal
         _conversion_errors(signature, columns, len(rows), errs)
         frame, kept = _frame(signature, columns, set(), len(rows), errs)
     return Validated(frame, kept, {i: "; ".join(m) for i, m in errs.items()})
+
+
+def _objects(rows: list[Any], errs: dict[int, list[str]]) -> list[dict[str, Any]]:
+    """The rows as objects, aligned with the input: a row that is not one fails and stands as `{}`."""
+    dict_rows: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        if type(row) is not dict:
+            _add(errs, i, f"features must be a JSON object, got {_json_type(row)}")
+            dict_rows.append({})
+        else:
+            dict_rows.append(row)
+    return dict_rows
+
+
+def _unsigned_frame(dict_rows: list[dict[str, Any]], errs: dict[int, list[str]]) -> tuple[pd.DataFrame, list[int]]:
+    """Without a signature: the good rows as they are, as one frame (a row no frame can hold fails alone)."""
+    kept = [i for i in range(len(dict_rows)) if i not in errs]
+    try:
+        return _records_frame([dict_rows[i] for i in kept]), kept
+    except (ValueError, TypeError, OverflowError):  # one row no frame can hold: find it, as with a signature
+        _unframeable_rows(dict_rows, kept, errs)
+    kept = [i for i in kept if i not in errs]
+    return _records_frame([dict_rows[i] for i in kept]), kept
+
+
+def _records_frame(good: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame.from_records(good) if good else pd.DataFrame()
+
+
+def _unframeable_rows(dict_rows: list[dict[str, Any]], kept: list[int], errs: dict[int, list[str]]) -> None:
+    import pandas as pd
+
+    for i in kept:
+        try:
+            pd.DataFrame.from_records([dict_rows[i]])
+        except (ValueError, TypeError, OverflowError) as exc:
+            _add(errs, i, f"features cannot be read into a frame: {type(exc).__name__}: {exc}"[:300])
+
+
+def _check_columns(
+    signature: Signature, dict_rows: list[dict[str, Any]], errs: dict[int, list[str]]
+) -> tuple[dict[str, list[Any]], set[str]]:
+    """Each signature column's values (`_MISSING` where absent) and the names of the clean ones.
+
+    A clean column passed the fast path (every value present and of an allowed type); the others are
+    checked value by value, each rejected value recorded in `errs` against its row.
+    """
+    not_objects = set(errs)
+    columns: dict[str, list[Any]] = {}
+    clean: set[str] = set()
+    for spec in signature.inputs:
+        values = [r.get(spec.name, _MISSING) for r in dict_rows]
+        columns[spec.name] = values
+        if not not_objects and _column_is_clean(values, spec.type):
+            clean.add(spec.name)
+        else:
+            _check_values(values, spec, not_objects, errs)
+    return columns, clean
+
+
+def _check_values(values: list[Any], spec: ColumnSpec, skip: set[int], errs: dict[int, list[str]]) -> None:
+    """The slow path of one column: every value checked, except those of rows in `skip` (not objects)."""
+    check = _CHECKS[spec.type]
+    for i, v in enumerate(values):
+        if i in skip:
+            continue
+        if v is _MISSING or v is None:
+            if spec.required:
+                _add(errs, i, f"missing required field '{spec.name}' ({spec.type})")
+        elif not check(v):
+            _add(errs, i, f"field '{spec.name}' must be {_EXPECT[spec.type]}, got {_json_type(v)} {_short(v)}")
+
+
+def _unknown_fields(signature: Signature, dict_rows: list[dict[str, Any]], errs: dict[int, list[str]]) -> None:
+    known = set(signature.names)
+    for i, r in enumerate(dict_rows):
+        extra = r.keys() - known
+        if extra:
+            _add(errs, i, "unknown field(s) " + ", ".join(f"'{e}'" for e in sorted(extra)))
 
 
 def _frame(

@@ -21,9 +21,9 @@ from lambda_fn.model_store import LoadedModel
 from lambda_fn.outputs import dead_letter_body, fallback_dead_letter, identity_json, prediction_entry
 from lambda_fn.records import Reason, UserRecord, decode_event, map_payloads
 from lambda_fn.scoring import Hook
-from lambda_fn.shadow import ShadowInput, ShadowScorer, emit_shadow
-from lambda_fn.sinks import Entry, Sink
-from lambda_fn.variants import VariantEmitter, Variants, emit_variant_stats
+from lambda_fn.shadow import ShadowInput, ShadowRun, ShadowScorer, emit_shadow
+from lambda_fn.sinks import Entry, PutOutcome, Sink
+from lambda_fn.variants import Routed, VariantEmitter, Variants, emit_variant_stats
 
 logger = Logger(service=service_name(), child=True)
 
@@ -79,6 +79,29 @@ def _source(rec: UserRecord) -> dict[str, Any]:
     }
 
 
+@dataclass(slots=True)
+class _Scored:
+    """The batch after its model call(s): what was scored, by which arm, and the identity its records carry."""
+
+    live: list[int]  # index in the batch of each record that reached the model, aligned with `routed.result`
+    features: list[Any]
+    keys: list[str]  # routing keys aligned with `live`; empty when nothing routes (the primary alone, no shadow)
+    routed: Routed
+    labelled: bool
+    identity: dict[str, str] | None  # the one model's identity; None when labelled arms carry their own
+    row_identity: list[dict[str, str]] | None  # labelled arms: the identity of each scored row's arm
+
+
+@dataclass(slots=True)
+class _DeadLetters:
+    """What the dead-letter queue did with the batch's dead letters."""
+
+    sent: int  # dead letters of the batch (each record with a reason)
+    failed: set[int]  # refs neither sent nor replaced by a minimal dead letter: reported for retry
+    rejected: int  # refused by SQS for their content (each resent as a minimal one)
+    retries: int
+
+
 def process_batch(
     event: Mapping[str, Any],
     rt: StreamRuntime,
@@ -89,20 +112,59 @@ def process_batch(
     metrics = metrics or _NoMetrics()
     records = decode_event(event)
     map_payloads(records, rt.features_field, rt.id_field)
+    scored = _score(records, rt)
+    outputs, failed_identity = _prediction_entries(records, scored)
+    # The shadow works on its own thread while the primary writes; it is waited for within its bound.
+    shadow_run = _start_shadow(rt.shadow, records, scored) if rt.shadow is not None else None
+    put = _write_predictions(rt.output, records, outputs)
+    dead = _write_dead_letters(rt.dlq, records, failed_identity, scored.identity)
+    failed_refs = set(put.failed) | dead.failed
+    failures = _batch_item_failures(records, failed_refs)
 
+    summary = BatchSummary(
+        records=len(records),
+        scored=len(outputs) - len(put.failed) - len(put.too_large),
+        dead_lettered=dead.sent - len(dead.failed),
+        failed=len(failed_refs),
+        retries=put.retries + dead.retries,
+        seconds=time.perf_counter() - started,
+        rejected=dead.rejected,
+    )
+    _emit(metrics, summary, scored.routed.result.predict_seconds)
+    if scored.labelled and rt.variant_metrics is not None:
+        emit_variant_stats(scored.routed.stats, rt.variant_metrics)
+    if shadow_run is not None:
+        emit_shadow(shadow_run.wait(), metrics)
+    _log_batch(records, summary, scored)
+    if failures:
+        logger.warning("records reported for retry", extra={"batch_item_failures": len(failures)})
+    return {"batchItemFailures": failures}
+
+
+def _score(records: list[UserRecord], rt: StreamRuntime) -> _Scored:
+    """One model call for the batch's live records (one per A/B arm present)."""
     live = [i for i, r in enumerate(records) if r.reason is None]
     features = [records[i].features for i in live]
     # One path: the primary is the one unlabelled arm; labelled A/B arms each score their share and label it.
     arms = rt.variants if rt.variants is not None else Variants.primary(rt.model)
     keys = [_route_key(records[i]) for i in live] if arms.labelled or rt.shadow is not None else []
     routed = arms.score(features, keys, rt.hook, finite=True)
-    result, arm_of = routed.result, routed.arm_of
-    jsons = [identity_json(x) for x in routed.identities]
-    identity: dict[str, str] | None = None if arms.labelled else routed.identities[0]
-    row_identity = [routed.identities[a] for a in arm_of] if arms.labelled else None
+    if arms.labelled:
+        row_identity = [routed.identities[a] for a in routed.arm_of]
+        return _Scored(live, features, keys, routed, True, None, row_identity)
+    return _Scored(live, features, keys, routed, False, routed.identities[0], None)
+
+
+def _prediction_entries(records: list[UserRecord], s: _Scored) -> tuple[list[Entry], dict[int, dict[str, str]]]:
+    """The output entry of each scored record; a record whose row or prediction failed is failed instead.
+
+    Also returns, for labelled arms, the identity of the arm behind each such failure (for its dead letter).
+    """
+    result, arm_of, keys, row_identity = s.routed.result, s.routed.arm_of, s.keys, s.row_identity
+    jsons = [identity_json(x) for x in s.routed.identities]
     outputs: list[Entry] = []
     failed_identity: dict[int, dict[str, str]] = {}
-    for j, i in enumerate(live):
+    for j, i in enumerate(s.live):
         err = result.errors.get(j)
         if err is None:
             key = keys[j] if keys else _route_key(records[i])
@@ -115,72 +177,80 @@ def process_batch(
             records[i].fail(err.reason, err.detail)
         if row_identity is not None:
             failed_identity[i] = row_identity[j]
+    return outputs, failed_identity
 
-    # The shadow works on its own thread while the primary writes; it is waited for within its bound.
-    shadow_run = None
-    if rt.shadow is not None:
-        shadow_run = rt.shadow.start(
-            ShadowInput(
-                features=features,
-                primary=result.predictions,
-                primary_ok=[j not in result.errors for j in range(len(live))],
-                primary_model=identity if identity is not None else (row_identity or []),
-                ids=[records[i].record_id for i in live],
-                keys=keys,
-                sources=[_source(records[i]) for i in live],
-            )
+
+def _start_shadow(shadow: ShadowScorer, records: list[UserRecord], s: _Scored) -> ShadowRun:
+    result = s.routed.result
+    return shadow.start(
+        ShadowInput(
+            features=s.features,
+            primary=result.predictions,
+            primary_ok=[j not in result.errors for j in range(len(s.live))],
+            primary_model=s.identity if s.identity is not None else (s.row_identity or []),
+            ids=[records[i].record_id for i in s.live],
+            keys=s.keys,
+            sources=[_source(records[i]) for i in s.live],
         )
+    )
 
-    put = rt.output.put(outputs)
+
+def _write_predictions(output: Sink, records: list[UserRecord], outputs: list[Entry]) -> PutOutcome:
+    """PutRecords the predictions; one over Kinesis' record limit turns its record into a dead letter."""
+    put = output.put(outputs)
     for i in put.too_large:
         records[i].fail(Reason.OUTPUT_TOO_LARGE, "the prediction record exceeds Kinesis' 1 MiB record limit")
+    return put
 
+
+def _write_dead_letters(
+    dlq: Sink,
+    records: list[UserRecord],
+    failed_identity: dict[int, dict[str, str]],
+    identity: dict[str, str] | None,
+) -> _DeadLetters:
+    """One dead letter per record with a reason, naming the model (or arm) that saw it."""
     dead = [
         Entry(i, dead_letter_body(r, failed_identity.get(i, identity)), r.reason or "")
         for i, r in enumerate(records)
         if r.reason
     ]
-    dlq = rt.dlq.put(dead)
-    dlq_failed = set(dlq.failed)
-    if dlq.rejected:
+    outcome = dlq.put(dead)
+    failed = set(outcome.failed)
+    if outcome.rejected:
         # Refused for its content: resend it as a minimal dead letter, once (the same body would be refused
         # on every redelivery). Only if that fails too is the record reported for retry.
-        logger.warning("SQS refused dead letters; sending minimal ones", extra={"refused": list(dlq.rejected.values())})
-        again = rt.dlq.put(
+        logger.warning(
+            "SQS refused dead letters; sending minimal ones", extra={"refused": list(outcome.rejected.values())}
+        )
+        again = dlq.put(
             [
                 Entry(i, fallback_dead_letter(records[i], why), records[i].reason or "")
-                for i, why in dlq.rejected.items()
+                for i, why in outcome.rejected.items()
             ]
         )
-        dlq_failed.update(again.failed, again.rejected)
+        failed.update(again.failed, again.rejected)
+    return _DeadLetters(sent=len(dead), failed=failed, rejected=len(outcome.rejected), retries=outcome.retries)
 
-    failed_refs = set(put.failed) | dlq_failed
+
+def _batch_item_failures(records: list[UserRecord], refs: set[int]) -> list[dict[str, str]]:
+    """Lambda's `batchItemFailures`: the sequence number of each failed record, once (KPL records share one)."""
     seen: set[str] = set()
     failures: list[dict[str, str]] = []
-    for i in sorted(failed_refs):
+    for i in sorted(refs):
         seq = records[i].sequence_number
         if seq not in seen:
             seen.add(seq)
             failures.append({"itemIdentifier": seq})
+    return failures
 
-    summary = BatchSummary(
-        records=len(records),
-        scored=len(outputs) - len(put.failed) - len(put.too_large),
-        dead_lettered=len(dead) - len(dlq_failed),
-        failed=len(failed_refs),
-        retries=put.retries + dlq.retries,
-        seconds=time.perf_counter() - started,
-        rejected=len(dlq.rejected),
-    )
-    _emit(metrics, summary, result.predict_seconds)
-    if arms.labelled and rt.variant_metrics is not None:
-        emit_variant_stats(routed.stats, rt.variant_metrics)
-    if shadow_run is not None:
-        emit_shadow(shadow_run.wait(), metrics)
+
+def _log_batch(records: list[UserRecord], summary: BatchSummary, s: _Scored) -> None:
     reasons: dict[str, int] = {}
     for r in records:
         if r.reason:
             reasons[r.reason] = reasons.get(r.reason, 0) + 1
+    result = s.routed.result
     logger.info(
         "batch scored",
         extra={
@@ -192,13 +262,10 @@ def process_batch(
             "output_retries": summary.retries,
             "predict_calls": result.predict_calls,
             "batch_ms": round(summary.seconds * 1000, 2),
-            "model": identity,
-            **({"variants": {s.name: s.rows for s in routed.stats}} if arms.labelled else {}),
+            "model": s.identity,
+            **({"variants": {a.name: a.rows for a in s.routed.stats}} if s.labelled else {}),
         },
     )
-    if failures:
-        logger.warning("records reported for retry", extra={"batch_item_failures": len(failures)})
-    return {"batchItemFailures": failures}
 
 
 def _emit(metrics: MetricsLike, s: BatchSummary, predict_seconds: float) -> None:

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from lambda_fn.config import settings_from
+from lambda_fn.model_artifact import member_path
 from lambda_fn.model_store import (
     ModelLoadError,
     UnsafeArtifactError,
     artifact_sha256,
     load_model,
-    member_path,
 )
 from tests.helpers import save_mlflow_model, tiny_pipeline
 
