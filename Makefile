@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-py$(IMAGE_PYTHON)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv lock model demo serve check test lint typecheck unit integration infra image-tests e2e localstack-tests \
+.PHONY: help venv lock model demo serve check test lint complexity typecheck unit integration infra image-tests e2e localstack-tests \
         fuzz bench synth localstack clean
 
 help:
@@ -72,9 +72,15 @@ demo: $(STAMP) build/model/MLmodel ## the whole pipeline on an embedded AWS emul
 serve: $(STAMP) build/model/MLmodel ## the API handler behind a local HTTP server on 127.0.0.1 (ARGS=--image: the real image)
 	$(VENV)/bin/servingkit serve $(ARGS)
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the complexity gate
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory complexity
+
+# Cyclomatic complexity (radon's ranks: A 1-5, B 6-10, C 11-20, D 21-30, E 31-40, F 41+): no function above D,
+# no module's average above B, the code base's average A. Raise a threshold only with a reason in the commit.
+complexity: $(STAMP) ## xenon: no function above rank D, no module above B, average A
+	$(VENV)/bin/xenon --max-absolute D --max-modules B --max-average A lambda_fn servingkit infra app.py
 
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy lambda_fn servingkit infra app.py
