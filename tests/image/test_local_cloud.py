@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +47,10 @@ def test_serve_answers_from_the_image(engine: DockerEngine, base_image: str, rel
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # Drained all along: a full pipe would block the server's own writes (and its shutdown).
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout or ()), daemon=True)
+    reader.start()
     try:
         deadline, health = time.monotonic() + 300, None
         while time.monotonic() < deadline and proc.poll() is None:
@@ -54,13 +59,15 @@ def test_serve_answers_from_the_image(engine: DockerEngine, base_image: str, rel
                 break
             except requests.ConnectionError:
                 time.sleep(0.5)
-        assert health is not None and health.status_code == 200, proc.stdout.read() if proc.stdout else ""
+        assert health is not None and health.status_code == 200, "".join(output)[-3000:]
         assert health.json()["model"]["sha256"] == json.loads((ROOT / "build" / "release.json").read_text())["sha256"]
     finally:
         proc.send_signal(2)  # SIGINT: Ctrl-C, which stops the container and the emulator
+        stopping = time.monotonic()
         try:
-            proc.wait(60)
+            proc.wait(120)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-    assert proc.returncode == 0
+        reader.join(10)
+    assert proc.returncode == 0, f"after {time.monotonic() - stopping:.0f} s: " + "".join(output)[-3000:]
