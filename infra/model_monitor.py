@@ -37,6 +37,7 @@ from lambda_fn.config import Metric
 MONITOR_MEMORY_MB = 1024
 MONITOR_TIMEOUT_SECONDS = 300
 # The schedule's input: the scheduled time is the window's end (lambda_fn.monitoring.job.event_time reads `at`).
+SCHEDULE_GROUP = "default"
 SCHEDULE_INPUT = json.dumps({"at": "<aws.scheduler.scheduled-time>"})
 
 
@@ -218,12 +219,13 @@ class ModelMonitor(Construct):
             description=f"{name}: EventBridge Scheduler invokes the monitor function",
             assumed_by=iam.ServicePrincipal(
                 "scheduler.amazonaws.com",
+                # Scheduler's source ARN is the schedule group's (docs: confused deputy prevention), here the default.
                 conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {
+                    "StringEquals": {
+                        "aws:SourceAccount": stack.account,
                         "aws:SourceArn": f"arn:{stack.partition}:scheduler:{stack.region}:{stack.account}"
-                        f":schedule/default/{name}"
-                    },
+                        f":schedule-group/{SCHEDULE_GROUP}",
+                    }
                 },
             ),
         )
@@ -235,6 +237,7 @@ class ModelMonitor(Construct):
             self,
             "Schedule",
             name=name,
+            group_name=SCHEDULE_GROUP,
             description=f"Every {m.schedule_minutes} min: one monitor window ending at the scheduled time",
             schedule_expression=rate_expression(m.schedule_minutes),
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),

@@ -24,7 +24,7 @@ from infra.topology import (
     TopologyError,
 )
 from lambda_fn.config import Env, Metric, MonitorEnv, monitor_settings_from, settings_from
-from tests.infra.synth import BASE, MONITORED, MONITORED_BASE, OTHER_SHA, REF_SHA, SHA, Synth, synth
+from tests.infra.synth import BASE, MONITORED, MONITORED_BASE, OTHER_SHA, REF_SHA, SHA, Synth
 
 REFERENCE = "s3://example-models/taxi/1/reference.json"
 CAPTURE_NAMES = {
@@ -114,17 +114,12 @@ def test_monitoring_off_adds_nothing(every: Synth) -> None:
 
 def test_monitoring_false_with_every_other_key_gives_the_default_template(default: Synth, tmp_path: Path) -> None:
     """The keys are validated whenever given, but only monitoring=true creates anything."""
-    from tests.infra import synth as synth_module
+    from infra.stack import build_app
 
-    name = "monitoring-false"
-    synth_module.CONTEXTS[name] = {**MONITORED["monitored_ab"], "monitoring": "false", "stage": "dev"}
-    for key in ("shadow_model_uri", "shadow_model_sha256", "model_variants", "model_name"):
-        synth_module.CONTEXTS[name].pop(key)
-    try:
-        off = synth(name, tmp_path)
-    finally:
-        del synth_module.CONTEXTS[name]
-    assert off.template == default.template
+    drop = ("stage", "shadow_model_uri", "shadow_model_sha256", "model_variants", "model_name")
+    context = {k: v for k, v in MONITORED["monitored_ab"].items() if k not in drop} | {"monitoring": "false"}
+    (stack,) = build_app(context, outdir=str(tmp_path)).synth().stacks
+    assert stack.template == default.template
 
 
 # --------------------------------------------------------------------------- the bucket
@@ -198,8 +193,12 @@ def test_scheduler_role_may_only_invoke_the_monitor(monitored: Synth) -> None:
     trust = monitored.template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     (statement,) = trust
     assert statement["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    assert render(statement["Condition"]["ArnLike"]["aws:SourceArn"]).endswith(":schedule/default/serving-dev-monitor")
+    (condition,) = statement["Condition"].values()  # StringEquals only
+    assert condition["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert render(condition["aws:SourceArn"]) == (
+        "arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule-group/default"
+    )
+    assert monitored.one("AWS::Scheduler::Schedule")["GroupName"] == "default"
     assert "ManagedPolicyArns" not in monitored.template["Resources"][role]["Properties"]
     monitor = one_id(monitored, "AWS::Lambda::Function", "ModelMonitorFunction")
     assert by_action(role_statements(monitored, role)) == {"lambda:InvokeFunction": [f"<{monitor}.Arn>"]}
