@@ -1,4 +1,5 @@
-"""Functions: one image, two functions (stream scorer, API), each with its own role, logs, sizing and `live` alias."""
+"""Functions: one image, two serving functions (stream scorer, API), each with its own role, logs, sizing and `live`
+alias; the monitor (issue 14) runs the same image as a plain `ImageFunction`, invoked by its schedule."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ RETENTION = dict(
 )  # fmt: skip
 
 
-class ServingFunction(Construct):
-    """A container-image function with a least-privilege role and the `live` alias its callers use.
+class ImageFunction(Construct):
+    """A function of the kit's container image (its CMD the handler) with a least-privilege role.
 
     The role gets no AWS managed policy: logging is granted on its own log group only, and every
     other permission is added by the stack (stream read, stream write, queue send, model read).
@@ -50,7 +51,6 @@ class ServingFunction(Construct):
         sizing: FunctionSizing,
         environment: dict[str, str],
         log_retention_days: int,
-        provisioned_concurrency: int = 0,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -92,6 +92,43 @@ class ServingFunction(Construct):
                 "DependsOn",
                 [stack.get_logical_id(policy.node.default_child)],  # type: ignore[arg-type]
             )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions (tracing is on).",
+        )
+
+
+class ServingFunction(ImageFunction):
+    """An `ImageFunction` behind the `live` alias its callers (and CodeDeploy) use."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function_name: str,
+        description: str,
+        handler: str,
+        architecture: str,
+        base_image: str | None,
+        sizing: FunctionSizing,
+        environment: dict[str, str],
+        log_retention_days: int,
+        provisioned_concurrency: int = 0,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            function_name=function_name,
+            description=description,
+            handler=handler,
+            architecture=architecture,
+            base_image=base_image,
+            sizing=sizing,
+            environment=environment,
+            log_retention_days=log_retention_days,
+        )
         # CodeDeploy shifts the alias between the old and the new version; callers only ever see `live`.
         self.alias = lambda_.Alias(
             self,
@@ -99,9 +136,4 @@ class ServingFunction(Construct):
             alias_name=LIVE_ALIAS,
             version=self.function.current_version,
             provisioned_concurrent_executions=provisioned_concurrency or None,
-        )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions (tracing is on).",
         )

@@ -1,6 +1,9 @@
-"""Monitoring: alarms (to an encrypted SNS topic) and a dashboard of the kit's own metrics."""
+"""Monitoring: alarms (to an encrypted SNS topic) and a dashboard of the kit's own metrics, and, with prediction
+monitoring on, the monitor's drift and quality alarms and widgets (`watch_models`)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
@@ -14,6 +17,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.topology import CAPTURE_ERRORS_METRIC, PSI_ALERT, PSI_WARN
 from lambda_fn.config import Metric
 
 ONE_MINUTE = Duration.minutes(1)
@@ -253,3 +257,113 @@ class Monitoring(Construct):
         )
         if self.alarms:
             self.dashboard.add_widgets(cloudwatch.AlarmStatusWidget(alarms=list(self.alarms), width=24, title="Alarms"))
+
+    def watch_models(
+        self,
+        *,
+        monitor_function: lambda_.IFunction,
+        model_name: str,
+        variants: tuple[str, ...],
+        schedule_minutes: int,
+        drift_alarm_features: int,
+        quality_alarm_violations: int,
+        reports: str,
+    ) -> None:
+        """Prediction monitoring (issue 14): drift and quality alarms per variant, the monitor's errors, widgets.
+
+        The monitor publishes one datapoint per metric and window (every `schedule_minutes`), so the alarms'
+        period is that of the schedule; no datapoint (no run, or an insufficient window) is not breaching.
+        `reports` is where the window reports are (s3://bucket/prefix), named in every alarm's description.
+        """
+        period = Duration.minutes(schedule_minutes)
+
+        def model_metric(name: str, variant: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=Metric.NAMESPACE,
+                metric_name=name,
+                dimensions_map={Metric.MODEL_DIMENSION: model_name, Metric.VARIANT_DIMENSION: variant},
+                statistic="Maximum",
+                period=period,
+            )
+
+        before = len(self.alarms)
+        for variant in variants:
+            self.alarm(
+                f"DriftedFeatures-{variant}",
+                model_metric(Metric.DRIFTED_FEATURES, variant),
+                threshold=drift_alarm_features,
+                description=(
+                    f"{model_name} ({variant}): {drift_alarm_features} or more features (or the prediction) drifted "
+                    f"past the alert level in the last window. Reports: {reports}"
+                ),
+            )
+            self.alarm(
+                f"QualityViolations-{variant}",
+                model_metric(Metric.QUALITY_VIOLATIONS, variant),
+                threshold=quality_alarm_violations,
+                description=(
+                    f"{model_name} ({variant}): {quality_alarm_violations} or more data-quality violations (missing "
+                    f"or extra columns, types, completeness, unseen categories, range) in the last window. "
+                    f"Reports: {reports}"
+                ),
+            )
+        self.alarm(
+            "MonitorErrors",
+            monitor_function.metric_errors(period=period, statistic="Sum"),
+            threshold=1,
+            description=f"The monitor function failed a window (see its log group): drift went unchecked. {reports}",
+        )
+        self._model_widgets(model_metric, monitor_function, model_name, variants, period)
+        if len(self.alarms) > before:
+            self.dashboard.add_widgets(
+                cloudwatch.AlarmStatusWidget(alarms=self.alarms[before:], width=24, title="Monitoring alarms")
+            )
+
+    def _model_widgets(
+        self,
+        model_metric: Callable[[str, str], cloudwatch.Metric],
+        monitor_function: lambda_.IFunction,
+        model_name: str,
+        variants: tuple[str, ...],
+        period: Duration,
+    ) -> None:
+        # Features are the reference's, unknown at synth: one search finds every feature's DriftScore.
+        search = (
+            f"SEARCH('{{{Metric.NAMESPACE},{Metric.FEATURE_DIMENSION},{Metric.MODEL_DIMENSION},"
+            f'{Metric.VARIANT_DIMENSION}}} MetricName="{Metric.DRIFT_SCORE}" '
+            f"{Metric.MODEL_DIMENSION}=\"{model_name}\"', 'Maximum', {int(period.to_seconds())})"
+        )
+        guides = [
+            cloudwatch.HorizontalAnnotation(value=PSI_WARN, label="warn", color=cloudwatch.Color.ORANGE),
+            cloudwatch.HorizontalAnnotation(value=PSI_ALERT, label="alert", color=cloudwatch.Color.RED),
+        ]
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title=f"Drift score (PSI) per feature: {model_name}",
+                left=[cloudwatch.MathExpression(expression=search, using_metrics={}, label="", period=period)],
+                left_annotations=guides,
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Drifted features and quality violations per window",
+                left=[model_metric(Metric.DRIFTED_FEATURES, v).with_(label=f"drifted ({v})") for v in variants],
+                right=[model_metric(Metric.QUALITY_VIOLATIONS, v).with_(label=f"violations ({v})") for v in variants],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Rows per monitor window",
+                left=[model_metric(Metric.MONITOR_ROWS, v).with_(label=f"rows ({v})") for v in variants],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Capture errors (scorer and API)", left=[self.kit_metric(CAPTURE_ERRORS_METRIC)], width=8
+            ),
+            cloudwatch.GraphWidget(
+                title="Monitor function: errors and duration (ms)",
+                left=[monitor_function.metric_errors(period=period, statistic="Sum")],
+                right=[monitor_function.metric_duration(period=period, statistic="Maximum")],
+                width=8,
+            ),
+        )

@@ -9,6 +9,7 @@ clear line instead of a CloudFormation error after minutes of deployment.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,12 +18,23 @@ from urllib.parse import urlparse
 
 from pydantic import ValidationError
 
-from infra.topology import Ctx, Topology, TopologyError, context_bool, context_int, context_opt, topology
+from infra.topology import (
+    MONITORING_PREFIX,
+    PRIMARY_VARIANT,
+    Ctx,
+    Topology,
+    TopologyError,
+    context_bool,
+    context_int,
+    context_opt,
+    topology,
+)
 from lambda_fn.config import Settings, parse_variants
 
 Architecture = Literal["arm64", "x86_64"]
 ApiAuth = Literal["api-key", "iam"]
 Rollout = Literal["canary", "linear", "all-at-once"]
+CapturePayload = Literal["features", "raw"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IMAGE = re.compile(r"^[a-z0-9.-]+(?::\d+)?(?:/[a-z0-9._-]+)+(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$")
@@ -59,6 +71,27 @@ class FunctionSizing:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """Prediction monitoring (issue 14): capture on the hot path, the scheduled monitor, its alarms."""
+
+    reference: ModelRef  # the release's reference (an S3 object), pinned by its sha256
+    model_name: str  # the profiles' model= partition and the metrics' model dimension
+    variants: tuple[str, ...]  # the variants the monitor sees for this model: one alarm pair each
+    sample_rate: float = 0.1
+    payload: CapturePayload = "features"
+    hash_ids: bool = False
+    capture_timeout_ms: int | None = None  # None: the runtime's default
+    schedule_minutes: int = 15
+    short_window_minutes: int = 15
+    long_window_hours: int = 24
+    capture_days: int = 30
+    report_days: int = 365
+    drift_alarm_features: int = 1
+    quality_alarm_violations: int = 1
+    prefix: str = MONITORING_PREFIX
+
+
+@dataclass(frozen=True)
 class DeploySettings:
     topology: Topology
     model: ModelRef
@@ -85,6 +118,7 @@ class DeploySettings:
     shadow_timeout_ms: int = 500
     variants: tuple[Variant, ...] = field(default_factory=tuple)
     batch_scoring: bool = False
+    monitoring: MonitoringSettings | None = None
 
     def models(self) -> list[ModelRef]:
         """Every artifact the functions load: read access is granted on exactly these."""
@@ -184,6 +218,98 @@ def _base_image(ctx: Mapping[str, Any]) -> str | None:
     return image
 
 
+def context_share(ctx: Mapping[str, Any], key: str, default: float) -> float:
+    """`ctx[key]` as a finite number in [0, 1] (`default` when absent)."""
+    value = ctx.get(key, default)
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0.0 <= number <= 1.0:  # also NaN
+        raise TopologyError(f"context {key}={value!r}: must be a number between 0 and 1 (a share of the records)")
+    return number
+
+
+def _reference(ctx: Mapping[str, Any]) -> ModelRef:
+    uri = context_opt(ctx, Ctx.MODEL_REFERENCE_URI, None)
+    if uri is None:
+        raise TopologyError(
+            f"context {Ctx.MODEL_REFERENCE_URI} (the release manifest's reference.uri) is required with "
+            f"{Ctx.MONITORING}=true, with {Ctx.MODEL_REFERENCE_SHA256}: see build/release.json"
+        )
+    ref = _s3_ref(Ctx.MODEL_REFERENCE_URI, uri, Ctx.MODEL_REFERENCE_SHA256, ctx.get(Ctx.MODEL_REFERENCE_SHA256))
+    if uri.strip().endswith("/"):
+        raise TopologyError(f"context {Ctx.MODEL_REFERENCE_URI}={uri!r}: must be the reference's object, not a prefix")
+    return ref
+
+
+def _monitored_variants(model: ModelRef, variants: tuple[Variant, ...]) -> tuple[str, ...]:
+    """The variants whose profiles the monitor reads: those serving `model` (the release the reference is of)."""
+    if not variants:
+        return (PRIMARY_VARIANT,)
+    names = tuple(v.name for v in variants if v.model.sha256 == model.sha256)
+    if not names:
+        raise TopologyError(
+            f"context {Ctx.MODEL_VARIANTS}: no arm serves {Ctx.MODEL_SHA256}={model.sha256}, the model whose "
+            f"reference {Ctx.MODEL_REFERENCE_URI} gives; the monitor would see no profiles"
+        )
+    return names
+
+
+def _windows(ctx: Mapping[str, Any]) -> dict[str, int]:
+    short = context_int(ctx, Ctx.MONITORING_SHORT_WINDOW_MINUTES, 15, 1, 24 * 60)
+    long = context_int(ctx, Ctx.MONITORING_LONG_WINDOW_HOURS, 24, 1, 24 * 31)
+    capture_days = context_int(ctx, Ctx.MONITORING_CAPTURE_DAYS, 30, 1, 3650)
+    if long * 60 < short:
+        raise TopologyError(
+            f"context {Ctx.MONITORING_LONG_WINDOW_HOURS}={long}: shorter than "
+            f"{Ctx.MONITORING_SHORT_WINDOW_MINUTES}={short}"
+        )
+    if capture_days * 24 < long:
+        raise TopologyError(
+            f"context {Ctx.MONITORING_CAPTURE_DAYS}={capture_days}: profiles would expire before the long window "
+            f"({Ctx.MONITORING_LONG_WINDOW_HOURS}={long}) has read them"
+        )
+    return {
+        "schedule_minutes": context_int(ctx, Ctx.MONITORING_SCHEDULE_MINUTES, 15, 1, 24 * 60),
+        "short_window_minutes": short,
+        "long_window_hours": long,
+        "capture_days": capture_days,
+        "report_days": context_int(ctx, Ctx.MONITORING_REPORT_DAYS, 365, 1, 3650),
+    }
+
+
+def monitoring_settings(
+    ctx: Mapping[str, Any], model: ModelRef, model_name: str | None, variants: tuple[Variant, ...]
+) -> MonitoringSettings | None:
+    """The `monitoring*` keys, each checked whenever given; None unless monitoring=true."""
+    timeout = context_opt(ctx, Ctx.MONITORING_CAPTURE_TIMEOUT_MS, None)
+    options = {
+        "sample_rate": context_share(ctx, Ctx.MONITORING_SAMPLE_RATE, 0.1),
+        "payload": _choice(ctx, Ctx.MONITORING_PAYLOAD, "features", ("features", "raw")),
+        "hash_ids": context_bool(ctx, Ctx.MONITORING_HASH_IDS, False),
+        "capture_timeout_ms": None
+        if timeout is None
+        else context_int(ctx, Ctx.MONITORING_CAPTURE_TIMEOUT_MS, 0, 1, 60_000),
+        "drift_alarm_features": context_int(ctx, Ctx.MONITORING_DRIFT_ALARM_FEATURES, 1, 1, 1000),
+        "quality_alarm_violations": context_int(ctx, Ctx.MONITORING_QUALITY_ALARM_VIOLATIONS, 1, 1, 1000),
+        **_windows(ctx),
+    }
+    if not context_bool(ctx, Ctx.MONITORING, False):
+        return None
+    if not model_name:
+        raise TopologyError(
+            f"context {Ctx.MODEL_NAME} is required with {Ctx.MONITORING}=true: the monitor reads the profiles "
+            "under model=<name> and publishes its metrics with that model dimension"
+        )
+    return MonitoringSettings(
+        reference=_reference(ctx),
+        model_name=model_name,
+        variants=_monitored_variants(model, variants),
+        **options,  # type: ignore[arg-type]
+    )
+
+
 def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
     """Validate the whole context once; the stack only reads the result."""
     ctx = ctx or {}
@@ -215,10 +341,11 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
             f"context {Ctx.API_PROVISIONED_CONCURRENCY}={provisioned}: "
             f"exceeds {Ctx.API_RESERVED_CONCURRENCY}={api_reserved}"
         )
+    main, model_name, variants = _main_model(ctx), context_opt(ctx, Ctx.MODEL_NAME, None), _variants(ctx)
     return DeploySettings(
         topology=topo,
-        model=_main_model(ctx),
-        model_name=context_opt(ctx, Ctx.MODEL_NAME, None),
+        model=main,
+        model_name=model_name,
         model_version=context_opt(ctx, Ctx.MODEL_VERSION, None),
         architecture=_choice(ctx, Ctx.ARCHITECTURE, "arm64", ("arm64", "x86_64")),  # type: ignore[arg-type]
         base_image=_base_image(ctx),
@@ -248,6 +375,7 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
         api_p99_alarm_ms=context_int(ctx, Ctx.API_P99_ALARM_MS, 1000, 10, 29_000),
         shadow=shadow,
         shadow_timeout_ms=context_int(ctx, Ctx.SHADOW_TIMEOUT_MS, *_runtime_range("shadow_timeout_ms")),
-        variants=_variants(ctx),
+        variants=variants,
         batch_scoring=context_bool(ctx, Ctx.BATCH_SCORING, False),
+        monitoring=monitoring_settings(ctx, main, model_name, variants),
     )

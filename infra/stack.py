@@ -16,6 +16,7 @@ from infra.deployments import AliasDeployments
 from infra.environment import api_environment, scorer_environment
 from infra.functions import RETENTION, ServingFunction
 from infra.image import API_HANDLER, STREAM_HANDLER
+from infra.model_monitor import ModelMonitor
 from infra.model_store import ModelStore
 from infra.monitoring import Monitoring
 from infra.settings import DeploySettings, deploy_settings
@@ -37,6 +38,11 @@ class ServingStack(Stack):
         store = ModelStore(self, "ModelStore", log_retention_days=s.log_retention_days)
         streams = Streams(self, "Streams", topology=topo, shadow=s.shadow is not None)
         bucket = store.bucket.bucket_name
+        # Prediction monitoring (-c monitoring=true): capture bucket, monitor function and schedule; else nothing.
+        monitor = (
+            ModelMonitor(self, "ModelMonitor", settings=s, access_logs=store.access_logs) if s.monitoring else None
+        )
+        capture = monitor.capture_target if monitor else None
 
         scorer = ServingFunction(
             self,
@@ -53,6 +59,7 @@ class ServingStack(Stack):
                 output_stream=streams.output.stream_name,
                 dlq_url=streams.dlq.queue_url,
                 shadow_stream=streams.shadow.stream_name if streams.shadow else None,
+                capture=capture,
             ),
             log_retention_days=s.log_retention_days,
         )
@@ -65,13 +72,15 @@ class ServingStack(Stack):
             architecture=s.architecture,
             base_image=s.base_image,
             sizing=s.api,
-            environment=api_environment(s, model_bucket=bucket),
+            environment=api_environment(s, model_bucket=bucket, capture=capture),
             log_retention_days=s.log_retention_days,
             provisioned_concurrency=s.api_provisioned_concurrency,
         )
         # Grants: each function gets exactly what its handler calls.
         for fn in (scorer, api_fn):
             store.grant_read_models(fn.role, s.models())
+            if monitor is not None:
+                monitor.grant_capture(fn.role)
         streams.output.grant_write(scorer.role)
         if streams.shadow is not None:
             streams.shadow.grant_write(scorer.role)
@@ -164,8 +173,30 @@ class ServingStack(Stack):
             outputs["ApiInvokePolicyArn"] = api.invoke_policy.managed_policy_arn
         if monitoring.topic is not None:
             outputs["AlarmTopicArn"] = monitoring.topic.topic_arn
+        if monitor is not None:
+            outputs.update(_watch_models(monitor, monitoring))
         for key, value in outputs.items():
             CfnOutput(self, key, value=value)
+
+
+def _watch_models(monitor: ModelMonitor, monitoring: Monitoring) -> dict[str, str]:
+    """The monitor's alarms and widgets; its outputs."""
+    m = monitor.settings
+    reports = monitor.reports_uri
+    monitoring.watch_models(
+        monitor_function=monitor.function.function,
+        model_name=m.model_name,
+        variants=m.variants,
+        schedule_minutes=m.schedule_minutes,
+        drift_alarm_features=m.drift_alarm_features,
+        quality_alarm_violations=m.quality_alarm_violations,
+        reports=reports,
+    )
+    return {
+        "MonitoringBucketName": monitor.bucket.bucket_name,
+        "MonitorFunctionName": monitor.function.function.function_name,
+        "MonitorReports": reports,
+    }
 
 
 def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True, outdir: str | None = None) -> App:

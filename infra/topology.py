@@ -14,6 +14,7 @@ from typing import Any, Literal
 # The image's two entry points (each function's CMD): the stack, the local runners and the tests read these.
 STREAM_HANDLER = "lambda_fn.handler.stream_handler"
 API_HANDLER = "lambda_fn.handler.api_handler"
+MONITOR_HANDLER = "lambda_fn.handler.monitor_handler"  # the scheduled monitor window job (issue 14)
 
 
 class TopologyError(ValueError):
@@ -71,6 +72,51 @@ class Ctx:
     SHADOW_TIMEOUT_MS = "shadow_timeout_ms"
     MODEL_VARIANTS = "model_variants"  # JSON list of {name, uri, sha256, weight}
     BATCH_SCORING = "batch_scoring"  # true | false: EMR Serverless batch scoring (infra/batch_emr.py)
+    # Prediction monitoring (infra/model_monitor.py; docs/monitoring.md): off unless monitoring=true.
+    MONITORING = "monitoring"  # true | false
+    MONITORING_SAMPLE_RATE = "monitoring_sample_rate"  # share of records captured, 0..1
+    MONITORING_PAYLOAD = "monitoring_payload"  # features | raw
+    MONITORING_HASH_IDS = "monitoring_hash_ids"  # true: ids hashed with a key from a generated secret
+    MONITORING_CAPTURE_TIMEOUT_MS = "monitoring_capture_timeout_ms"  # the capture's bound (runtime default if unset)
+    MONITORING_SCHEDULE_MINUTES = "monitoring_schedule_minutes"
+    MONITORING_SHORT_WINDOW_MINUTES = "monitoring_short_window_minutes"
+    MONITORING_LONG_WINDOW_HOURS = "monitoring_long_window_hours"
+    MONITORING_CAPTURE_DAYS = "monitoring_capture_days"  # expiry of capture/ and profiles/
+    MONITORING_REPORT_DAYS = "monitoring_report_days"  # expiry of reports/
+    MONITORING_DRIFT_ALARM_FEATURES = "monitoring_drift_alarm_features"  # alarm at this many DriftedFeatures
+    MONITORING_QUALITY_ALARM_VIOLATIONS = "monitoring_quality_alarm_violations"  # alarm at this many violations
+    MODEL_REFERENCE_URI = "model_reference_uri"  # the release manifest's reference.uri
+    MODEL_REFERENCE_SHA256 = "model_reference_sha256"  # the release manifest's reference.sha256
+
+
+class CaptureEnv:
+    """Environment of the scorer and API functions for capture and profiles (issue 14).
+
+    The names the capture runtime reads (`lambda_fn.config.Env` once that lands); kept here, with no runtime
+    import, so the stack sets them from one place. `CAPTURE_PREFIX` is the monitor's `MONITOR_PREFIX`: capture
+    objects go under `<prefix>/capture/`, profiles under `<prefix>/profiles/`, the monitor's reports under
+    `<prefix>/reports/` (lambda_fn.monitoring.s3_store's layout).
+    """
+
+    CAPTURE_BUCKET = "CAPTURE_BUCKET"
+    CAPTURE_PREFIX = "CAPTURE_PREFIX"
+    CAPTURE_SAMPLE_RATE = "CAPTURE_SAMPLE_RATE"
+    CAPTURE_PAYLOAD = "CAPTURE_PAYLOAD"
+    CAPTURE_ID_KEY_SECRET_ARN = "CAPTURE_ID_KEY_SECRET_ARN"
+    CAPTURE_TIMEOUT_MS = "CAPTURE_TIMEOUT_MS"
+    MONITOR_REFERENCE_URI = "MONITOR_REFERENCE_URI"
+    MONITOR_REFERENCE_SHA256 = "MONITOR_REFERENCE_SHA256"
+
+
+# The monitoring bucket's layout under MONITORING_PREFIX (the same words as lambda_fn.monitoring.s3_store's).
+MONITORING_PREFIX = "monitoring"
+CAPTURE_DIR, PROFILES_DIR, REPORTS_DIR = "capture", "profiles", "reports"  # s3_store.PROFILES, REPORTS
+# The profiles' variant when no A/B arms are configured (lambda_fn.variants.PRIMARY), and the scorer's metric of
+# capture faults (EMF, dimension service, like the kit's other counters).
+PRIMARY_VARIANT = "primary"
+CAPTURE_ERRORS_METRIC = "CaptureErrors"
+# PSI's warn and alert levels (lambda_fn.monitoring.drift.DEFAULT_THRESHOLDS.psi): the dashboard's guide lines.
+PSI_WARN, PSI_ALERT = 0.1, 0.25
 
 
 StreamMode = Literal["on-demand", "provisioned"]

@@ -31,6 +31,16 @@ def rollout(synth_root: Path) -> Synth:
     return synth("rollout", synth_root)
 
 
+@pytest.fixture(scope="session")
+def monitored(synth_root: Path) -> Synth:
+    return synth("monitored", synth_root)
+
+
+@pytest.fixture(scope="session")
+def monitored_ab(synth_root: Path) -> Synth:
+    return synth("monitored_ab", synth_root)
+
+
 @pytest.fixture(scope="session", params=list(VARIANTS))
 def every(request: pytest.FixtureRequest, synth_root: Path) -> Synth:
     return synth(str(request.param), synth_root)

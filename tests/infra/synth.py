@@ -62,6 +62,45 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+REF_SHA = "9c1e" * 16
+MONITORED_BASE = {
+    **BASE,
+    "model_name": "taxi",
+    "monitoring": "true",
+    "model_reference_uri": "s3://example-models/taxi/1/reference.json",
+    "model_reference_sha256": REF_SHA,
+}
+# Prediction monitoring (issue 14), apart from VARIANTS so the three templates above stay as they were: one with
+# every monitoring default, one with every monitoring key set, A/B arms (one serving another model) and a shadow.
+MONITORED: dict[str, dict[str, Any]] = {
+    "monitored": dict(MONITORED_BASE),
+    "monitored_ab": {
+        **MONITORED_BASE,
+        "stage": "ab",
+        "monitoring_sample_rate": 0.25,
+        "monitoring_payload": "raw",
+        "monitoring_hash_ids": "true",
+        "monitoring_capture_timeout_ms": 150,
+        "monitoring_schedule_minutes": 5,
+        "monitoring_short_window_minutes": 5,
+        "monitoring_long_window_hours": 6,
+        "monitoring_capture_days": 7,
+        "monitoring_report_days": 90,
+        "monitoring_drift_alarm_features": 2,
+        "monitoring_quality_alarm_violations": 3,
+        "shadow_model_uri": "s3://example-models/taxi/3",
+        "shadow_model_sha256": OTHER_SHA,
+        "model_variants": json.dumps(
+            [
+                {"name": "a", "uri": "s3://example-models/taxi/1", "sha256": SHA, "weight": 90},
+                {"name": "b", "uri": "s3://ab-models/taxi/4/model.skops", "sha256": OTHER_SHA, "weight": 10},
+            ]
+        ),
+    },
+}
+CONTEXTS = {**VARIANTS, **MONITORED}
+
+
 @dataclass
 class Synth:
     name: str
@@ -92,9 +131,9 @@ def synth(name: str, tmp_root: Path) -> Synth:
         from infra.stack import build_app
 
         outdir = tmp_root / name
-        assembly = build_app(VARIANTS[name], outdir=str(outdir)).synth()
+        assembly = build_app(CONTEXTS[name], outdir=str(outdir)).synth()
         (stack,) = assembly.stacks
-        _CACHE[name] = Synth(name, VARIANTS[name], stack.template, outdir)
+        _CACHE[name] = Synth(name, CONTEXTS[name], stack.template, outdir)
     return _CACHE[name]
 
 

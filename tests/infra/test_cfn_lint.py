@@ -10,9 +10,11 @@ from pathlib import Path
 from tests.infra.synth import Synth
 
 
-def test_cfn_lint_clean(default: Synth, provisioned: Synth, rollout: Synth, tmp_path: Path) -> None:
+def test_cfn_lint_clean(
+    default: Synth, provisioned: Synth, rollout: Synth, monitored: Synth, monitored_ab: Synth, tmp_path: Path
+) -> None:
     paths = []
-    for s in (default, provisioned, rollout):
+    for s in (default, provisioned, rollout, monitored, monitored_ab):
         path = tmp_path / f"{s.name}.template.json"
         path.write_text(json.dumps(s.template))
         paths.append(str(path))
