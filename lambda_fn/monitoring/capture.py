@@ -161,11 +161,13 @@ def encode_objects(
     max_rows: int = MAX_OBJECT_ROWS,
     max_record_bytes: int = MAX_RECORD_BYTES,
     new_name: Callable[[], str] = lambda: str(uuid.uuid4()),
+    key_model: ModelIdentity | None = None,
 ) -> CaptureObjects:
     """The S3 objects of one batch's captured records: one or more per (model, variant, hour), each bounded.
 
-    Each body is gzip (mtime 0, so equal records give equal bytes) of at most `max_rows` lines and `max_bytes`
-    uncompressed bytes.
+    `key_model` names the `model=` / `sha256=` partitions instead of each record's own model (the scorer files a
+    shadow's or an A/B arm's records under the deployment's model, beside the primary's). Each body is gzip
+    (mtime 0, so equal records give equal bytes) of at most `max_rows` lines and `max_bytes` uncompressed bytes.
     """
     groups: dict[tuple[ModelIdentity, str, str], list[bytes]] = {}
     first: dict[tuple[ModelIdentity, str, str], datetime] = {}
@@ -184,6 +186,7 @@ def encode_objects(
     objects: list[tuple[str, bytes]] = []
     for g, lines in groups.items():
         model, variant, _ = g
+        model = key_model or model
         chunk: list[bytes] = []
         size = 0
         for line in lines:
