@@ -32,7 +32,7 @@ import gzip
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -134,6 +134,77 @@ def encode_line(record: CaptureRecord | Mapping[str, Any]) -> bytes:
     return text.encode("utf-8") + b"\n"
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedRecord:
+    """A capture record already encoded as its JSON line (`record_lines`), with what its key depends on."""
+
+    model: ModelIdentity
+    variant: str
+    time: datetime
+    line: bytes
+
+
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what json.dumps(ensure_ascii=False) uses
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_INPUT = '{"observedContentType":"application/json","mode":"INPUT","encoding":"JSON","data":'
+_OUTPUT = '{"observedContentType":"application/json","mode":"OUTPUT","encoding":"JSON","data":'
+
+
+def _scalar(v: Any) -> str:
+    """A plain JSON scalar as `json.dumps` writes it; TypeError / ValueError for anything else (the slow path)."""
+    t = type(v)
+    if t is str:
+        return str(_quote(v))
+    if t is float or (isinstance(v, float) and not isinstance(v, bool)):
+        if not math.isfinite(v):
+            raise ValueError("not finite")
+        return float.__repr__(v)
+    if t is int:
+        return int.__repr__(v)
+    if v is None:
+        return "null"
+    if t is bool:
+        return "true" if v else "false"
+    raise TypeError(t.__name__)
+
+
+def record_lines(
+    columns: Mapping[str, Sequence[Any]],
+    predictions: Sequence[Any],
+    inference_ids: Sequence[str],
+    event_ids: Sequence[str],
+    sources: Sequence[Mapping[str, Any] | None],
+    raws: Sequence[Mapping[str, Any]] | None,
+    model: ModelIdentity,
+    variant: str,
+    time: datetime,
+) -> list[EncodedRecord]:
+    """The JSON lines of many `CaptureRecord`s of one model, variant and time, built column-wise: the same bytes
+    as `encode_line` (a test checks), which a record holding anything but plain finite scalars goes through."""
+    names = [str(_quote(str(n))) + ":" for n in columns]
+    model_json = _ENCODE({"name": model.name, "version": model.version, "sha256": model.sha256})
+    tail = f',"inferenceTime":{_quote(iso_time(time))}}},"eventVersion":"{EVENT_VERSION}","model":{model_json},'
+    tail += f'"variant":{_quote(variant)},"source":'
+    out = []
+    for i, row in enumerate(zip(*columns.values(), strict=True) if names else [()] * len(predictions)):
+        try:
+            feats = ",".join([n + _scalar(v) for n, v in zip(names, row, strict=True)])
+            raw = "" if raws is None else f',"rawInput":{_INPUT}{_ENCODE(raws[i])}}}'
+            text = (
+                f'{{"captureData":{{"endpointInput":{_INPUT}{{{feats}}}}},"endpointOutput":{_OUTPUT}'
+                f'{_scalar(predictions[i])}}}{raw}}},"eventMetadata":{{"eventId":{_quote(event_ids[i])},'
+                f'"inferenceId":{_quote(inference_ids[i])}{tail}{_ENCODE(sources[i])}}}\n'
+            )
+            line = text.encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError):
+            record = CaptureRecord(inference_ids[i], event_ids[i], dict(zip(columns, row, strict=True)),
+                                   predictions[i], model, variant, time, sources[i],
+                                   None if raws is None else raws[i])  # fmt: skip
+            line = encode_line(record)
+        out.append(EncodedRecord(model, variant, time, line))
+    return out
+
+
 def partition(value: str) -> str:
     """A Hive partition value: percent-encoded like Hive's escaping (`/`, `=`, `%`, spaces, controls, ...)."""
     return quote(value, safe="-_.~") or "__HIVE_DEFAULT_PARTITION__"
@@ -160,7 +231,7 @@ class CaptureObjects:
 
 
 def encode_objects(
-    records: Iterable[CaptureRecord],
+    records: Iterable[CaptureRecord | EncodedRecord],
     prefix: str,
     *,
     max_bytes: int = MAX_OBJECT_BYTES,
@@ -181,7 +252,7 @@ def encode_objects(
     rows = 0
     hours: dict[datetime, tuple[datetime, str]] = {}  # a batch's records share one time: its hour computed once
     for r in records:
-        line = encode_line(r)
+        line = r.line if isinstance(r, EncodedRecord) else encode_line(r)
         if len(line) > max_record_bytes or len(line) > max_bytes:
             dropped += 1
             continue

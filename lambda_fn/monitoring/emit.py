@@ -31,7 +31,7 @@ import numpy as np
 from aws_lambda_powertools import Logger
 
 from lambda_fn.config import Metric, service_name
-from lambda_fn.monitoring.capture import CaptureRecord, ModelIdentity, encode_objects
+from lambda_fn.monitoring.capture import EncodedRecord, ModelIdentity, encode_objects, record_lines
 from lambda_fn.monitoring.profile import Profile
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.s3_store import Location, put_profile
@@ -256,7 +256,7 @@ class Emitter:
         cfg = self.config
         location = Location(cfg.bucket, cfg.prefix, deployment.get("name", ""), deployment.get("sha256", ""))
         profiles: dict[str, tuple[Profile, Mapping[str, str]]] = {}
-        records: list[CaptureRecord] = []
+        records: list[EncodedRecord] = []
         for part in parts:
             try:
                 frame, positions = _scored_rows(part.result)
@@ -275,36 +275,30 @@ class Emitter:
         report.status = "ok" if not report.errors else "failed"
         return report
 
-    def _records(self, part: Scored, frame: Any, positions: list[int], at: datetime) -> list[CaptureRecord]:
+    def _records(self, part: Scored, frame: Any, positions: list[int], at: datetime) -> list[EncodedRecord]:
         keys = part.keys if len(positions) == len(part.keys) else [part.keys[i] for i in positions]
         picked = self.config.sampler.pick(keys).tolist()
         if not picked:
             return []
         columns = {str(c): frame[c].to_numpy()[picked].tolist() for c in frame.columns}
-        names = list(columns)
-        values = list(zip(*columns.values(), strict=True)) if names else [()] * len(picked)
-        model = _identity(part.model)
-        sampler, raw = self.config.sampler, self.config.raw and part.raw is not None
-        out = []
-        for j, row in zip(picked, values, strict=True):
-            i = positions[j]
-            source = part.sources[i] if part.sources is not None else None
-            out.append(
-                CaptureRecord(
-                    inference_id=sampler.written_id(keys[j]),
-                    event_id=_event_id(source, keys[j]),
-                    features=dict(zip(names, row, strict=True)),
-                    prediction=part.result.predictions[i],
-                    model=model,
-                    variant=part.variant,
-                    time=at,
-                    source=source,
-                    raw=_raw(part.raw[i]) if raw and part.raw is not None else None,
-                )
-            )
-        return out
+        rows = [positions[j] for j in picked]
+        preds = part.result.predictions
+        sources = [part.sources[i] for i in rows] if part.sources is not None else [None] * len(rows)
+        picked_keys = [keys[j] for j in picked]
+        raws = [_raw(part.raw[i]) for i in rows] if self.config.raw and part.raw is not None else None
+        return record_lines(
+            columns,
+            [preds[i] for i in rows],
+            [self.config.sampler.written_id(k) for k in picked_keys],
+            [_event_id(src, k) for src, k in zip(sources, picked_keys, strict=True)],
+            sources,
+            raws,
+            _identity(part.model),
+            part.variant,
+            at,
+        )
 
-    def _write_records(self, records: list[CaptureRecord], deployment: ModelIdentity, report: CaptureReport) -> None:
+    def _write_records(self, records: list[EncodedRecord], deployment: ModelIdentity, report: CaptureReport) -> None:
         if not records:
             return
         encoded = encode_objects(records, self.config.prefix, key_model=deployment)

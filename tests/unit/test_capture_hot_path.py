@@ -306,3 +306,29 @@ def test_with_capture_bucket_unset_nothing_of_monitoring_is_imported() -> None:
     env.update(MODEL_URI="/nowhere", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", _OFF], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_record_lines_are_the_bytes_encode_line_writes() -> None:
+    from datetime import UTC, datetime
+
+    from lambda_fn.monitoring.capture import CaptureRecord, ModelIdentity, encode_line, record_lines
+
+    model = ModelIdentity("m\u00e9", "1", "ab" * 32)
+    at = datetime(2026, 12, 1, 11, 5, 9, 123456, tzinfo=UTC)
+    columns = {
+        "s": ["a", '\u00fcber "q" \\ \n', "\ud800", None, "x"],
+        "f": [1.5, float("nan"), 2.0, -0.0, 1e300],
+        "i": [1, np.int64(7), 3, True, 2**70],
+    }
+    preds: list[Any] = [3.25, 1, "label", float("inf"), np.float64(0.1)]
+    sources: list[Any] = [{"shard_id": "s", "sequence_number": "1", "sub_sequence_number": None}, None,
+                          {"request_id": "r", "row": 2}, None, {"x": float("nan")}]  # fmt: skip
+    raws: list[Any] = [{"a": 1}, {"b": [1, 2]}, {"c": None}, {"d": "\u00e9"}, {"e": float("nan")}]
+    ids, events = [f"id-{i}" for i in range(5)], [f"e-{i}" for i in range(5)]
+    for raw in (None, raws):
+        lines = record_lines(columns, preds, ids, events, sources, raw, model, "v/1", at)
+        for i, line in enumerate(lines):
+            record = CaptureRecord(ids[i], events[i], {k: v[i] for k, v in columns.items()}, preds[i], model, "v/1",
+                                   at, sources[i], None if raw is None else raw[i])  # fmt: skip
+            assert line.line == encode_line(record), i
+            json.loads(line.line)
