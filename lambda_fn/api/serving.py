@@ -104,8 +104,9 @@ def after_request(
     if emitter is not None and result is not None:
         from lambda_fn.monitoring.emit import shadow_capture, start
 
-        pending = start(emitter, result, identity, ids, request_id, features)
-        on_scored = shadow_capture(emitter, identity, ids, request_id, features)
+        deployment = runtime.deployment(get_settings()) or identity
+        pending = start(emitter, result, identity, ids, request_id, features, deployment)
+        on_scored = shadow_capture(emitter, deployment, ids, request_id, features)
     live.after_request(runtime.live_models(), features, predictions, identity, ids, on_scored=on_scored)
     if pending is not None:
         from lambda_fn.monitoring.emit import finish
@@ -121,7 +122,7 @@ def captured(result: BatchResult, identity: dict[str, str], request_id: str, raw
     if emitter is not None:
         from lambda_fn.monitoring.emit import finish, start
 
-        finish(start(emitter, result, identity, [], request_id, raw))
+        finish(start(emitter, result, identity, [], request_id, raw, runtime.deployment(get_settings())))
 
 
 def score(rows: list[Any], loaded: LoadedModel, hook: Hook | None = None) -> list[Any]:
