@@ -12,8 +12,9 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,16 @@ class Env:
     SHADOW_TIMEOUT_MS = "SHADOW_TIMEOUT_MS"
     MODEL_VARIANTS = "MODEL_VARIANTS"
     SHADOW_OUTPUT_STREAM_NAME = "SHADOW_OUTPUT_STREAM_NAME"
+    # Capture and profiles on the hot path (lambda_fn.monitoring.emit): on when CAPTURE_BUCKET is set.
+    CAPTURE_BUCKET = "CAPTURE_BUCKET"
+    CAPTURE_PREFIX = "CAPTURE_PREFIX"  # the monitor's MONITOR_PREFIX
+    CAPTURE_SAMPLE_RATE = "CAPTURE_SAMPLE_RATE"
+    CAPTURE_PAYLOAD = "CAPTURE_PAYLOAD"
+    CAPTURE_ID_KEY_SECRET_ARN = "CAPTURE_ID_KEY_SECRET_ARN"
+    CAPTURE_TIMEOUT_MS = "CAPTURE_TIMEOUT_MS"
+    # The release's reference (the profiles' bins); the monitor function reads the same two names.
+    MONITOR_REFERENCE_URI = "MONITOR_REFERENCE_URI"
+    MONITOR_REFERENCE_SHA256 = "MONITOR_REFERENCE_SHA256"
     # Standard names owned by Powertools; listed so infra sets them from here too.
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -92,6 +103,13 @@ class Metric:
     DRIFTED_FEATURES = "DriftedFeatures"
     QUALITY_VIOLATIONS = "QualityViolations"
     MONITOR_ROWS = "MonitorRows"
+    # Capture on the hot path (lambda_fn.monitoring.emit), per batch or request: records written to S3, records
+    # not captured (the previous capture still running, a record too large, or the bound reached), and faults
+    # (an S3 error, a throttle, a capture step that raised). Profiles written are counted in ProfilesWritten.
+    CAPTURED_RECORDS = "CapturedRecords"
+    CAPTURE_DROPPED = "CaptureDropped"
+    CAPTURE_ERRORS = "CaptureErrors"
+    PROFILES_WRITTEN = "ProfilesWritten"
     MODEL_DIMENSION = "model"
     FEATURE_DIMENSION = "feature"
 
@@ -209,13 +227,23 @@ class Settings(BaseModel):
     shadow_timeout_ms: int = Field(default=500, ge=1, le=60_000)
     shadow_output_stream_name: str | None = None
     model_variants: tuple[VariantSpec, ...] = ()
+    # Capture and profiles (lambda_fn.monitoring.emit); off, and nothing of it imported, without CAPTURE_BUCKET.
+    capture_bucket: str | None = Field(default=None, min_length=3, max_length=63,
+                                       pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")  # fmt: skip
+    capture_prefix: str = "monitoring"
+    capture_sample_rate: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
+    capture_payload: Literal["features", "raw"] = "features"
+    capture_id_key_secret_arn: str | None = Field(default=None, pattern=r"^arn:[\w-]+:secretsmanager:")
+    capture_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    monitor_reference_uri: str | None = None
+    monitor_reference_sha256: str | None = None
 
-    @field_validator("model_uri", "shadow_model_uri")
+    @field_validator("model_uri", "shadow_model_uri", "monitor_reference_uri")
     @classmethod
     def _uri(cls, value: str | None) -> str | None:
         return None if value is None else _check_uri(value)
 
-    @field_validator("model_sha256", "shadow_model_sha256")
+    @field_validator("model_sha256", "shadow_model_sha256", "monitor_reference_sha256")
     @classmethod
     def _sha(cls, value: str | None) -> str | None:
         return _check_sha(value)
@@ -257,6 +285,20 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
+
+    @field_validator("capture_prefix")
+    @classmethod
+    def _capture_prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+    @model_validator(mode="after")
+    def _reference_pair(self) -> Settings:
+        if (self.monitor_reference_uri is None) != (self.monitor_reference_sha256 is None):
+            raise ValueError(
+                f"{Env.MONITOR_REFERENCE_URI} and {Env.MONITOR_REFERENCE_SHA256} are set together (the release "
+                "manifest's reference.uri and reference.sha256)"
+            )
+        return self
 
     def require_stream_outputs(self) -> tuple[str, str]:
         """The stream scorer cannot run without both sinks; the API function needs neither."""
@@ -302,7 +344,10 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a rule across settings: its message names them
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(err["loc"][0])
             env = field.upper() if field in Settings.model_fields else field
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
             problems.append(f"{env}={environ.get(env, '')!r}: {where + ': ' if where else ''}{err['msg']}")

@@ -43,6 +43,8 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
         _settings = get_settings()
         if os.environ.get("_HANDLER") == f"{__name__}.stream_handler":
             _settings.require_stream_outputs()
+        if _settings.capture_bucket:  # the id key and the reference (sha256-checked) are read at init
+            runtime.capture()
 
 
 def _emit_load_metrics() -> None:

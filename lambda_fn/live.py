@@ -12,7 +12,7 @@ from typing import Any
 
 from lambda_fn.config import Metric, Settings, VariantSpec
 from lambda_fn.model_store import LoadedModel
-from lambda_fn.scoring import Hook
+from lambda_fn.scoring import BatchResult, Hook
 from lambda_fn.shadow import ShadowInput, ShadowReport, ShadowScorer, emit_shadow
 from lambda_fn.sinks import Sink
 from lambda_fn.variants import Arm, ModelFactory, VariantEmitter, Variants, emf_variant_emitter, ephemeral_metrics
@@ -45,6 +45,7 @@ def after_request(
     identity: dict[str, str],
     ids: Sequence[Any] = (),
     emit: VariantEmitter = emf_variant_emitter,
+    on_scored: Callable[[LoadedModel, BatchResult], None] | None = None,
 ) -> ShadowReport | None:
     """Per-variant metrics and the shadow for an answered request; bounded by SHADOW_TIMEOUT_MS, never raises.
 
@@ -54,7 +55,9 @@ def after_request(
         emit(identity["variant"], [(Metric.RECORDS_IN, "Count", n), (Metric.RECORDS_SCORED, "Count", n)])
     if live.shadow is None:
         return None
-    job = ShadowInput(list(features), list(predictions), [True] * len(predictions), identity, ids=list(ids))
+    job = ShadowInput(
+        list(features), list(predictions), [True] * len(predictions), identity, ids=list(ids), on_scored=on_scored
+    )
     report = live.shadow.start(job).wait()
     emf = ephemeral_metrics()
     emit_shadow(report, emf)

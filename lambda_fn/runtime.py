@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambda_fn.config import Settings, get_settings, service_name
 from lambda_fn.hook_origin import require_shipped
@@ -18,6 +18,9 @@ from lambda_fn.scoring import Hook, load_hook
 from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
 from lambda_fn.stream import StreamRuntime
 from lambda_fn.variants import emf_variant_emitter
+
+if TYPE_CHECKING:
+    from lambda_fn.monitoring.emit import Emitter
 
 _model_lock = threading.Lock()
 _models: dict[str, LoadedModel] = {}
@@ -89,6 +92,37 @@ def live_models() -> LiveModels:
     return live_models_from(settings, get_model, sink, hook() if settings.shadow_model_uri else None)
 
 
+def capture_client() -> Any:
+    """The capture's S3 client: short timeouts and few attempts (capture is bounded by CAPTURE_TIMEOUT_MS)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})  # type: ignore[typeddict-item]
+    return boto3.client("s3", config=config)
+
+
+@lru_cache(maxsize=1)
+def capture() -> Emitter | None:
+    """Capture and profiles (CAPTURE_BUCKET), built once; None, with nothing of monitoring imported, when unset.
+
+    Reads the id-hashing key (CAPTURE_ID_KEY_SECRET_ARN) and the release's reference (MONITOR_REFERENCE_*,
+    sha256-checked) here: an unreadable secret or a reference that is not the pinned one fails like a model
+    checksum mismatch."""
+    settings = get_settings()
+    if not settings.capture_bucket:
+        return None
+    from lambda_fn.monitoring.setup import emitter_from
+
+    return emitter_from(settings, client, capture_client)
+
+
+def deployment(settings: Settings) -> dict[str, str] | None:
+    """The model= / sha256= partitions capture files under: MODEL_NAME and MODEL_SHA256 when both are set."""
+    if settings.model_name and settings.model_sha256:
+        return {"name": settings.model_name, "version": settings.model_version or "", "sha256": settings.model_sha256}
+    return None
+
+
 @lru_cache(maxsize=1)
 def stream_runtime() -> StreamRuntime:
     settings = get_settings()
@@ -104,6 +138,8 @@ def stream_runtime() -> StreamRuntime:
         variants=live_models().variants,
         shadow=live_models().shadow,
         variant_metrics=emf_variant_emitter,
+        capture=capture(),
+        deployment=deployment(settings),
     )
 
 
@@ -114,6 +150,10 @@ def reset() -> None:
     if shadow is not None:
         shadow.close()
     live_models.cache_clear()
+    emitter = capture() if capture.cache_info().currsize else None
+    if emitter is not None:
+        emitter.close()
+    capture.cache_clear()
     stream_runtime.cache_clear()
     hook.cache_clear()
     get_settings.cache_clear()

@@ -117,6 +117,9 @@ class BatchResult:
     predict_seconds: float = 0.0
     predict_calls: int = 0
     scored: int = field(default=0)
+    # The validated model input (after the hook) and the input row of each of its rows: what monitoring profiles.
+    frame: Any = None
+    kept: list[int] | None = None
 
 
 def load_hook(spec: str | None) -> Hook | None:
@@ -256,6 +259,7 @@ def score_frame(
 def _predict_validated(
     model: Scorable, frame: Any, kept: list[int], result: BatchResult, finite: bool = False
 ) -> BatchResult:
+    result.frame, result.kept = frame, kept
     if not kept:
         return result
     started = time.perf_counter()

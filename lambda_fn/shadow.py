@@ -25,7 +25,7 @@ from aws_lambda_powertools import Logger
 from lambda_fn.config import Metric, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.outputs import SHADOW_DETAIL_CHARS, shadow_entry
-from lambda_fn.scoring import Hook, describe, score_batch
+from lambda_fn.scoring import BatchResult, Hook, describe, score_batch
 from lambda_fn.sinks import Sink
 
 logger = Logger(service=service_name(), child=True)
@@ -119,6 +119,9 @@ class ShadowInput:
     ids: list[Any] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] | None = None
+    # Called on the worker with the shadow's model and result once it scored (capture: lambda_fn.monitoring.emit);
+    # it must not block, and whatever it raises is logged, never reported as the shadow's failure.
+    on_scored: Callable[[LoadedModel, BatchResult], None] | None = None
 
     def model_of(self, i: int) -> dict[str, str]:
         return self.primary_model if isinstance(self.primary_model, dict) else self.primary_model[i]
@@ -207,6 +210,11 @@ class ShadowScorer:
             result = score_batch(job.features, model, self.hook)
         except Exception as exc:  # noqa: BLE001 - any shadow fault is reported, never raised
             return ShadowReport("failed", rows, detail=describe(exc)[:SHADOW_DETAIL_CHARS])
+        if job.on_scored is not None:
+            try:
+                job.on_scored(model, result)
+            except Exception as exc:  # noqa: BLE001 - capture is best effort
+                logger.warning("shadow capture failed", extra={"error": describe(exc)})
         ok = [i not in result.errors for i in range(rows)]
         usable = [a and b for a, b in zip(ok, job.primary_ok, strict=True)]
         compared, agreement, mad = compare(job.primary, result.predictions, usable)

@@ -10,9 +10,9 @@ redelivery can meet the same fault again. Only a systemic fault (the model or ho
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -24,6 +24,9 @@ from lambda_fn.scoring import Hook
 from lambda_fn.shadow import ShadowInput, ShadowRun, ShadowScorer, emit_shadow
 from lambda_fn.sinks import Entry, PutOutcome, Sink
 from lambda_fn.variants import Routed, VariantEmitter, Variants, emit_variant_stats
+
+if TYPE_CHECKING:  # imported only when capture is on (CAPTURE_BUCKET): zero cost otherwise
+    from lambda_fn.monitoring.emit import Emitter, Pending, Scored
 
 logger = Logger(service=service_name(), child=True)
 
@@ -51,6 +54,10 @@ class StreamRuntime:
     variants: Variants | None = None
     shadow: ShadowScorer | None = None
     variant_metrics: VariantEmitter | None = None
+    # Capture and profiles (lambda_fn.monitoring.emit), with the model= / sha256= partitions to file them under
+    # (MODEL_NAME / MODEL_SHA256; None: the primary's identity). None when CAPTURE_BUCKET is unset.
+    capture: Emitter | None = None
+    deployment: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -114,8 +121,9 @@ def process_batch(
     map_payloads(records, rt.features_field, rt.id_field)
     scored = _score(records, rt)
     outputs, failed_identity = _prediction_entries(records, scored)
-    # The shadow works on its own thread while the primary writes; it is waited for within its bound.
-    shadow_run = _start_shadow(rt.shadow, records, scored) if rt.shadow is not None else None
+    # Capture and the shadow work on their own threads while the primary writes; each is waited for within its bound.
+    capture = _start_capture(rt.capture, rt.deployment, records, scored) if rt.capture is not None else None
+    shadow_run = _start_shadow(rt, records, scored) if rt.shadow is not None else None
     put = _write_predictions(rt.output, records, outputs)
     dead = _write_dead_letters(rt.dlq, records, failed_identity, scored.identity)
     failed_refs = set(put.failed) | dead.failed
@@ -133,6 +141,10 @@ def process_batch(
     _emit(metrics, summary, scored.routed.result.predict_seconds)
     if scored.labelled and rt.variant_metrics is not None:
         emit_variant_stats(scored.routed.stats, rt.variant_metrics)
+    if capture is not None:
+        from lambda_fn.monitoring.emit import finish
+
+        finish(capture, metrics)
     if shadow_run is not None:
         emit_shadow(shadow_run.wait(), metrics)
     _log_batch(records, summary, scored)
@@ -180,9 +192,96 @@ def _prediction_entries(records: list[UserRecord], s: _Scored) -> tuple[list[Ent
     return outputs, failed_identity
 
 
-def _start_shadow(shadow: ShadowScorer, records: list[UserRecord], s: _Scored) -> ShadowRun:
+class _Lazy(Sequence[Any]):
+    """`fn(records[at[i]])` computed when read: capture reads only the rows it samples."""
+
+    def __init__(self, fn: Callable[[UserRecord], Any], records: list[UserRecord], at: list[int]) -> None:
+        self._fn, self._records, self._at = fn, records, at
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def __getitem__(self, i: int) -> Any:  # type: ignore[override]
+        return self._fn(self._records[self._at[i]])
+
+
+def _features_of(rec: UserRecord) -> Any:
+    return rec.features
+
+
+def _capture_keys(records: list[UserRecord], live: list[int]) -> list[str]:
+    """Each live record's sampling key: its id, else its stream position (shard:sequence[/sub])."""
+    from lambda_fn.monitoring.emit import capture_key
+
+    keys = []
+    for i in live:
+        rid = records[i].record_id
+        keys.append(rid if type(rid) is str and rid else capture_key(rid, records[i].position))
+    return keys
+
+
+def _capture_parts(emitter: Emitter, records: list[UserRecord], s: _Scored, keys: list[str]) -> list[Scored]:
+    from lambda_fn.monitoring.emit import Scored
+
+    raw = emitter.config.raw
+    parts = []
+    for index, positions, result in s.routed.parts:
+        whole = len(positions) == len(s.live)
+        at = s.live if whole else [s.live[p] for p in positions]
+        identity = s.routed.identities[index]
+        parts.append(
+            Scored(
+                identity.get("variant", "primary"),
+                identity,
+                result,
+                keys if whole else [keys[p] for p in positions],
+                _Lazy(_source, records, at),
+                _Lazy(_features_of, records, at) if raw else None,
+            )
+        )
+    return parts
+
+
+def _deployment(deployment: dict[str, str] | None, s: _Scored) -> dict[str, str]:
+    if deployment is not None:
+        return deployment
+    return s.routed.identities[s.routed.parts[0][0]] if s.routed.parts else {}
+
+
+def _start_capture(
+    emitter: Emitter, deployment: dict[str, str] | None, records: list[UserRecord], s: _Scored
+) -> Pending | None:
+    """Hand the batch's scored parts to capture (never raises: a capture fault is no record's fault)."""
+    try:
+        keys = _capture_keys(records, s.live)
+        return emitter.submit(_capture_parts(emitter, records, s, keys), _deployment(deployment, s))
+    except Exception:  # capture is best effort
+        logger.exception("capture could not start")
+        return None
+
+
+def _shadow_capture(rt: StreamRuntime, records: list[UserRecord], s: _Scored) -> Callable[[Any, Any], None] | None:
+    """What the shadow calls with its model and result: its rows captured as variant `shadow` (not waited for)."""
+    emitter = rt.capture
+    if emitter is None:
+        return None
+    deployment = _deployment(rt.deployment, s)
+
+    def on_scored(model: LoadedModel, result: Any) -> None:
+        from lambda_fn.monitoring.emit import SHADOW, Scored
+
+        keys = _capture_keys(records, s.live)
+        raw = _Lazy(_features_of, records, s.live) if emitter.config.raw else None
+        part = Scored(SHADOW, model.identity, result, keys, _Lazy(_source, records, s.live), raw)
+        emitter.background([part], deployment)
+
+    return on_scored
+
+
+def _start_shadow(rt: StreamRuntime, records: list[UserRecord], s: _Scored) -> ShadowRun:
+    assert rt.shadow is not None
     result = s.routed.result
-    return shadow.start(
+    return rt.shadow.start(
         ShadowInput(
             features=s.features,
             primary=result.predictions,
@@ -191,6 +290,7 @@ def _start_shadow(shadow: ShadowScorer, records: list[UserRecord], s: _Scored) -
             ids=[records[i].record_id for i in s.live],
             keys=s.keys,
             sources=[_source(records[i]) for i in s.live],
+            on_scored=_shadow_capture(rt, records, s),
         )
     )
 

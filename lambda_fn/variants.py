@@ -15,7 +15,7 @@ import math
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
@@ -90,6 +90,8 @@ class Routed:
     arm_of: list[int]
     identities: list[dict[str, str]]
     stats: list[ArmStats]
+    # Each arm's own result: (arm index, positions in the batch, its BatchResult); what monitoring profiles per arm.
+    parts: list[tuple[int, list[int], BatchResult]] = field(default_factory=list)
 
 
 class Variants:
@@ -144,8 +146,8 @@ class Variants:
             parts.append((index, positions, part))
         if len(parts) == 1 and len(parts[0][1]) == n:  # one arm took the batch: its result is aligned already
             index, _, result = parts[0]
-            return Routed(result, [index] * n, identities, stats)
-        return Routed(_merge(n, parts), _arm_of(n, parts), identities, stats)
+            return Routed(result, [index] * n, identities, stats, parts)
+        return Routed(_merge(n, parts), _arm_of(n, parts), identities, stats, parts)
 
 
 def _merge(n: int, parts: list[tuple[int, list[int], BatchResult]]) -> BatchResult:

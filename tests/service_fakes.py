@@ -165,3 +165,45 @@ class Faulty:
                 code = "InvalidMessageContents" if v == "reject" else "InternalError"
                 failed.append({"Id": e["Id"], "SenderFault": v == "reject", "Code": code, "Message": "injected"})
         return {"Successful": resp.get("Successful", []), "Failed": failed}
+
+
+class FakeS3:
+    """put_object / get_object in memory, thread-safe, with faults: `fault(key)` returns None (stored), "error"
+    (a ClientError: InternalError), "throttle" (SlowDown) or "hang" (blocks until `release()`, then stores)."""
+
+    def __init__(self, fault: Callable[[str], str | None] | None = None) -> None:
+        import threading
+
+        self.objects: dict[str, bytes] = {}
+        self.fault = fault
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls += 1
+        what = self.fault(Key) if self.fault is not None else None
+        if what == "error":
+            raise _error("InternalError", "We encountered an internal error. Please try again.", "PutObject")
+        if what == "throttle":
+            raise _error("SlowDown", "Please reduce your request rate.", "PutObject")
+        if what == "hang":
+            self._released.wait(30)
+        with self._lock:
+            self.objects[f"{Bucket}/{Key}"] = bytes(Body)
+        return {"ETag": '"0"'}
+
+    def get_object(self, *, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
+        import io
+
+        with self._lock:
+            body = self.objects[f"{Bucket}/{Key}"]
+        return {"Body": io.BytesIO(body)}
+
+    def keys(self, part: str = "") -> list[str]:
+        with self._lock:
+            return sorted(k for k in self.objects if part in k)

@@ -26,7 +26,7 @@ from lambda_fn.api import serving
 from lambda_fn.api.errors import CSV, JSON, ApiError, InputError, Problem, bad_input, json_response, logger
 from lambda_fn.api.inputs import csv_rows, mlflow_json_rows, predict_payloads, v2_datatype, v2_request, v2_rows
 from lambda_fn.api.openapi import WITH_BODY, Operation, as_text, document
-from lambda_fn.api.request import body_text, json_body, json_text
+from lambda_fn.api.request import body_text, json_body, json_text, request_id
 from lambda_fn.api.schemas import (
     V2_DATATYPE,
     Health,
@@ -88,8 +88,9 @@ def predict(app: ApiGatewayResolver) -> Response[str]:
         raise ApiError(400, "invalid_input", "some instances cannot be read", problems)
     hook = serving.feature_hook()  # before the model: a bad FEATURE_HOOK is a misconfiguration, not a model fault
     model, identity = serving.routed_model(next((str(i) for i in ids if i is not None and i != ""), None))
-    predictions = serving.score(features, model, hook)
-    serving.after_request(features, predictions, identity, ids)
+    result = serving.score_result(features, model, hook)
+    predictions = result.predictions
+    serving.after_request(features, predictions, identity, ids, result, _request_id(app))
     out: dict[str, Any] = {"predictions": predictions}
     if id_field:
         out["ids"] = ids
@@ -114,7 +115,13 @@ def invocations(app: ApiGatewayResolver) -> Response[str]:
                 logger.warning("ignoring 'params': the model's predict takes none", extra={"params": sorted(params)})
     except InputError as exc:
         raise bad_input(exc) from None
-    return json_response(InvocationsResponse, {"predictions": serving.score(rows, model)})
+    result = serving.score_result(rows, model)
+    serving.captured(result, model.identity, _request_id(app), rows)
+    return json_response(InvocationsResponse, {"predictions": result.predictions})
+
+
+def _request_id(app: ApiGatewayResolver) -> str:
+    return request_id(app.current_event.raw_event, app.lambda_context)
 
 
 def _check_name(name: str, model: LoadedModel) -> None:
@@ -170,7 +177,9 @@ def v2_infer(app: ApiGatewayResolver, name: str) -> Response[str]:
         rows = v2_rows(request, model.signature)
     except InputError as exc:
         raise bad_input(exc) from None
-    predictions = serving.score(rows, model)
+    result = serving.score_result(rows, model)
+    serving.captured(result, model.identity, _request_id(app), rows)
+    predictions = result.predictions
     if predictions and all(isinstance(p, dict) for p in predictions):
         outputs = []
         for key in list(predictions[0]):

@@ -21,7 +21,7 @@ from lambda_fn.api.errors import ApiError, Problem, problems_from_rows
 from lambda_fn.config import ConfigError, Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason
-from lambda_fn.scoring import Hook, ModelBatchError, apply_hook, score_batch
+from lambda_fn.scoring import BatchResult, Hook, ModelBatchError, apply_hook, score_batch
 
 logger = Logger(service=service_name(), child=True)
 _MISCONFIGURED = "the service is misconfigured; see the function logs"
@@ -43,14 +43,28 @@ def settings() -> Settings:
 def model() -> LoadedModel:
     current = settings()
     try:
-        return runtime.get_model(current)
+        loaded = runtime.get_model(current)
     except Exception:  # any load failure is a server fault: log it, answer 503 without details
         logger.exception("model failed to load", extra={"model_uri": current.model_uri})
         raise ApiError(503, "model_unavailable", _UNAVAILABLE) from None
+    if current.capture_bucket:
+        _capture_ready()
+    return loaded
+
+
+def _capture_ready() -> None:
+    """Capture's init (id key, the release's reference, sha256-checked): a fault there is the environment's."""
+    try:
+        runtime.capture()
+    except Exception:  # like a model checksum mismatch: 503 without details, the reason in the logs
+        logger.exception("capture cannot start (CAPTURE_ID_KEY_SECRET_ARN or MONITOR_REFERENCE_*)")
+        raise ApiError(503, "service_unavailable", _MISCONFIGURED) from None
 
 
 def routed_model(key: str | None) -> tuple[LoadedModel, dict[str, str]]:
     """The primary, or with MODEL_VARIANTS the A/B variant of this request (routed whole by its first id)."""
+    if settings().capture_bucket:
+        _capture_ready()
     try:
         return live.choose(runtime.live_models(), key, model)
     except ApiError:
@@ -75,13 +89,49 @@ def max_body() -> int:
         return int(Settings.model_fields["api_max_body_bytes"].default)  # the limit before settings are valid
 
 
-def after_request(features: list[Any], predictions: list[Any], identity: dict[str, str], ids: list[Any]) -> None:
-    """Shadow (bounded by SHADOW_TIMEOUT_MS, never in the answer) and per-variant metrics: lambda_fn.live."""
-    live.after_request(runtime.live_models(), features, predictions, identity, ids)
+def after_request(
+    features: list[Any],
+    predictions: list[Any],
+    identity: dict[str, str],
+    ids: list[Any],
+    result: BatchResult | None = None,
+    request_id: str = "",
+) -> None:
+    """Shadow (bounded by SHADOW_TIMEOUT_MS, never in the answer) and per-variant metrics: lambda_fn.live; capture
+    of the request and of the shadow's answer to it (bounded by CAPTURE_TIMEOUT_MS), when CAPTURE_BUCKET is set."""
+    emitter = runtime.capture() if result is not None and get_settings().capture_bucket else None
+    pending, on_scored = None, None
+    if emitter is not None and result is not None:
+        from lambda_fn.monitoring.emit import shadow_capture, start
+
+        deployment = runtime.deployment(get_settings()) or identity
+        pending = start(emitter, result, identity, ids, request_id, features, deployment)
+        on_scored = shadow_capture(emitter, deployment, ids, request_id, features)
+    live.after_request(runtime.live_models(), features, predictions, identity, ids, on_scored=on_scored)
+    if pending is not None:
+        from lambda_fn.monitoring.emit import finish
+
+        finish(pending)
+
+
+def captured(result: BatchResult, identity: dict[str, str], request_id: str, raw: list[Any]) -> None:
+    """Capture of a request without shadow or ids (MLflow's and the Open Inference Protocol's routes)."""
+    if not get_settings().capture_bucket:
+        return
+    emitter = runtime.capture()
+    if emitter is not None:
+        from lambda_fn.monitoring.emit import finish, start
+
+        finish(start(emitter, result, identity, [], request_id, raw, runtime.deployment(get_settings())))
 
 
 def score(rows: list[Any], loaded: LoadedModel, hook: Hook | None = None) -> list[Any]:
-    """Hook (optional) → strict validation → one predict; any bad row fails the request with every problem.
+    """Hook (optional) → strict validation → one predict; any bad row fails the request with every problem."""
+    return score_result(rows, loaded, hook).predictions
+
+
+def score_result(rows: list[Any], loaded: LoadedModel, hook: Hook | None = None) -> BatchResult:
+    """`score`, with the whole result (the model input after the hook, for capture).
 
     Validation and the hook speak about the input (400, their messages name the field). The model's own
     errors are only logged: a client sees which rows, and a 5xx when the model itself is at fault.
@@ -105,7 +155,7 @@ def score(rows: list[Any], loaded: LoadedModel, hook: Hook | None = None) -> lis
             500, "model_error", "the model failed on valid input; see the function logs with this request id"
         ) from None
     if not result.errors:
-        return result.predictions
+        return result
     schema = {i: e.detail for i, e in result.errors.items() if e.reason == Reason.SCHEMA}
     unscorable = {i: e for i, e in result.errors.items() if e.reason != Reason.SCHEMA}
     if unscorable:

@@ -11,7 +11,10 @@ the id-hashing key must be (it comes from a secret, never from code).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 DEFAULT_KEY = b"servingkit-capture-sampling-v1"
 _SAMPLE_PERSON = b"sk-sample"
@@ -30,6 +33,19 @@ def point(record_id: str, key: bytes = DEFAULT_KEY) -> float:
     data = record_id.encode("utf-8", "surrogatepass")
     digest = hashlib.blake2b(data, digest_size=8, key=_key(key), person=_SAMPLE_PERSON).digest()
     return int.from_bytes(digest, "big") / _SCALE
+
+
+def points(record_ids: Iterable[str], key: bytes = DEFAULT_KEY) -> np.ndarray:
+    """`point` of each id as one float64 array (the same values; one keyed hasher copied per id)."""
+    base = hashlib.blake2b(digest_size=8, key=_key(key), person=_SAMPLE_PERSON)
+
+    def digest(record_id: str) -> bytes:
+        h = base.copy()
+        h.update(record_id.encode("utf-8", "surrogatepass"))
+        return h.digest()
+
+    raw = b"".join(map(digest, record_ids))
+    return np.frombuffer(raw, dtype=">u8").astype(np.float64) / _SCALE
 
 
 def sampled(record_id: str, rate: float, key: bytes = DEFAULT_KEY) -> bool:
@@ -62,6 +78,14 @@ class Sampler:
 
     def __call__(self, record_id: str) -> bool:
         return sampled(record_id, self.rate, self.key)
+
+    def pick(self, record_ids: Sequence[str]) -> np.ndarray:
+        """Positions of the ids captured at this rate (vectorized `__call__`), in order."""
+        if self.rate <= 0.0 or not record_ids:
+            return np.zeros(0, dtype=np.intp)
+        if self.rate >= 1.0:
+            return np.arange(len(record_ids))
+        return np.flatnonzero(points(record_ids, self.key) < self.rate)
 
     def written_id(self, record_id: str) -> str:
         """The id as captured: hashed when an id key is set, else as is."""

@@ -37,6 +37,109 @@ def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+class MemoryS3:
+    """put_object into a dict: the capture's S3 without an emulator, so the figure is capture's own CPU."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:  # noqa: N803
+        self.objects[f"{Bucket}/{Key}"] = Body
+        return {}
+
+
+def _reference(model_dir: Any, model: Any) -> Any:
+    """The release's reference (`reference.json` in the model directory), else one built from generated rides."""
+    import pandas as pd
+
+    from lambda_fn.hooks import taxi_features
+    from lambda_fn.monitoring.reference import Reference
+    from servingkit.taxi import ride_events
+    from servingkit.train import FEATURES_FIELD
+
+    path = model_dir / "reference.json"
+    if path.is_file():
+        return Reference.from_json(path.read_bytes())
+    frame = pd.DataFrame(taxi_features([e[FEATURES_FIELD] for e in ride_events(20_000, seed=1)]))
+    return Reference.build(frame, model.estimator.predict(frame))
+
+
+def _cpu(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(CPU seconds of the whole process, wall seconds) of one call."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def run_monitoring(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 15, rate: float = 0.1) -> dict[str, Any]:
+    """The stream handler with capture + profiles on (in-memory S3) vs off: interleaved runs, CPU time
+    (`time.process_time`, every thread of the process: capture's workers too) minima and medians."""
+    from lambda_fn import handler, runtime
+    from lambda_fn.config import settings_from
+    from lambda_fn.hooks import taxi_features
+    from lambda_fn.model_store import load_model
+    from lambda_fn.monitoring.emit import CaptureConfig, Emitter
+    from lambda_fn.monitoring.sampling import Sampler
+    from lambda_fn.sinks import MemorySink
+    from lambda_fn.stream import StreamRuntime
+    from servingkit.lambda_context import LambdaContext, function_arn
+    from servingkit.train import FEATURES_FIELD, ID_FIELD, demo_artifact
+
+    model_dir, release = demo_artifact()
+    model = load_model(settings_from({"MODEL_URI": str(model_dir), "MODEL_SHA256": release["sha256"]}))
+    ctx = LambdaContext(invoked_function_arn=function_arn("scorer", "live"), timeout_ms=300_000)
+    s3 = MemoryS3()
+    # A bound far above the work, so every run's capture finishes inside its measurement.
+    config = CaptureConfig("bench", "monitoring", Sampler(rate), 30.0, False, _reference(model_dir, model))
+    emitter = Emitter(config, lambda: s3)
+
+    def call(event: dict[str, Any], capture: Emitter | None) -> None:
+        rt = StreamRuntime(model=lambda: model, output=MemorySink(), dlq=MemorySink(), hook=taxi_features,
+                           features_field=FEATURES_FIELD, id_field=ID_FIELD, capture=capture,
+                           deployment=dict(model.identity))  # fmt: skip
+        runtime.stream_runtime = lambda: rt  # type: ignore[assignment,method-assign]
+        assert handler.stream_handler(event, ctx) == {"batchItemFailures": []}
+
+    results: dict[str, Any] = {"model": model.identity["name"], "repeats": repeats, "rate": rate, "sizes": {},
+                               "omp_threads": 1}  # fmt: skip
+    # One OpenMP thread, as the deployed functions run (infra/environment.py sets OMP_NUM_THREADS=1): with more,
+    # the model's idle OpenMP threads spin while capture's worker wants a core, and the spin is counted as CPU.
+    from threadpoolctl import threadpool_limits
+
+    limits = threadpool_limits(limits=1, user_api="openmp")
+    print(f"{'records':>8} {'off CPU min/median ms':>22} {'on CPU min/median ms':>21} {'on/off min':>10} "
+          f"{'on/off median':>13} {'captured':>9}")  # fmt: skip
+    try:
+        for n in sizes:
+            event = _event(n)
+            call(event, None)  # warm
+            call(event, emitter)
+            off: list[float] = []
+            on: list[float] = []
+            before = len(s3.objects)
+            for _ in range(repeats):  # interleaved: load on the shared machine hits both alike
+                off.append(_cpu(lambda event=event: call(event, None))[0])  # type: ignore[misc]
+                on.append(_cpu(lambda event=event: call(event, emitter))[0])  # type: ignore[misc]
+            entry: dict[str, Any] = {
+                "off_cpu_ms": [round(min(off) * 1000, 2), round(statistics.median(off) * 1000, 2)],
+                "on_cpu_ms": [round(min(on) * 1000, 2), round(statistics.median(on) * 1000, 2)],
+                "ratio_min": round(min(on) / min(off), 3),
+                "ratio_median": round(statistics.median(on) / statistics.median(off), 3),
+                "objects_per_batch": (len(s3.objects) - before) / repeats,
+            }
+            results["sizes"][str(n)] = entry
+            print(f"{n:>8} {entry['off_cpu_ms'][0]:>10.1f} / {entry['off_cpu_ms'][1]:>9.1f} "
+                  f"{entry['on_cpu_ms'][0]:>9.1f} / {entry['on_cpu_ms'][1]:>9.1f} {entry['ratio_min']:>10.3f} "
+                  f"{entry['ratio_median']:>13.3f} {entry['objects_per_batch']:>9.1f}")  # fmt: skip
+    finally:
+        emitter.close()
+        limits.restore_original_limits()
+    ratios = [e["ratio_min"] for e in results["sizes"].values()]
+    results["target_max"] = 1.1
+    results["met"] = bool(ratios) and max(ratios) <= 1.1
+    return results
+
+
 def run(sizes: tuple[int, ...] = (100, 1000, 10000), repeats: int = 5, tutorial_max: int = 1000) -> dict[str, Any]:
     """Median milliseconds per batch of each size for (a), (b) (up to `tutorial_max` records) and (c).
     Raises MissingModelError when the demo model is not trained."""

@@ -51,7 +51,14 @@ def bench() -> None:
 @click.option(
     "--tutorial-max", type=click.IntRange(min=0), default=1000, help="Largest size for the slow per-record loop."
 )
-def stream(sizes: tuple[int, ...], repeats: int, tutorial_max: int) -> None:
+@click.option(
+    "--monitoring",
+    is_flag=True,
+    help="Instead: the handler with capture + profiles on (in-memory S3) vs off, interleaved, CPU min and median "
+    "(default sizes 1000,10000, 15 repeats).",
+)
+@click.option("--capture-rate", type=click.FloatRange(0, 1), default=0.1, help="With --monitoring: the sample rate.")
+def stream(sizes: tuple[int, ...], repeats: int, tutorial_max: int, monitoring: bool, capture_rate: float) -> None:
     """Stream scoring throughput: the kit's handler vs the per-record tutorial pattern vs the floor.
 
     (a) stream_handler end to end on a real Kinesis event (output and DLQ to in-memory sinks); (b) the usual
@@ -60,6 +67,13 @@ def stream(sizes: tuple[int, ...], repeats: int, tutorial_max: int) -> None:
     """
     from servingkit.bench import stream as bench_stream
 
+    if monitoring:
+        ctx = click.get_current_context()
+        default = ctx.get_parameter_source("sizes") == click.core.ParameterSource.DEFAULT
+        chosen = (1000, 10000) if default else sizes
+        runs = 15 if ctx.get_parameter_source("repeats") == click.core.ParameterSource.DEFAULT else repeats
+        _report(lambda: bench_stream.run_monitoring(sizes=chosen, repeats=runs, rate=capture_rate))
+        return
     _report(lambda: bench_stream.run(sizes=sizes, repeats=repeats, tutorial_max=tutorial_max))
 
 

@@ -1,5 +1,5 @@
 """The delivery guarantee as properties of process_batch (issue 11): hostile producers, misbehaving models,
-unreliable sinks.
+unreliable sinks, and capture (lambda_fn.monitoring.emit) on with its S3 failing, throttling or hanging.
 
 For any event: process_batch raises only for a systemic model fault, and then before writing anything;
 every user record becomes exactly one prediction or one dead letter, or sits at or after the reported
@@ -9,12 +9,18 @@ and SQS refuse); and redelivering from each checkpoint, as Lambda does, loses no
 
 from __future__ import annotations
 
+import random
+import threading
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lambda_fn.monitoring.emit import CaptureConfig, Emitter
+from lambda_fn.monitoring.reference import Reference
+from lambda_fn.monitoring.sampling import Sampler
 from lambda_fn.scoring import ModelBatchError, apply_hook
 from lambda_fn.shadow import ShadowScorer
 from lambda_fn.sinks import KinesisSink, RetryPolicy, SqsSink
@@ -22,13 +28,39 @@ from lambda_fn.stream import StreamRuntime, process_batch
 from lambda_fn.variants import Arm, Variants
 from tests.fuzzing import fuzz
 from tests.helpers import fake_model
-from tests.service_fakes import StrictKinesis, StrictSqs
+from tests.service_fakes import FakeS3, StrictKinesis, StrictSqs
 from tests.strategies import SIG, Faults, Ledger, Model, check_outputs, events, faults, hook
 
 pytestmark = pytest.mark.fuzz
 NO_SLEEP = RetryPolicy(max_attempts=2, base_delay_s=0, sleep=lambda _s: None)
 MAX_ROUNDS = 30
 FAULTY_ROUNDS = 3  # sinks misbehave on the first deliveries, then recover (as a throttled stream does)
+# The signature's columns (x, z) as a release's reference would bin them; profiles of the drawn batches use it.
+CAPTURE_REFERENCE = Reference.build(
+    {"x": np.linspace(-10, 10, 200), "z": np.array(["a", "b"] * 100)}, np.linspace(-20, 20, 200)
+)
+
+
+def _capture(seed: int, rate: float) -> tuple[Emitter, dict[str, str]]:
+    """Capture with a fake S3 whose every put fails, throttles, hangs (beyond the bound) or works, at random."""
+    rnd = random.Random(seed)
+    lock = threading.Lock()
+
+    def fault(key: str) -> str | None:
+        with lock:  # the capture's two workers draw from one generator
+            return rnd.choice(["error", "throttle", "hang", None, None])
+
+    s3 = FakeS3(fault)
+    config = CaptureConfig("capture", "monitoring", Sampler(rate), 0.02, rnd.random() < 0.5, CAPTURE_REFERENCE)
+    emitter = Emitter(config, lambda: s3)
+    emitter.fake_s3 = s3  # type: ignore[attr-defined]  # released when the example ends
+    return emitter, {"name": "m", "version": "1", "sha256": "0" * 64}
+
+
+def _close_capture(rt: StreamRuntime) -> None:
+    if rt.capture is not None:
+        rt.capture.fake_s3.release()  # type: ignore[attr-defined]
+        rt.capture.close()
 
 
 @st.composite
@@ -51,6 +83,8 @@ def runtimes(draw: st.DrawFn, f: Faults) -> tuple[StreamRuntime, StrictKinesis, 
         second = fake_model(models[1], SIG, name="b")
         rt.variants = Variants([Arm("a", 1.0, lambda: primary), Arm("b", 1.0, lambda: second)])
     shadow_stream = StrictKinesis(f.shadow().kinesis)
+    if draw(st.booleans()):  # capture on, its S3 failing, throttling or hanging at random: nothing changes either
+        rt.capture, rt.deployment = _capture(draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from([0.0, 0.5, 1.0])))
     if draw(st.booleans()):  # a shadow that misbehaves any way must not change the primary's outcome
         shadow = fake_model(Model(draw(st.sampled_from(["rows", *Model.SYSTEMIC]))), SIG, name="shadow")
         rt.shadow = ShadowScorer(lambda: shadow, 5.0, KinesisSink(shadow_stream, "shadow", NO_SLEEP), rt.hook)
@@ -93,6 +127,7 @@ def test_every_record_is_one_output_or_reported_and_nothing_is_lost(data: st.Dat
     finally:
         if rt.shadow is not None:
             rt.shadow.close()
+        _close_capture(rt)
     shadow_stream.json()  # shadow records are strict JSON too (StrictKinesis checked their keys and sizes)
     if ledger is not None:
         # A model fault always fails loudly: a broken model that was given rows cannot have let a batch pass.
