@@ -524,7 +524,14 @@ def test_capture_environment_parses_with_the_lambdas_own_settings() -> None:
     for env in (scorer, api):
         assert CAPTURE_NAMES | {CaptureEnv.CAPTURE_ID_KEY_SECRET_ARN} <= set(env)
         assert env[CaptureEnv.CAPTURE_BUCKET] == token
-        settings_from(env)  # tokens are replaced by stand-ins for the check only
+        # What the function reads once CloudFormation has resolved the tokens: the runtime's own parser accepts it.
+        resolved = {
+            **env,
+            CaptureEnv.CAPTURE_BUCKET: "kit-monitoring-bucket",
+            CaptureEnv.CAPTURE_ID_KEY_SECRET_ARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:capture-key",
+        }
+        settings = settings_from(resolved)
+        assert settings.capture_bucket == "kit-monitoring-bucket"
     # Without monitoring the functions' environment is unchanged, whatever is passed.
     plain = deploy_settings(BASE)
     assert scorer_environment(
