@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +15,10 @@ import requests
 
 from servingkit.image.engine import HOST_ENV, DockerEngine
 from tests.conftest import ROOT
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _env(engine: DockerEngine) -> dict[str, str]:
@@ -46,6 +51,9 @@ def test_serve_answers_from_the_image(engine: DockerEngine, base_image: str, rel
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As at a terminal: a shell without job control starts background jobs with SIGINT ignored, and a CI
+        # runner may be one; Python then installs no KeyboardInterrupt handler and Ctrl-C would do nothing.
+        preexec_fn=_sigint_default,
     )
     # Drained all along: a full pipe would block the server's own writes (and its shutdown).
     output: list[str] = []
@@ -62,7 +70,7 @@ def test_serve_answers_from_the_image(engine: DockerEngine, base_image: str, rel
         assert health is not None and health.status_code == 200, "".join(output)[-3000:]
         assert health.json()["model"]["sha256"] == json.loads((ROOT / "build" / "release.json").read_text())["sha256"]
     finally:
-        proc.send_signal(2)  # SIGINT: Ctrl-C, which stops the container and the emulator
+        proc.send_signal(signal.SIGINT)  # Ctrl-C, which stops the container and the emulator
         stopping = time.monotonic()
         try:
             proc.wait(120)
