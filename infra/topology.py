@@ -110,7 +110,7 @@ class CaptureEnv:
 
 # The monitoring bucket's layout under MONITORING_PREFIX (the same words as lambda_fn.monitoring.s3_store's).
 MONITORING_PREFIX = "monitoring"
-CAPTURE_DIR, PROFILES_DIR, REPORTS_DIR = "capture", "profiles", "reports"  # s3_store.PROFILES, REPORTS
+CAPTURE_DIR, PROFILES_DIR, REPORTS_DIR = "capture", "profiles", "reports"  # s3_store.CAPTURE, PROFILES, REPORTS
 # The profiles' variant when no A/B arms are configured (lambda_fn.variants.PRIMARY), and the scorer's metric of
 # capture faults (EMF, dimension service, like the kit's other counters).
 PRIMARY_VARIANT = "primary"

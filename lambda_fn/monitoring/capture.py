@@ -20,7 +20,8 @@ Unlike SageMaker, `data` holds the JSON value itself rather than a string of it,
 monitor read fields without a second parse. Values are strict JSON: NaN and infinities become null, lone
 surrogates U+FFFD, numpy scalars plain numbers, and anything else its `str`.
 
-Key layout: `<prefix>/model=<name>/sha256=<sha>/variant=<v>/date=YYYY-MM-DD/hour=HH/<uuid>.jsonl.gz`
+Key layout (the emitter passes `<prefix>/capture` as the prefix):
+`<prefix>/capture/model=<name>/sha256=<sha>/variant=<v>/date=YYYY-MM-DD/hour=HH/<uuid>.jsonl.gz`
 (partition values percent-encoded as Hive does, so a name with `/` or `=` stays one partition). Gzip JSON lines
 rather than Parquet: the image needs no pyarrow, each batch appends a small object cheaply, and Athena, Spark
 and `zcat` read it; the monitor compacts history into columnar files if that ever matters.

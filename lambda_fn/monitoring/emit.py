@@ -34,7 +34,7 @@ from lambda_fn.config import Metric, service_name
 from lambda_fn.monitoring.capture import EncodedRecord, ModelIdentity, encode_objects, record_lines
 from lambda_fn.monitoring.profile import Profile
 from lambda_fn.monitoring.reference import Reference
-from lambda_fn.monitoring.s3_store import Location, put_profile
+from lambda_fn.monitoring.s3_store import CAPTURE, Location, put_profile
 from lambda_fn.monitoring.sampling import Sampler
 from lambda_fn.scoring import BatchResult, describe
 
@@ -301,7 +301,7 @@ class Emitter:
     def _write_records(self, records: list[EncodedRecord], deployment: ModelIdentity, report: CaptureReport) -> None:
         if not records:
             return
-        encoded = encode_objects(records, self.config.prefix, key_model=deployment)
+        encoded = encode_objects(records, f"{self.config.prefix.rstrip('/')}/{CAPTURE}", key_model=deployment)
         report.dropped += encoded.dropped
         for key, body in encoded.objects:
             rows = encoded.rows if len(encoded.objects) == 1 else body_rows(body)

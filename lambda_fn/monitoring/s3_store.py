@@ -2,6 +2,7 @@
 
 S3 layout under one bucket and prefix (values percent-encoded as Hive partitions, `capture.partition`):
 
+    <prefix>/capture/model=<name>/sha256=<model sha256>/variant=<v>/date=YYYY-MM-DD/hour=HH/<uuid>.jsonl.gz
     <prefix>/profiles/model=<name>/sha256=<model sha256>/variant=<v>/date=YYYY-MM-DD/hour=HH/<stamp>-<uuid>.json
     <prefix>/reports/model=<name>/sha256=<model sha256>/date=YYYY-MM-DD/hour=HH/end=<stamp>/summary.json
     <prefix>/reports/model=<name>/sha256=<model sha256>/date=YYYY-MM-DD/hour=HH/end=<stamp>/report.html
@@ -32,6 +33,7 @@ from lambda_fn.monitoring.reference import Reference, canonical_json
 from lambda_fn.monitoring.window import MetricDatum, ReadStats
 
 PROFILE_FORMAT = 1
+CAPTURE = "capture"
 PROFILES = "profiles"
 REPORTS = "reports"
 SUMMARY_FILE = "summary.json"

@@ -12,6 +12,7 @@ from infra.environment import CaptureTarget, api_environment, monitor_environmen
 from infra.image import API_HANDLER, STREAM_HANDLER
 from infra.settings import deploy_settings
 from infra.topology import (
+    CAPTURE_DIR,
     CAPTURE_ERRORS_METRIC,
     MONITOR_HANDLER,
     PRIMARY_VARIANT,
@@ -561,7 +562,7 @@ def test_shared_names_match_the_runtime() -> None:
     assert module == "lambda_fn.handler" and callable(getattr(lambda_fn.handler, name))
     assert PRIMARY_VARIANT == PRIMARY
     assert DEFAULT_THRESHOLDS.psi == (PSI_WARN, PSI_ALERT)
-    assert (s3_store.PROFILES, s3_store.REPORTS) == (PROFILES_DIR, REPORTS_DIR)
+    assert (s3_store.CAPTURE, s3_store.PROFILES, s3_store.REPORTS) == (CAPTURE_DIR, PROFILES_DIR, REPORTS_DIR)
     assert CaptureEnv.MONITOR_REFERENCE_URI == MonitorEnv.MONITOR_REFERENCE_URI
     assert CaptureEnv.MONITOR_REFERENCE_SHA256 == MonitorEnv.MONITOR_REFERENCE_SHA256
     # The capture names, once the runtime has them (lambda_fn.config.Env), must be the same strings.

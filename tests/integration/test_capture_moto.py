@@ -79,7 +79,7 @@ def test_stream_and_api_capture_land_in_s3_and_the_monitor_summarises_them(
         assert status == 200 and len(body["predictions"]) == 50
 
     captures = _objects(aws, ".jsonl.gz")
-    prefix = f"monitoring/model=tiny/sha256={sha}/variant=primary/date="
+    prefix = f"monitoring/capture/model=tiny/sha256={sha}/variant=primary/date="
     assert captures and all(k.startswith(prefix) and "/hour=" in k for k in captures)
     records = [r for body in captures.values() for r in read_lines(body)]
     ids = {r["eventMetadata"]["inferenceId"] for r in records}

@@ -109,7 +109,7 @@ def test_a_batch_is_profiled_whole_and_sampled_by_id_under_the_hive_layout() -> 
     assert first["source"]["shard_id"] and first["source"]["sequence_number"].isdigit()
     assert "rawInput" not in first["captureData"]
     key = s3.keys(".jsonl.gz")[0]
-    assert key.startswith(f"{BUCKET}/monitoring/model=d/sha256={'0' * 64}/variant=primary/date=")
+    assert key.startswith(f"{BUCKET}/monitoring/capture/model=d/sha256={'0' * 64}/variant=primary/date=")
     assert "/hour=" in key
     assert metrics.values[Metric.CAPTURED_RECORDS] == len(records)
     assert metrics.values[Metric.CAPTURE_ERRORS] == 0 and metrics.values[Metric.PROFILES_WRITTEN] == 1
