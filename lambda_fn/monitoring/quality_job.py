@@ -29,6 +29,7 @@ So 4 (regression) or 5 (classification) metrics per labelled variant.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from lambda_fn.monitoring.sampling import hash_id
 from lambda_fn.monitoring.window import MetricDatum
 
 QUALITY_FORMAT = 1
+METRICS_FILE = "metrics.json"  # the release's validation metrics, in the model directory (`servingkit train`)
 ERRORS = ("mae", "rmse")  # lower is better
 SCORES = ("accuracy", "f1", "auc")  # higher is better
 PRIMARY, SHADOW = "primary", "shadow"
@@ -210,3 +212,17 @@ def training_metrics(items: Iterable[tuple[str, Any]]) -> dict[str, float]:
         if k in (*ERRORS, *SCORES) and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
             out[k] = float(v)
     return out
+
+
+def metrics_file(metrics: Mapping[str, float], rows: int) -> bytes:
+    """The model directory's `metrics.json`: the validation split's metrics, canonical JSON (the digest covers it)."""
+    body = {"format": 1, "split": "validation", "rows": rows, "metrics": dict(sorted(metrics.items()))}
+    return (json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def read_metrics_file(body: bytes) -> dict[str, float]:
+    """The comparable metrics of a `metrics.json` (ValueError when it is not one)."""
+    d = json.loads(body)
+    if not isinstance(d, dict) or not isinstance(d.get("metrics"), dict):
+        raise ValueError(f"{METRICS_FILE}: expected an object with metrics")
+    return training_metrics(d["metrics"].items())
