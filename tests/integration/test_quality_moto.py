@@ -187,3 +187,5 @@ def test_handler_and_cli_compute_quality(
     out = capsys.readouterr().out
     assert f"labels: joined {len(expected['joined'])}, late {len(expected['late'])}" in out
     assert "vs training {'primary': 2.0" in out
+    assert run_cli(["monitor", "run", "--at", at, "--no-metrics", "--labels", "false"]) == 0
+    assert "labels:" not in capsys.readouterr().out  # the option overrides MONITOR_LABELS
