@@ -1,7 +1,7 @@
 """The quality job's I/O: label files and capture objects in S3 (boto3, imported on use).
 
     <prefix>/labels/date=YYYY-MM-DD/hour=HH/<name>.jsonl[.gz]                           labels (the arrival's hour)
-    <prefix>/model=<name>/sha256=<sha>/variant=<v>/date=YYYY-MM-DD/hour=HH/<uuid>.jsonl.gz   capture (emit.py)
+    <prefix>/capture/model=<name>/sha256=<sha>/variant=<v>/date=YYYY-MM-DD/hour=HH/<uuid>.jsonl.gz   capture
 
 A label file holds JSON lines in the kit's form `{"id", "label", "time"}` or SageMaker's ground truth
 (`labels.parse_label_line`); gzip when its name ends in `.gz`. A label's arrival is its line's `time`, else the
@@ -23,7 +23,7 @@ from urllib.parse import unquote
 from lambda_fn.monitoring import labels as lab
 from lambda_fn.monitoring.capture import partition, read_lines
 from lambda_fn.monitoring.quality_job import LabelBatch
-from lambda_fn.monitoring.s3_store import hours, s3_client, utc
+from lambda_fn.monitoring.s3_store import CAPTURE, hours, s3_client, utc
 
 LABELS = "labels"
 LABEL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
@@ -118,7 +118,8 @@ class S3Captures:
         return self.s3
 
     def model_path(self) -> str:
-        return _join(self.prefix, f"model={partition(self.model_name)}", f"sha256={partition(self.model_sha256)}")
+        model, sha = f"model={partition(self.model_name)}", f"sha256={partition(self.model_sha256)}"
+        return _join(self.prefix, CAPTURE, model, sha)
 
     def variants(self) -> list[str]:
         base = self.model_path() + "/"

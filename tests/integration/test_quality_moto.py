@@ -72,7 +72,7 @@ def scored(deployed: Aws, tiny_mlflow_dir: Path, clean_env: pytest.MonkeyPatch) 
     predictions = {r["id"]: float(r["prediction"]) for r in aws.output_records()}
     key = key_from_secret(SECRET)
     raw_of = {hash_id(f"r{i}", key): f"r{i}" for i in range(400)}
-    records = [r for body in _objects(aws.s3, "monitoring/model=").values() for r in read_lines(body)]
+    records = [r for body in _objects(aws.s3, "monitoring/capture/model=").values() for r in read_lines(body)]
     captured = {raw_of[r["eventMetadata"]["inferenceId"]]: predictions[raw_of[r["eventMetadata"]["inferenceId"]]]
                 for r in records}  # fmt: skip
     assert 100 < len(captured) < 300  # hashed ids only in the capture, about half of them sampled
