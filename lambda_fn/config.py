@@ -8,6 +8,7 @@ It imports nothing heavy, so infra code may import it cheaply.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -103,6 +104,13 @@ class Metric:
     DRIFTED_FEATURES = "DriftedFeatures"
     QUALITY_VIOLATIONS = "QualityViolations"
     MONITOR_ROWS = "MonitorRows"
+    # Model quality from late labels (lambda_fn.monitoring.quality_job), per window with MONITOR_LABELS=true: per
+    # (model, variant, metric) MAE / RMSE or accuracy / F1 / AUC, per (model, variant) the labelled rows and the
+    # worst ratio to the release's training metrics (> 1 worse). 4 (regression) or 5 metrics per variant.
+    MODEL_QUALITY = "ModelQuality"
+    LABELLED_ROWS = "LabelledRows"
+    QUALITY_DEGRADATION = "QualityDegradation"
+    METRIC_DIMENSION = "metric"
     # Capture on the hot path (lambda_fn.monitoring.emit), per batch or request: records written to S3, records
     # not captured (the previous capture still running, a record too large, or the bound reached), and faults
     # (an S3 error, a throttle, a capture step that raised). Profiles written are counted in ProfilesWritten.
@@ -377,6 +385,13 @@ class MonitorEnv:
     MONITOR_LONG_WINDOW_HOURS = "MONITOR_LONG_WINDOW_HOURS"
     MONITOR_MIN_ROWS = "MONITOR_MIN_ROWS"  # rows below which a window claims no drift
     MONITOR_METRICS = "MONITOR_METRICS"  # publish CloudWatch metrics (PutMetricData)
+    # Model quality from late labels (lambda_fn.monitoring.quality_job; docs/monitoring.md, "Model quality")
+    MONITOR_LABELS = "MONITOR_LABELS"  # true: join labels under <prefix>/labels/ with the capture, every window
+    MONITOR_LABEL_DELAY_MINUTES = "MONITOR_LABEL_DELAY_MINUTES"  # how late a label may arrive and still count
+    MONITOR_LABEL_SPAN_MINUTES = "MONITOR_LABEL_SPAN_MINUTES"  # captured predictions scored per run
+    MONITOR_LABEL_TASK = "MONITOR_LABEL_TASK"  # regression (MAE, RMSE) or classification (accuracy, F1, AUC)
+    MONITOR_TRAINING_METRICS = "MONITOR_TRAINING_METRICS"  # the release's metrics, JSON: {"mae": .., "rmse": ..}
+    MONITOR_ID_KEY_SECRET_ARN = "MONITOR_ID_KEY_SECRET_ARN"  # capture's CAPTURE_ID_KEY_SECRET_ARN: hash label ids
 
 
 class MonitorSettings(BaseModel):
@@ -395,6 +410,31 @@ class MonitorSettings(BaseModel):
     monitor_long_window_hours: int = Field(default=24, ge=1, le=24 * 31)
     monitor_min_rows: int = Field(default=1000, ge=1)
     monitor_metrics: bool = True
+    monitor_labels: bool = False
+    monitor_label_delay_minutes: int = Field(default=60, ge=0, le=31 * 24 * 60)
+    monitor_label_span_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    monitor_label_task: Literal["regression", "classification"] = "regression"
+    monitor_training_metrics: str | None = None
+    monitor_id_key_secret_arn: str | None = None
+
+    @field_validator("monitor_training_metrics")
+    @classmethod
+    def _training(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise ValueError("must be a JSON object of metric name to number") from None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in parsed.values()
+        ):
+            raise ValueError("must be a JSON object of metric name to a finite number")
+        return value
+
+    def training_metrics(self) -> dict[str, float]:
+        """MONITOR_TRAINING_METRICS parsed (empty when unset)."""
+        return {str(k): float(v) for k, v in json.loads(self.monitor_training_metrics or "{}").items()}
 
     @field_validator("monitor_model_sha256", "monitor_reference_sha256")
     @classmethod

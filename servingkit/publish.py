@@ -38,6 +38,8 @@ from infra.topology import Ctx
 from lambda_fn.model_env import SKLEARN, Runtime, compare, model_format, pinned_version, read_recorded
 from lambda_fn.model_errors import MLMODEL
 from lambda_fn.model_store import artifact_digest, artifact_sha256, fetch, s3_client
+from lambda_fn.monitoring.quality_job import METRICS_FILE, read_metrics_file
+from lambda_fn.monitoring.quality_job import training_metrics as qj_training_metrics
 from lambda_fn.monitoring.reference import ReferenceFormatError
 from lambda_fn.monitoring.release_reference import REFERENCE_FILE, load_reference
 from lambda_fn.monitoring.s3_store import read_s3_uri
@@ -314,6 +316,33 @@ def _release_reference(
         raise PublishError(str(exc)) from None
 
 
+def training_metrics(
+    local: Path, run_id: str | None, from_registry: bool, tracking_uri: str | None
+) -> tuple[dict[str, float] | None, str | None]:
+    """The release's validation metrics (the monitor's quality job compares with them) and where they came from:
+    the model directory's metrics.json (`servingkit train` writes it; the model's digest covers it), else the
+    MLflow run's metrics for a registry model; (None, None) when neither has MAE / RMSE / accuracy / F1 / AUC."""
+    own = local / METRICS_FILE
+    if local.is_dir() and own.is_file():
+        try:
+            found = read_metrics_file(own.read_bytes())
+        except ValueError as exc:
+            raise PublishError(f"{own}: {exc}") from None
+        if found:
+            return found, f"the model directory ({METRICS_FILE})"
+    if from_registry and run_id:
+        from mlflow.tracking import MlflowClient
+
+        try:
+            run_metrics = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.metrics
+        except Exception:  # noqa: BLE001 - no run, no tracking server: the release simply records no metrics
+            return None, None
+        found = qj_training_metrics(run_metrics.items())
+        if found:
+            return found, f"the MLflow run {run_id}"
+    return None, None
+
+
 @dataclass(frozen=True)
 class _Layout:
     """Where one artifact goes: its content-addressed base, the model's keys, the manifest's key."""
@@ -452,6 +481,9 @@ def publish(
         }
         reference = _release_reference(local, uri, run_id, Path(tmp), tracking_uri, reference_data, data_args)
         manifest = _manifest(layout, sha, source, run_id, mlmodel, files, reference)
+        manifest["metrics"], manifest["metrics_origin"] = training_metrics(
+            local, run_id, not _is_local(uri), tracking_uri
+        )
         result = PublishResult(
             manifest,
             layout.model_uri,

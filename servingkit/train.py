@@ -23,6 +23,7 @@ import numpy as np
 
 from lambda_fn.hooks import taxi_features
 from lambda_fn.model_store import artifact_sha256
+from lambda_fn.monitoring.quality_job import METRICS_FILE, metrics_file
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.release_reference import REFERENCE_FILE, sha256_hex
 from servingkit.taxi import rides
@@ -133,13 +134,14 @@ def train(
     pipeline.fit(x_train, y_train)
     pred = pipeline.predict(x_test)
     rmse = float(np.sqrt(np.mean((pred - y_test) ** 2)))
+    mae = float(np.mean(np.abs(pred - y_test)))
     baseline = float(np.sqrt(np.mean((y_train.mean() - y_test) ** 2)))
     signature = infer_signature(x_test.head(100), pred[:100])
     reference = reference_json(x_train, pipeline.predict(x_train), {"name": MODEL_NAME})
 
     with mlflow.start_run(run_name="train-demo") as run:
         mlflow.log_params({"rows": rows, "seed": seed, "max_iter": 150, "encoder": "TargetEncoder(PU_DO)"})
-        mlflow.log_metrics({"rmse": rmse, "baseline_rmse": baseline})
+        mlflow.log_metrics({"mae": mae, "rmse": rmse, "baseline_rmse": baseline})
         mlflow.log_text(reference.decode("ascii"), f"{RUN_REFERENCE_DIR}/{REFERENCE_FILE}")
         info = mlflow.sklearn.log_model(
             pipeline,
@@ -160,6 +162,8 @@ def train(
     mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(export_dir.parent / ".export"))
     shutil.move(str(export_dir.parent / ".export"), export_dir)
     (export_dir / REFERENCE_FILE).write_bytes(reference)
+    metrics = {"mae": mae, "rmse": rmse, "baseline_rmse": baseline}  # the validation split's
+    (export_dir / METRICS_FILE).write_bytes(metrics_file(metrics, len(x_test)))
     ref_sha = sha256_hex(reference)
     sha = artifact_sha256(export_dir)
     release = {
@@ -169,7 +173,7 @@ def train(
         "source": info.model_uri,
         "run_id": run.info.run_id,
         "signature": json.loads(json.dumps(signature.to_dict())),
-        "metrics": {"rmse": rmse, "baseline_rmse": baseline},
+        "metrics": metrics,
         "reference": {"path": f"{export_dir.name}/{REFERENCE_FILE}", "sha256": ref_sha, "rows": len(x_train)},
         "feature_hook": FEATURE_HOOK,
         "features_field": FEATURES_FIELD,

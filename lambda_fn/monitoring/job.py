@@ -13,11 +13,14 @@ from functools import lru_cache
 from typing import Any
 
 from lambda_fn.config import MonitorSettings, metrics_namespace
+from lambda_fn.monitoring import quality_job
 from lambda_fn.monitoring.drift import Thresholds
+from lambda_fn.monitoring.quality_job import QualityConfig
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.release_reference import load_reference
-from lambda_fn.monitoring.s3_store import CloudWatchSink, Location, S3Store, read_s3_uri
-from lambda_fn.monitoring.window import Target, WindowResult, Windows, backfill, run_window
+from lambda_fn.monitoring.s3_labels import S3Captures, S3Labels
+from lambda_fn.monitoring.s3_store import CloudWatchSink, Location, S3Store, read_s3_uri, s3_client
+from lambda_fn.monitoring.window import MetricDatum, QualityStep, Target, WindowResult, Windows, backfill, run_window
 
 
 @lru_cache(maxsize=4)
@@ -52,6 +55,50 @@ def sink(settings: MonitorSettings, metrics: bool | None, cloudwatch: Any | None
     return CloudWatchSink(metrics_namespace(), cloudwatch) if on else None
 
 
+def quality_config(settings: MonitorSettings, secrets: Any | None = None) -> QualityConfig:
+    """MONITOR_LABEL_* → the quality job's config; the id key read from MONITOR_ID_KEY_SECRET_ARN when set."""
+    id_key = None
+    if settings.monitor_id_key_secret_arn:
+        id_key = _id_key(settings.monitor_id_key_secret_arn, secrets)
+    return QualityConfig(
+        delay=timedelta(minutes=settings.monitor_label_delay_minutes),
+        span=timedelta(minutes=settings.monitor_label_span_minutes),
+        task=settings.monitor_label_task,
+        training=settings.training_metrics(),
+        id_key=id_key,
+    )
+
+
+def _id_key(arn: str, secrets: Any | None) -> bytes:
+    from lambda_fn.monitoring.setup import read_id_key
+
+    if secrets is None:
+        import boto3
+
+        secrets = boto3.client("secretsmanager")
+    return read_id_key(arn, secrets)
+
+
+def quality_step(settings: MonitorSettings, s3: Any | None = None, secrets: Any | None = None) -> QualityStep | None:
+    """The window's model-quality step (MONITOR_LABELS=true), over the capture and label layouts in S3."""
+    if not settings.monitor_labels:
+        return None
+    config = quality_config(settings, secrets)
+    client = s3 or s3_client()
+    captures = S3Captures(
+        settings.monitor_bucket, settings.monitor_prefix, settings.monitor_model_name, settings.monitor_model_sha256,
+        client,
+    )  # fmt: skip
+    label_reader = S3Labels(settings.monitor_bucket, settings.monitor_prefix, client)
+
+    def step(end: datetime) -> tuple[dict[str, Any], list[MetricDatum]]:
+        section = quality_job.evaluate(captures, label_reader, end, config)
+        section["counts"]["capture_objects_unreadable"] = captures.unreadable
+        return section, quality_job.metric_data(settings.monitor_model_name, section)
+
+    return step
+
+
 def run(
     settings: MonitorSettings,
     at: datetime | None = None,
@@ -59,6 +106,7 @@ def run(
     metrics: bool | None = None,
     s3: Any | None = None,
     cloudwatch: Any | None = None,
+    secrets: Any | None = None,
 ) -> WindowResult:
     """One window ending at `at` (default now)."""
     return run_window(
@@ -68,6 +116,7 @@ def run(
         windows=windows(settings),
         thresholds=thresholds(settings),
         metrics=sink(settings, metrics, cloudwatch),
+        quality=quality_step(settings, s3, secrets),
     )
 
 
@@ -80,6 +129,7 @@ def run_backfill(
     metrics: bool = False,
     s3: Any | None = None,
     cloudwatch: Any | None = None,
+    secrets: Any | None = None,
 ) -> list[WindowResult]:
     """The windows ending in (start, end] every `step`; metrics off by default (alarms would see history)."""
     return backfill(
@@ -91,6 +141,7 @@ def run_backfill(
         windows=windows(settings),
         thresholds=thresholds(settings),
         metrics=sink(settings, metrics, cloudwatch),
+        quality=quality_step(settings, s3, secrets),
     )
 
 
@@ -110,10 +161,12 @@ def event_time(event: Any) -> datetime | None:
 def run_scheduled(event: Any, settings: MonitorSettings) -> dict[str, Any]:
     """The handler's work: one window, and a small JSON answer (status, drifted features, where the report is)."""
     result = run(settings, event_time(event))
+    quality = result.summary.get("quality")
     return {
         "end": result.end.isoformat(),
         "status": result.status,
         "drifted": result.drifted(),
         "metrics": result.metrics,
         "report": result.uris,
+        **({"labelled": quality["counts"]["joined"]} if quality else {}),
     }

@@ -186,7 +186,7 @@ def classification_metrics(
     return {"n": len(s), "accuracy": float((yhat == y).mean()), "f1": f1, "auc": auc(s, y)}
 
 
-def _numeric(pairs: list[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray, int]:
+def numeric_pairs(pairs: list[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray, int]:
     p, t, bad = [], [], 0
     for a, b in pairs:
         try:
@@ -206,7 +206,7 @@ def metrics(j: Join, task: Task, threshold: float = 0.5) -> list[dict[str, Any]]
     """One row per (model version, variant): the metrics with their sample count, sorted by version and variant."""
     rows = []
     for (version, variant), pairs in sorted(j.pairs.items()):
-        p, t, bad = _numeric(pairs)
+        p, t, bad = numeric_pairs(pairs)
         m = regression_metrics(p, t) if task == "regression" else classification_metrics(p, t, threshold)
         rows.append({"model_version": version, "variant": variant, "unusable": bad, **m})
     return rows

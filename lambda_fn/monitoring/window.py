@@ -22,7 +22,7 @@ window function for every end in (start, end] at `step`: each window once, its r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -68,6 +68,11 @@ class Store(Protocol):
     ) -> tuple[dict[str, list[Profile]], ReadStats]: ...
 
     def write_report(self, end: datetime, files: Mapping[str, tuple[bytes, str]]) -> dict[str, str]: ...
+
+
+# The window's model-quality step (`quality_job`, wired by `job`): the window's end → (the quality section of the
+# summary, its metrics). The section's `metrics` and `counts` also go into the short window's `labels` (the report).
+QualityStep = Callable[[datetime], tuple[dict[str, Any], list["MetricDatum"]]]
 
 
 class MetricsSink(Protocol):
@@ -171,12 +176,22 @@ def run_window(
     windows: Windows = Windows(),
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     metrics: MetricsSink | None = None,
+    quality: QualityStep | None = None,
 ) -> WindowResult:
-    """One monitor run: evaluate the windows ending at `at` (cut to the minute), write the report, publish."""
+    """One monitor run: evaluate the windows ending at `at` (cut to the minute), write the report, publish.
+
+    With `quality`, the summary also holds the model quality from late labels (`summary["quality"]`, and the
+    short window's `labels` for the report) and its metrics are published with the drift metrics."""
     end = window_end(at)
     summary = evaluate(target, store, end, windows, thresholds)
+    data = metric_data(target, summary["windows"][SHORT])
+    if quality is not None:
+        section, quality_data = quality(end)
+        summary["quality"] = section
+        summary["windows"][SHORT]["labels"] = {"metrics": section["metrics"], "counts": section["counts"]}
+        data.extend(quality_data)
     uris = store.write_report(end, report_files(summary))
-    count = metrics.publish(metric_data(target, summary["windows"][SHORT]), end) if metrics else 0
+    count = metrics.publish(data, end) if metrics else 0
     return WindowResult(end, summary, uris, count)
 
 
@@ -199,9 +214,10 @@ def backfill(
     windows: Windows = Windows(),
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     metrics: MetricsSink | None = None,
+    quality: QualityStep | None = None,
 ) -> list[WindowResult]:
     """The window function over past windows: one run per end of `window_ends(start, end, step)`."""
     return [
-        run_window(target, store, e, windows=windows, thresholds=thresholds, metrics=metrics)
+        run_window(target, store, e, windows=windows, thresholds=thresholds, metrics=metrics, quality=quality)
         for e in window_ends(start, end, step)
     ]

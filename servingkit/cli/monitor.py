@@ -34,6 +34,12 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("--short-minutes", "MONITOR_SHORT_WINDOW_MINUTES", "Short window, minutes (default: 15)."),
     ("--long-hours", "MONITOR_LONG_WINDOW_HOURS", "Long window, hours (default: 24)."),
     ("--min-rows", "MONITOR_MIN_ROWS", "Rows below which a window claims no drift (default: 1000)."),
+    ("--labels", "MONITOR_LABELS", "true: model quality from the late labels under <prefix>/labels/ (default: false)."),
+    ("--label-delay-minutes", "MONITOR_LABEL_DELAY_MINUTES", "How late a label may arrive and count (default: 60)."),
+    ("--label-span-minutes", "MONITOR_LABEL_SPAN_MINUTES", "Captured predictions scored per run (default: 60)."),
+    ("--label-task", "MONITOR_LABEL_TASK", "regression (MAE, RMSE; default) or classification (accuracy, F1, AUC)."),
+    ("--training-metrics", "MONITOR_TRAINING_METRICS", 'The release\'s metrics, JSON: {"mae": 3.1, "rmse": 4.2}.'),
+    ("--id-key-secret-arn", "MONITOR_ID_KEY_SECRET_ARN", "Capture's id-hashing secret: label ids are hashed with it."),
 ]
 
 
@@ -41,7 +47,7 @@ def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The monitor's settings as options, each defaulting to its environment variable."""
     fn = click.option(
         "--release",
-        help="s3:// URI of a release.json (servingkit publish): fills the model name, sha256, version and reference.",
+        help="s3:// URI of a release.json (servingkit publish): fills the model, its reference and training metrics.",
     )(fn)
     for flag, env, text in reversed(_OPTIONS):
         fn = click.option(flag, env.lower(), envvar=env, show_envvar=True, help=text)(fn)
@@ -75,7 +81,9 @@ def _release_env(uri: str) -> dict[str, str]:
     ref = manifest.get("reference") or {}
     if not ref.get("uri"):
         raise CommandError(f"{uri} records no reference: this release has no monitoring baseline")
-    return {
+    metrics = manifest.get("metrics") or {}
+    training = {"MONITOR_TRAINING_METRICS": json.dumps(metrics)} if isinstance(metrics, dict) and metrics else {}
+    return training | {
         "MONITOR_MODEL_NAME": str(manifest["name"]),
         "MONITOR_MODEL_SHA256": str(manifest["sha256"]),
         "MONITOR_MODEL_VERSION": str(manifest["version"]),
@@ -115,6 +123,11 @@ def _echo_result(result: Any) -> None:
         f"window ending {result.end.isoformat()}: {result.status}; rows {rows or 'none'}; "
         f"drifted {drifted or 'none'}; {result.metrics} metrics"
     )
+    quality = result.summary.get("quality")
+    if quality:
+        c = quality["counts"]
+        worst = {v: q["degradation"]["worst"] for v, q in quality["variants"].items()}
+        click.echo(f"  labels: joined {c['joined']}, late {c['late']}, missing {c['missing']}; vs training {worst}")
     click.echo(f"  report {result.uris.get('report.html', '')}")
 
 
@@ -136,7 +149,9 @@ def run(at: str | None, no_metrics: bool, as_json: bool, **options: Any) -> None
 
     Environment: MONITOR_BUCKET, MONITOR_PREFIX, MONITOR_MODEL_NAME, MONITOR_MODEL_SHA256, MONITOR_MODEL_VERSION,
     MONITOR_REFERENCE_URI, MONITOR_REFERENCE_SHA256, MONITOR_SHORT_WINDOW_MINUTES, MONITOR_LONG_WINDOW_HOURS,
-    MONITOR_MIN_ROWS; AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_CLOUDWATCH.
+    MONITOR_MIN_ROWS, MONITOR_LABELS, MONITOR_LABEL_DELAY_MINUTES, MONITOR_LABEL_SPAN_MINUTES, MONITOR_LABEL_TASK,
+    MONITOR_TRAINING_METRICS, MONITOR_ID_KEY_SECRET_ARN; AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
+    AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_CLOUDWATCH.
     """
     from lambda_fn.monitoring import job
 
@@ -203,3 +218,29 @@ def report(at: str | None, long_window: bool, out: Path, open_it: bool, **option
     click.echo(f"s3://{settings.monitor_bucket}/{key} -> {out}")
     if open_it:
         webbrowser.open(out.resolve().as_uri())
+
+
+@monitor.group("labels")
+def labels() -> None:
+    """Late ground truth for the model-quality job (MONITOR_LABELS=true)."""
+
+
+@labels.command("put")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bucket", envvar="MONITOR_BUCKET", show_envvar=True, required=True, help="The monitoring bucket.")
+@click.option("--prefix", envvar="MONITOR_PREFIX", show_envvar=True, default="monitoring", help="Its key prefix.")
+@click.option("--at", help="The labels' arrival hour (ISO 8601); default now.")
+def labels_put(file: Path, bucket: str, prefix: str, at: str | None) -> None:
+    """Upload a label file (JSON lines, .jsonl or .jsonl.gz) to <prefix>/labels/date=/hour=/ of its arrival.
+
+    Lines: {"id": ..., "label": ..., "time": ...} (the record's raw ID_FIELD value; time optional, else the
+    upload's) or SageMaker's ground truth ({"groundTruthData": {...}, "eventMetadata": {"eventId": ...}}).
+
+    Environment: MONITOR_BUCKET, MONITOR_PREFIX; AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3.
+    """
+    from lambda_fn.monitoring.s3_labels import put_labels
+    from lambda_fn.monitoring.s3_store import s3_client
+
+    when = parse_time(at)
+    key = _guarded(lambda: put_labels(s3_client(), bucket, prefix.strip("/"), file.name, file.read_bytes(), when))
+    click.echo(f"s3://{bucket}/{key}")

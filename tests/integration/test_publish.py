@@ -46,6 +46,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         run_ids = []
         for model in (tiny_pipeline(), tiny_pipeline().set_params(model__fit_intercept=False).fit(x, y)):
             with mlflow.start_run(experiment_id=experiment) as run:
+                mlflow.log_metrics({"mae": 0.25, "rmse": 0.5, "baseline_rmse": 2.0})  # the release's training metrics
                 mlflow.sklearn.log_model(
                     model,
                     name="model",
@@ -91,6 +92,8 @@ def test_publish_alias_then_score_it_through_the_handler_without_mlflow(
     manifest = _manifest(aws, result.manifest_uri)
     assert manifest == result.manifest
     assert (manifest["name"], manifest["version"], manifest["sha256"]) == (NAME, "1", expected_sha)
+    assert manifest["metrics"] == {"mae": 0.25, "rmse": 0.5}  # the run's, for the monitor's quality job
+    assert str(manifest["metrics_origin"]).startswith("the MLflow run ")
     assert manifest["model_uri"] == result.model_uri
     source = manifest["source"]
     assert isinstance(source, dict)
@@ -154,6 +157,7 @@ def test_local_directory_is_published_as_is_and_missing_bucket(aws: Aws, tiny_ml
     sha = artifact_sha256(local)  # e.g. the digest `servingkit train` wrote into build/release.json
     assert result.model_uri == f"s3://{BUCKET}/releases/tiny/{sha}/model"
     assert result.manifest["version"] == sha[:12] and result.manifest["source"]["registered_model"] is None
+    assert result.manifest["metrics"] is None and result.manifest["metrics_origin"] is None  # no metrics.json
     with pytest.raises(PublishError, match="does not exist"):
         publish(str(tiny_mlflow_dir), "no-such-bucket", s3=aws.s3)
     with pytest.raises(PublishError, match="neither"):

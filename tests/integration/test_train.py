@@ -84,3 +84,26 @@ def test_train_writes_the_monitoring_reference_into_the_model_and_the_run(traine
         tracking_uri=f"sqlite:///{root}/mlruns.db",
     )
     assert Path(logged).read_bytes() == (root / "model" / "reference.json").read_bytes()
+
+
+def test_train_records_the_validation_metrics_in_the_model_the_release_and_the_run(
+    trained: tuple[Path, object], tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from lambda_fn.monitoring.quality_job import read_metrics_file
+    from servingkit.publish import training_metrics
+
+    root, result = trained
+    release = json.loads((root / "release.json").read_text())
+    assert set(release["metrics"]) == {"mae", "rmse", "baseline_rmse"}
+    assert 0 < release["metrics"]["mae"] <= release["metrics"]["rmse"]
+    in_model = read_metrics_file((root / "model" / "metrics.json").read_bytes())
+    assert in_model == {"mae": release["metrics"]["mae"], "rmse": release["metrics"]["rmse"]}
+    assert json.loads((root / "model" / "metrics.json").read_text())["rows"] == 800  # the 20 % validation split
+    assert release["sha256"] == artifact_sha256(root / "model")  # the model's digest covers the metrics
+    assert training_metrics(root / "model", None, False, None) == (in_model, "the model directory (metrics.json)")
+    run = MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns.db").get_run(result.run_id)  # type: ignore[attr-defined]
+    assert run.data.metrics["mae"] == pytest.approx(release["metrics"]["mae"])
+    (tmp_path / "plain").mkdir()
+    assert training_metrics(tmp_path / "plain", None, False, None) == (None, None)
