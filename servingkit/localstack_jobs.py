@@ -15,11 +15,13 @@ returns the exit status; `LocalStackError` says why LocalStack could not be inst
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from servingkit.localcloud import localstack as ls
@@ -109,22 +111,26 @@ def _print_summary(label: str, result: dict[str, Any]) -> None:
     )
 
 
-def _with_localstack(endpoint: str | None) -> tuple[str, ls.LocalStack | None]:
+@contextlib.contextmanager
+def _localstack_for_run(endpoint: str | None) -> Iterator[tuple[str, ls.LocalStack | None]]:
+    """The LocalStack at `endpoint` (reused), or one started for this run and stopped when it ends."""
     if endpoint:
-        return ls.ensure_running(endpoint, log=say), ls.current()
-    instance = ls.launch(0, log=say)
-    return instance.endpoint, instance
+        url, instance = ls.ensure_running(endpoint, log=say), ls.current()
+    else:
+        instance = ls.launch(0, log=say)
+        url = instance.endpoint
+    try:
+        yield url, instance
+    finally:
+        if instance is not None:
+            instance.stop()
 
 
 def e2e(
     records: int = 10_000, shards: int | None = None, poison_rate: float = 0.01, endpoint: str | None = None
 ) -> int:
-    url, instance = _with_localstack(endpoint)
-    try:
+    with _localstack_for_run(endpoint) as (url, instance):
         result = _pipeline(url, records, shards, poison_rate)
-    finally:
-        if instance is not None:
-            instance.stop()
     _print_summary("localstack", result)
     figures = {k: result[k] for k in FIGURES}
     if instance is not None:
@@ -138,12 +144,8 @@ def bench(
 ) -> int:
     baseline = _pipeline(None, records, shards, poison_rate)
     _print_summary("embedded moto (baseline)", baseline)
-    url, instance = _with_localstack(endpoint)
-    try:
+    with _localstack_for_run(endpoint) as (url, instance):
         result = _pipeline(url, records, shards, poison_rate)
-    finally:
-        if instance is not None:
-            instance.stop()
     _print_summary("localstack", result)
     out: dict[str, Any] = {
         "records": records,
