@@ -241,12 +241,11 @@ def map_payloads(records: Iterable[UserRecord], features_field: str | None, id_f
         if type(payload) is not dict:
             rec.fail(Reason.NOT_OBJECT, f"record JSON must be an object, got {type(payload).__name__}")
             continue
-        if features_field:
-            if features_field not in payload:
-                rec.fail(Reason.MISSING_FEATURES, f"record has no '{features_field}' field (FEATURES_FIELD)")
-                continue
-            rec.features = payload[features_field]
-        else:
-            rec.features = payload
+        if features_field and features_field not in payload:
+            if id_field:  # the dead letter still says which record it was
+                rec.record_id = record_id(payload, None, id_field)
+            rec.fail(Reason.MISSING_FEATURES, f"record has no '{features_field}' field (FEATURES_FIELD)")
+            continue
+        rec.features = payload[features_field] if features_field else payload
         if id_field:
             rec.record_id = record_id(payload, rec.features, id_field)

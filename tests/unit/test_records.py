@@ -46,7 +46,7 @@ def test_each_kind_of_poison_gets_its_reason() -> None:
             kinesis_record("%%%not-base64", 1),
             kinesis_record(b"\xff\xfe not utf8 json", 2),
             kinesis_record(b"[1, 2, 3]", 3),
-            kinesis_record(b'{"other": 1}', 4),
+            kinesis_record(b'{"ride_id": "r4", "other": 1}', 4),
             kinesis_record(json.dumps({"ride_id": 9, "ride": {"x": 1}}).encode(), 5),
         ]
     }
@@ -60,6 +60,7 @@ def test_each_kind_of_poison_gets_its_reason() -> None:
         None,
     ]
     assert "'ride'" in (recs[3].detail or "")
+    assert recs[3].record_id == "r4"  # a dead letter without features still names its record
     assert recs[4].record_id == 9
 
 
