@@ -118,6 +118,11 @@ class Metric:
     CAPTURE_DROPPED = "CaptureDropped"
     CAPTURE_ERRORS = "CaptureErrors"
     PROFILES_WRITTEN = "ProfilesWritten"
+    # The labels stream (lambda_fn.monitoring.label_stream), per batch: labels received, written to S3, dropped
+    # (malformed: never retried, the reason logged).
+    LABELS_RECEIVED = "LabelsReceived"
+    LABELS_WRITTEN = "LabelsWritten"
+    LABELS_DROPPED = "LabelsDropped"
     MODEL_DIMENSION = "model"
     FEATURE_DIMENSION = "feature"
 
@@ -489,3 +494,46 @@ def monitor_settings_from(environ: Mapping[str, str]) -> MonitorSettings:
 def get_monitor_settings() -> MonitorSettings:
     """Read the monitor's settings from the process environment once per container."""
     return monitor_settings_from(os.environ)
+
+
+# --------------------------------------------------------------------------- the labels function
+
+
+class LabelsEnv:
+    """Environment variable names read by the labels function (`lambda_fn.handler.labels_handler`)."""
+
+    LABELS_BUCKET = "LABELS_BUCKET"  # the monitoring bucket (the monitor's MONITOR_BUCKET)
+    LABELS_PREFIX = "LABELS_PREFIX"  # the monitor's MONITOR_PREFIX: labels go under <prefix>/labels/
+
+
+class LabelsSettings(BaseModel):
+    """Typed settings of the labels function; field names are the lower-cased environment names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    labels_bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    labels_prefix: str = "monitoring"
+
+    @field_validator("labels_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+
+def labels_settings_from(environ: Mapping[str, str]) -> LabelsSettings:
+    """Build the labels function's settings; every error names the environment variable at fault."""
+    raw = {env.lower(): value for env in (LabelsEnv.LABELS_BUCKET, LabelsEnv.LABELS_PREFIX)
+           if (value := (environ.get(env) or "").strip())}  # fmt: skip
+    if "labels_bucket" not in raw:
+        raise ConfigError(f"missing required environment variable for the labels function: {LabelsEnv.LABELS_BUCKET}")
+    try:
+        return LabelsSettings(**raw)
+    except ValidationError as exc:
+        problems = [f"{str(e['loc'][0]).upper()}={raw.get(str(e['loc'][0]), '')!r}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid labels configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_labels_settings() -> LabelsSettings:
+    """Read the labels function's settings from the process environment once per container."""
+    return labels_settings_from(os.environ)
