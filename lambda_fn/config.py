@@ -399,6 +399,19 @@ class MonitorEnv:
     MONITOR_ID_KEY_SECRET_ARN = "MONITOR_ID_KEY_SECRET_ARN"  # capture's CAPTURE_ID_KEY_SECRET_ARN: hash label ids
 
 
+def parse_training_metrics(text: str) -> dict[str, float]:
+    """MONITOR_TRAINING_METRICS: a JSON object of metric name to a finite number; ValueError says what is wrong."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise ValueError("must be a JSON object of metric name to number") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in parsed.values()
+    ):
+        raise ValueError("must be a JSON object of metric name to a finite number")
+    return {str(k): float(v) for k, v in parsed.items()}
+
+
 class MonitorSettings(BaseModel):
     """Typed settings of the monitor function; field names are the lower-cased environment names."""
 
@@ -425,16 +438,8 @@ class MonitorSettings(BaseModel):
     @field_validator("monitor_training_metrics")
     @classmethod
     def _training(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            raise ValueError("must be a JSON object of metric name to number") from None
-        if not isinstance(parsed, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in parsed.values()
-        ):
-            raise ValueError("must be a JSON object of metric name to a finite number")
+        if value is not None:
+            parse_training_metrics(value)
         return value
 
     def training_metrics(self) -> dict[str, float]:
