@@ -32,7 +32,7 @@ from infra.functions import ImageFunction
 from infra.label_stream import LabelStream
 from infra.nag import acknowledge, acknowledge_resource
 from infra.settings import DeploySettings, FunctionSizing, MonitoringSettings
-from infra.topology import CAPTURE_DIR, LABELS_DIR, MONITOR_HANDLER, PROFILES_DIR, REPORTS_DIR
+from infra.topology import CAPTURE_DIR, HOURLY_DIR, LABELS_DIR, MONITOR_HANDLER, PROFILES_DIR, REPORTS_DIR
 from lambda_fn.config import Metric
 
 # One window's work is a few hundred milliseconds of numpy (docs/monitoring.md); the S3 reads of the long window
@@ -143,6 +143,9 @@ class ModelMonitor(Construct):
                     id="profiles", prefix=f"{m.prefix}/{PROFILES_DIR}/", expiration=Duration.days(m.capture_days)
                 ),
                 s3.LifecycleRule(
+                    id="profiles-hourly", prefix=f"{m.prefix}/{HOURLY_DIR}/", expiration=Duration.days(m.capture_days)
+                ),
+                s3.LifecycleRule(
                     id="reports", prefix=f"{m.prefix}/{REPORTS_DIR}/", expiration=Duration.days(m.report_days)
                 ),
                 s3.LifecycleRule(
@@ -156,9 +159,11 @@ class ModelMonitor(Construct):
 
     def _grant_monitor(self, role: iam.Role) -> None:
         """Read the profiles and the reference, write the reports, publish metrics in the kit's namespace only."""
-        profiles, reports = self.path(PROFILES_DIR), self.path(REPORTS_DIR)
+        profiles, reports, hourly = self.path(PROFILES_DIR), self.path(REPORTS_DIR), self.path(HOURLY_DIR)
+        # Hourly profiles: the monitor writes and reads its own merges of the per-batch ones (it never deletes).
         # With labels, the quality job also lists and reads the capture and the labels (read-only).
-        reads = [profiles] + ([self.path(CAPTURE_DIR), self.path(LABELS_DIR)] if self.settings.labels else [])
+        reads = [profiles, hourly]
+        reads += [self.path(CAPTURE_DIR), self.path(LABELS_DIR)] if self.settings.labels else []
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
@@ -172,9 +177,8 @@ class ModelMonitor(Construct):
                 resources=[*(self.bucket.arn_for_objects(f"{p}/*") for p in reads), self._reference_arn()],
             )
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{reports}/*")])
-        )
+        writes = [self.bucket.arn_for_objects(f"{reports}/*"), self.bucket.arn_for_objects(f"{hourly}/*")]
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=writes))
         acknowledge_resource(
             role,
             self.bucket.arn_for_objects(f"{profiles}/*"),
@@ -184,6 +188,11 @@ class ModelMonitor(Construct):
             role,
             self.bucket.arn_for_objects(f"{reports}/*"),
             "Each window writes its summary and reports under a new key: only under reports/.",
+        )
+        acknowledge_resource(
+            role,
+            self.bucket.arn_for_objects(f"{hourly}/*"),
+            "The monitor writes and reads one merged profile per variant and hour: only under profiles-hourly/.",
         )
         # PutMetricData has no resource-level permission: a policy of its own, so its acknowledgment is its own,
         # and the namespace condition keeps it to the kit's metrics.

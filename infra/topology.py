@@ -122,6 +122,7 @@ class CaptureEnv:
 MONITORING_PREFIX = "monitoring"
 CAPTURE_DIR, PROFILES_DIR, REPORTS_DIR = "capture", "profiles", "reports"  # s3_store.CAPTURE, PROFILES, REPORTS
 LABELS_DIR = "labels"  # s3_labels.LABELS
+HOURLY_DIR = "profiles-hourly"  # s3_store.HOURLY: the monitor's merged profile per variant and complete hour
 # The profiles' variant when no A/B arms are configured (lambda_fn.variants.PRIMARY), and the scorer's metric of
 # capture faults (EMF, dimension service, like the kit's other counters).
 PRIMARY_VARIANT = "primary"

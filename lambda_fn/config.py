@@ -397,6 +397,7 @@ class MonitorEnv:
     MONITOR_LABEL_TASK = "MONITOR_LABEL_TASK"  # regression (MAE, RMSE) or classification (accuracy, F1, AUC)
     MONITOR_TRAINING_METRICS = "MONITOR_TRAINING_METRICS"  # the release's metrics, JSON: {"mae": .., "rmse": ..}
     MONITOR_ID_KEY_SECRET_ARN = "MONITOR_ID_KEY_SECRET_ARN"  # capture's CAPTURE_ID_KEY_SECRET_ARN: hash label ids
+    MONITOR_COMPACT = "MONITOR_COMPACT"  # merge complete hours into hourly profiles and read those (default true)
 
 
 def parse_training_metrics(text: str) -> dict[str, float]:
@@ -434,6 +435,7 @@ class MonitorSettings(BaseModel):
     monitor_label_task: Literal["regression", "classification"] = "regression"
     monitor_training_metrics: str | None = None
     monitor_id_key_secret_arn: str | None = None
+    monitor_compact: bool = True
 
     @field_validator("monitor_training_metrics")
     @classmethod

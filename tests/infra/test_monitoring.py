@@ -20,6 +20,7 @@ from infra.settings import deploy_settings
 from infra.topology import (
     CAPTURE_DIR,
     CAPTURE_ERRORS_METRIC,
+    HOURLY_DIR,
     LABELS_DIR,
     LABELS_HANDLER,
     MONITOR_HANDLER,
@@ -159,6 +160,7 @@ def test_monitoring_bucket_is_encrypted_private_logged_and_expires_by_prefix(mon
     assert props["LifecycleConfiguration"]["Rules"] == [
         {"Id": "capture", "Prefix": "monitoring/capture/", "ExpirationInDays": 30, "Status": "Enabled"},
         {"Id": "profiles", "Prefix": "monitoring/profiles/", "ExpirationInDays": 30, "Status": "Enabled"},
+        {"Id": "profiles-hourly", "Prefix": "monitoring/profiles-hourly/", "ExpirationInDays": 30, "Status": "Enabled"},
         {"Id": "reports", "Prefix": "monitoring/reports/", "ExpirationInDays": 365, "Status": "Enabled"},
         {"Id": "labels", "Prefix": "monitoring/labels/", "ExpirationInDays": 30, "Status": "Enabled"},
         {"Id": "multipart", "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}, "Status": "Enabled"},
@@ -179,6 +181,7 @@ def test_lifecycle_follows_the_context(monitored_ab: Synth) -> None:
     assert {r["Id"]: r.get("ExpirationInDays") for r in rules} == {
         "capture": 7,
         "profiles": 7,
+        "profiles-hourly": 7,
         "reports": 90,
         "labels": 14,
         "multipart": None,
@@ -274,13 +277,16 @@ def test_monitor_reads_profiles_and_the_reference_writes_reports_and_metrics_in_
         "s3:ListBucket": [bucket],
         "s3:GetObject": [
             "arn:<AWS::Partition>:s3:::example-models/taxi/1/reference.json",
+            f"{bucket}/monitoring/profiles-hourly/*",
             f"{bucket}/monitoring/profiles/*",
         ],
-        "s3:PutObject": [f"{bucket}/monitoring/reports/*"],
+        "s3:PutObject": [f"{bucket}/monitoring/profiles-hourly/*", f"{bucket}/monitoring/reports/*"],
         "cloudwatch:PutMetricData": ["*"],
     }
     (listing,) = [st for st in statements if st["Action"] == "s3:ListBucket"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["monitoring/profiles/*"]}}
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["monitoring/profiles/*", "monitoring/profiles-hourly/*"]}
+    }
     (metrics,) = [st for st in statements if st["Action"] == "cloudwatch:PutMetricData"]
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": Metric.NAMESPACE}}
 
@@ -332,15 +338,18 @@ def test_monitor_with_labels_lists_and_reads_capture_and_labels_only(monitored_a
         [
             "arn:<AWS::Partition>:s3:::example-models/taxi/1/reference.json",
             f"{bucket}/monitoring/profiles/*",
+            f"{bucket}/monitoring/profiles-hourly/*",
             f"{bucket}/monitoring/capture/*",
             f"{bucket}/monitoring/labels/*",
         ]
     )
-    assert granted["s3:PutObject"] == [f"{bucket}/monitoring/reports/*"]  # no write to labels or capture
+    # no write to labels or capture
+    assert granted["s3:PutObject"] == [f"{bucket}/monitoring/profiles-hourly/*", f"{bucket}/monitoring/reports/*"]
     (listing,) = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == [
         "monitoring/capture/*",
         "monitoring/labels/*",
+        "monitoring/profiles-hourly/*",
         "monitoring/profiles/*",
     ]
 
@@ -523,6 +532,7 @@ def test_no_wildcard_beyond_the_monitoring_prefixes(monitored: Synth, monitored_
                                 "/monitoring/profiles/*",
                                 "/monitoring/reports/*",
                                 "/monitoring/labels/*",
+                                "/monitoring/profiles-hourly/*",
                                 "/taxi/1/*",
                                 "/taxi/3/*",
                                 "/taxi/4/model.skops/*",
@@ -618,7 +628,7 @@ def test_monitored_stack_passes_awssolutions(variant: str, request: pytest.Fixtu
     assert all(len(reason) > 40 for reason in acknowledged.values())
     prefixes = {rule.split("/monitoring/")[-1] for rule in acknowledged if "/monitoring/" in rule}
     labels = {"labels/*]"} if s.context.get("monitoring_labels") == "true" else set()
-    assert prefixes == {"capture/*]", "profiles/*]", "reports/*]"} | labels
+    assert prefixes == {"capture/*]", "profiles/*]", "profiles-hourly/*]", "reports/*]"} | labels
     if s.context.get("monitoring_hash_ids") == "true":
         assert "AwsSolutions-SMG4" in acknowledged
 
@@ -757,7 +767,7 @@ def test_shared_names_match_the_runtime() -> None:
     assert PRIMARY_VARIANT == PRIMARY
     assert DEFAULT_THRESHOLDS.psi == (PSI_WARN, PSI_ALERT)
     assert (s3_store.CAPTURE, s3_store.PROFILES, s3_store.REPORTS) == (CAPTURE_DIR, PROFILES_DIR, REPORTS_DIR)
-    assert s3_labels.LABELS == LABELS_DIR
+    assert (s3_labels.LABELS, s3_store.HOURLY) == (LABELS_DIR, HOURLY_DIR)
     module, _, name = LABELS_HANDLER.rpartition(".")
     assert module == "lambda_fn.handler" and callable(getattr(lambda_fn.handler, name))
     assert CaptureEnv.MONITOR_REFERENCE_URI == MonitorEnv.MONITOR_REFERENCE_URI
