@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from lambda_fn.monitoring.labels import Label, read_labels
 from tests.helpers import kinesis_event, kinesis_record, kpl_aggregate
 
 PREFIX = "monitoring"
+ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 12, 1, 11, 30, tzinfo=UTC)
 
 
@@ -192,3 +197,19 @@ def test_labels_settings() -> None:
         labels_settings_from({})
     with pytest.raises(ConfigError, match="LABELS_BUCKET='Bad_Bucket'"):
         labels_settings_from({"LABELS_BUCKET": "Bad_Bucket"})
+
+
+def _cold_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Import the handler as Lambda does for the labels function (its settings read at init), in a fresh process."""
+    keep = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "PATH", "HOME", "POWERTOOLS_"))}
+    full = {**keep, "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9", "_HANDLER": "lambda_fn.handler.labels_handler",
+            "PYTHONPATH": str(ROOT), **env}  # fmt: skip
+    code = "import lambda_fn.handler"
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, check=False)
+
+
+def test_the_labels_function_starts_without_a_model_and_fails_without_its_bucket() -> None:
+    ok = _cold_start({"LABELS_BUCKET": "kit-monitoring"})  # no MODEL_URI: the scorer's settings would refuse it
+    assert ok.returncode == 0, ok.stderr
+    bad = _cold_start({})
+    assert bad.returncode != 0 and "LABELS_BUCKET" in bad.stderr
