@@ -103,8 +103,12 @@ def parse_record(data: bytes, arrival: datetime) -> Label:
         obj = decode_json(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise LabelError(f"not strict JSON: {exc}"[:300]) from exc
-    if isinstance(obj, dict) and "groundTruthData" not in obj and "id" in obj:
-        _check_id(obj["id"])
+    if isinstance(obj, dict):  # the raw id's type (the parser below makes every id a string)
+        meta = obj.get("eventMetadata")
+        if "groundTruthData" in obj and isinstance(meta, dict) and "eventId" in meta:
+            _check_id(meta["eventId"])
+        elif "groundTruthData" not in obj and "id" in obj:
+            _check_id(obj["id"])
     label = label_from_object(obj, arrival)
     when = label.arrived or arrival
     if when.tzinfo is None:

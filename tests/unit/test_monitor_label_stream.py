@@ -119,6 +119,7 @@ MALFORMED = [
     (b'{"id": "a", "label": 1, "time": "2026-12-01T11:00:00"}', "UTC offset"),
     (json.dumps(_sagemaker("a", "1", "XML")).encode(), "encoding"),
     (json.dumps({"groundTruthData": {"data": "1"}}).encode(), "ground truth without"),
+    (json.dumps({**_sagemaker("a", "1"), "eventMetadata": {"eventId": None}}).encode(), "string or an integer"),
     (b"\xff\xfe\x00", "not strict JSON"),
 ]
 
