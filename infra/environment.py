@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from infra.settings import DeploySettings, MonitoringSettings
 from infra.topology import CaptureEnv
-from lambda_fn.config import ConfigError, Env, Metric, MonitorEnv, monitor_settings_from, settings_from
+from lambda_fn.config import (
+    ConfigError,
+    Env,
+    LabelsEnv,
+    Metric,
+    MonitorEnv,
+    labels_settings_from,
+    monitor_settings_from,
+    settings_from,
+)
 
 # A CDK token (a bucket name or ARN known at deploy time) as it appears in a string at synth.
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
@@ -22,6 +31,8 @@ _PLACEHOLDERS = {
     CaptureEnv.CAPTURE_BUCKET: "bucket-named-at-deploy",
     MonitorEnv.MONITOR_BUCKET: "bucket-named-at-deploy",
     CaptureEnv.CAPTURE_ID_KEY_SECRET_ARN: "arn:aws:secretsmanager:us-east-1:000000000000:secret:named-at-deploy",
+    MonitorEnv.MONITOR_ID_KEY_SECRET_ARN: "arn:aws:secretsmanager:us-east-1:000000000000:secret:named-at-deploy",
+    LabelsEnv.LABELS_BUCKET: "bucket-named-at-deploy",
 }
 
 
@@ -127,8 +138,25 @@ def api_environment(s: DeploySettings, *, model_bucket: str, capture: CaptureTar
     return _checked(_with_capture(s, env, capture))
 
 
-def monitor_environment(s: DeploySettings, *, bucket: str) -> dict[str, str]:
-    """The monitor function: where the profiles and reports are, whose they are, the reference and the windows.
+def _labels(m: MonitoringSettings, id_key_secret_arn: str | None) -> dict[str, str]:
+    """Model quality from late labels: the join's delay and span, the task, the release's training metrics and,
+    when capture hashes ids, the key the monitor hashes label ids with."""
+    env = {
+        MonitorEnv.MONITOR_LABELS: "true",
+        MonitorEnv.MONITOR_LABEL_DELAY_MINUTES: str(m.label_delay_minutes),
+        MonitorEnv.MONITOR_LABEL_SPAN_MINUTES: str(m.label_span_minutes),
+        MonitorEnv.MONITOR_LABEL_TASK: m.label_task,
+    }
+    if m.training_metrics:
+        env[MonitorEnv.MONITOR_TRAINING_METRICS] = m.training_metrics
+    if id_key_secret_arn:
+        env[MonitorEnv.MONITOR_ID_KEY_SECRET_ARN] = id_key_secret_arn
+    return env
+
+
+def monitor_environment(s: DeploySettings, *, bucket: str, id_key_secret_arn: str | None = None) -> dict[str, str]:
+    """The monitor function: where the profiles and reports are, whose they are, the reference, the windows and,
+    with labels, the quality job's settings (`id_key_secret_arn`: capture's id key, when ids are hashed).
 
     Checked at synth with the monitor's own parser (`lambda_fn.config.monitor_settings_from`)."""
     m = s.monitoring
@@ -149,8 +177,30 @@ def monitor_environment(s: DeploySettings, *, bucket: str) -> dict[str, str]:
     }
     if s.model_version:
         env[MonitorEnv.MONITOR_MODEL_VERSION] = s.model_version
+    if m.labels:
+        env.update(_labels(m, id_key_secret_arn))
     try:
         monitor_settings_from(_for_check(env))
     except ConfigError as exc:
         raise ConfigError(f"the monitor's environment would not start: {exc}") from None
+    return env
+
+
+def labels_environment(s: DeploySettings, *, bucket: str) -> dict[str, str]:
+    """The labels function: the monitoring bucket and prefix (labels go under <prefix>/labels/), checked at synth
+    with its own parser (`lambda_fn.config.labels_settings_from`)."""
+    m = s.monitoring
+    if m is None:
+        raise ConfigError("labels_environment: monitoring is off")
+    env = {
+        LabelsEnv.LABELS_BUCKET: bucket,
+        LabelsEnv.LABELS_PREFIX: m.prefix,
+        Env.POWERTOOLS_SERVICE_NAME: s.topology.prefix,
+        Env.POWERTOOLS_METRICS_NAMESPACE: Metric.NAMESPACE,
+        Env.LOG_LEVEL: s.log_level,
+    }
+    try:
+        labels_settings_from(_for_check(env))
+    except ConfigError as exc:
+        raise ConfigError(f"the labels function's environment would not start: {exc}") from None
     return env

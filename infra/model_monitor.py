@@ -4,7 +4,9 @@ On only with `-c monitoring=true`. The serving functions capture a sample and wr
 `<prefix>/capture/` and `<prefix>/profiles/` of the monitoring bucket; every `monitoring_schedule_minutes`
 EventBridge Scheduler invokes the monitor (the same image, CMD `lambda_fn.handler.monitor_handler`), which
 reads the profiles and the release's reference, writes `<prefix>/reports/` and publishes its metrics.
-Alarms and dashboard widgets are `Monitoring.watch_models` (infra/monitoring.py).
+With `monitoring_labels=true` the monitor also joins the late labels under `<prefix>/labels/` with the capture
+(model quality); `monitoring_labels_stream=true` adds a Kinesis labels stream and the function that files it there
+(`infra/label_stream.py`). Alarms and dashboard widgets are `Monitoring.watch_models` (infra/monitoring.py).
 
 A bucket of its own rather than a prefix of the model bucket: the model bucket is versioned (a rollback needs
 the previous artifact), so expiring capture there would only turn objects into noncurrent versions kept 90
@@ -27,9 +29,10 @@ from constructs import Construct
 
 from infra.environment import CaptureTarget, monitor_environment
 from infra.functions import ImageFunction
+from infra.label_stream import LabelStream
 from infra.nag import acknowledge, acknowledge_resource
 from infra.settings import DeploySettings, FunctionSizing, MonitoringSettings
-from infra.topology import CAPTURE_DIR, MONITOR_HANDLER, PROFILES_DIR, REPORTS_DIR
+from infra.topology import CAPTURE_DIR, HOURLY_DIR, LABELS_DIR, MONITOR_HANDLER, PROFILES_DIR, REPORTS_DIR
 from lambda_fn.config import Metric
 
 # One window's work is a few hundred milliseconds of numpy (docs/monitoring.md); the S3 reads of the long window
@@ -90,11 +93,20 @@ class ModelMonitor(Construct):
             sizing=FunctionSizing(
                 MONITOR_MEMORY_MB, min(MONITOR_TIMEOUT_SECONDS, 60 * m.schedule_minutes), reserved_concurrency=None
             ),
-            environment=monitor_environment(settings, bucket=self.bucket.bucket_name),
+            environment=monitor_environment(
+                settings,
+                bucket=self.bucket.bucket_name,
+                id_key_secret_arn=self.id_key.secret_arn if self.id_key and m.labels else None,
+            ),
             log_retention_days=settings.log_retention_days,
         )
         self._grant_monitor(self.function.role)
+        if m.labels:
+            self._grant_quality(self.function.role)
         self.schedule = self._schedule(settings.topology.prefix, m, self.function.function)
+        self.labels: LabelStream | None = (
+            LabelStream(self, "LabelStream", settings=settings, bucket=self.bucket) if m.labels_stream else None
+        )
 
     @property
     def capture_target(self) -> CaptureTarget:
@@ -131,7 +143,13 @@ class ModelMonitor(Construct):
                     id="profiles", prefix=f"{m.prefix}/{PROFILES_DIR}/", expiration=Duration.days(m.capture_days)
                 ),
                 s3.LifecycleRule(
+                    id="profiles-hourly", prefix=f"{m.prefix}/{HOURLY_DIR}/", expiration=Duration.days(m.capture_days)
+                ),
+                s3.LifecycleRule(
                     id="reports", prefix=f"{m.prefix}/{REPORTS_DIR}/", expiration=Duration.days(m.report_days)
+                ),
+                s3.LifecycleRule(
+                    id="labels", prefix=f"{m.prefix}/{LABELS_DIR}/", expiration=Duration.days(m.label_days)
                 ),
                 s3.LifecycleRule(id="multipart", abort_incomplete_multipart_upload_after=Duration.days(1)),
             ],
@@ -141,23 +159,26 @@ class ModelMonitor(Construct):
 
     def _grant_monitor(self, role: iam.Role) -> None:
         """Read the profiles and the reference, write the reports, publish metrics in the kit's namespace only."""
-        profiles, reports = self.path(PROFILES_DIR), self.path(REPORTS_DIR)
+        profiles, reports, hourly = self.path(PROFILES_DIR), self.path(REPORTS_DIR), self.path(HOURLY_DIR)
+        # Hourly profiles: the monitor writes and reads its own merges of the per-batch ones (it never deletes).
+        # With labels, the quality job also lists and reads the capture and the labels (read-only).
+        reads = [profiles, hourly]
+        reads += [self.path(CAPTURE_DIR), self.path(LABELS_DIR)] if self.settings.labels else []
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
                 resources=[self.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{profiles}/*"]}},
+                conditions={"StringLike": {"s3:prefix": [f"{p}/*" for p in reads]}},
             )
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
-                resources=[self.bucket.arn_for_objects(f"{profiles}/*"), self._reference_arn()],
+                resources=[*(self.bucket.arn_for_objects(f"{p}/*") for p in reads), self._reference_arn()],
             )
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.bucket.arn_for_objects(f"{reports}/*")])
-        )
+        writes = [self.bucket.arn_for_objects(f"{reports}/*"), self.bucket.arn_for_objects(f"{hourly}/*")]
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=writes))
         acknowledge_resource(
             role,
             self.bucket.arn_for_objects(f"{profiles}/*"),
@@ -167,6 +188,11 @@ class ModelMonitor(Construct):
             role,
             self.bucket.arn_for_objects(f"{reports}/*"),
             "Each window writes its summary and reports under a new key: only under reports/.",
+        )
+        acknowledge_resource(
+            role,
+            self.bucket.arn_for_objects(f"{hourly}/*"),
+            "The monitor writes and reads one merged profile per variant and hour: only under profiles-hourly/.",
         )
         # PutMetricData has no resource-level permission: a policy of its own, so its acknowledgment is its own,
         # and the namespace condition keeps it to the kit's metrics.
@@ -187,6 +213,19 @@ class ModelMonitor(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             f"cloudwatch:PutMetricData supports no resource-level permission; limited to namespace {Metric.NAMESPACE}.",
         )
+
+    def _grant_quality(self, role: iam.Role) -> None:
+        """The quality job reads the capture and the labels (granted with the profiles) and the id key if any."""
+        for directory, what in ((CAPTURE_DIR, "captured predictions"), (LABELS_DIR, "labels")):
+            acknowledge_resource(
+                role,
+                self.bucket.arn_for_objects(f"{self.path(directory)}/*"),
+                f"The quality job reads the {what} of its window, many objects under one prefix: read-only.",
+            )
+        if self.id_key is not None:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.id_key.secret_arn])
+            )
 
     def grant_capture(self, role: iam.Role) -> None:
         """A serving function: write capture and profiles (no read, no delete), read the reference, the id key."""

@@ -94,6 +94,7 @@ class Monitoring(Construct):
         threshold: float,
         description: str,
         periods: int = 1,
+        comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     ) -> cloudwatch.Alarm | None:
         if not self.enabled:
             return None
@@ -105,7 +106,7 @@ class Monitoring(Construct):
             alarm_description=description,
             threshold=threshold,
             evaluation_periods=periods,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            comparison_operator=comparison,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         if self.topic is not None:
@@ -268,12 +269,15 @@ class Monitoring(Construct):
         drift_alarm_features: int,
         quality_alarm_violations: int,
         reports: str,
+        quality_degradation_ratio: float | None = None,
     ) -> None:
         """Prediction monitoring (issue 14): drift and quality alarms per variant, the monitor's errors, widgets.
 
         The monitor publishes one datapoint per metric and window (every `schedule_minutes`), so the alarms'
         period is that of the schedule; no datapoint (no run, or an insufficient window) is not breaching.
         `reports` is where the window reports are (s3://bucket/prefix), named in every alarm's description.
+        With `quality_degradation_ratio` (model quality from late labels on), also a `QualityDegradation` alarm per
+        variant above that ratio to the release's training metrics, and the quality widgets.
         """
         period = Duration.minutes(schedule_minutes)
 
@@ -307,6 +311,18 @@ class Monitoring(Construct):
                     f"Reports: {reports}"
                 ),
             )
+            if quality_degradation_ratio is not None:
+                self.alarm(
+                    f"QualityDegradation-{variant}",
+                    model_metric(Metric.QUALITY_DEGRADATION, variant),
+                    threshold=quality_degradation_ratio,
+                    comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    description=(
+                        f"{model_name} ({variant}): on the late labels of the last window its worst metric is more "
+                        f"than {quality_degradation_ratio}x its training value (MAE/RMSE: current / training; "
+                        f"accuracy/F1/AUC: training / current). Reports: {reports}"
+                    ),
+                )
         self.alarm(
             "MonitorErrors",
             monitor_function.metric_errors(period=period, statistic="Sum"),
@@ -314,6 +330,8 @@ class Monitoring(Construct):
             description=f"The monitor function failed a window (see its log group): drift went unchecked. {reports}",
         )
         self._model_widgets(model_metric, monitor_function, model_name, variants, period)
+        if quality_degradation_ratio is not None:
+            self._quality_widgets(model_metric, model_name, variants, period, quality_degradation_ratio)
         if len(self.alarms) > before:
             self.dashboard.add_widgets(
                 cloudwatch.AlarmStatusWidget(alarms=self.alarms[before:], width=24, title="Monitoring alarms")
@@ -364,6 +382,41 @@ class Monitoring(Construct):
                 title="Monitor function: errors and duration (ms)",
                 left=[monitor_function.metric_errors(period=period, statistic="Sum")],
                 right=[monitor_function.metric_duration(period=period, statistic="Maximum")],
+                width=8,
+            ),
+        )
+
+    def _quality_widgets(
+        self,
+        model_metric: Callable[[str, str], cloudwatch.Metric],
+        model_name: str,
+        variants: tuple[str, ...],
+        period: Duration,
+        ratio: float,
+    ) -> None:
+        # The metric dimension's values (mae, rmse / accuracy, f1, auc) follow the task: one search finds them all.
+        search = (
+            f"SEARCH('{{{Metric.NAMESPACE},{Metric.METRIC_DIMENSION},{Metric.MODEL_DIMENSION},"
+            f'{Metric.VARIANT_DIMENSION}}} MetricName="{Metric.MODEL_QUALITY}" '
+            f"{Metric.MODEL_DIMENSION}=\"{model_name}\"', 'Maximum', {int(period.to_seconds())})"
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title=f"Model quality on late labels per metric and variant: {model_name}",
+                left=[cloudwatch.MathExpression(expression=search, using_metrics={}, label="", period=period)],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Degradation vs training (> 1 worse)",
+                left=[model_metric(Metric.QUALITY_DEGRADATION, v).with_(label=f"ratio ({v})") for v in variants],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=ratio, label="alarm", color=cloudwatch.Color.RED)
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Labelled rows per window",
+                left=[model_metric(Metric.LABELLED_ROWS, v).with_(label=f"labelled ({v})") for v in variants],
                 width=8,
             ),
         )

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlparse
 
 from pydantic import ValidationError
@@ -29,7 +29,7 @@ from infra.topology import (
     context_opt,
     topology,
 )
-from lambda_fn.config import Settings, parse_variants
+from lambda_fn.config import MonitorSettings, Settings, parse_training_metrics, parse_variants
 
 Architecture = Literal["arm64", "x86_64"]
 ApiAuth = Literal["api-key", "iam"]
@@ -89,6 +89,15 @@ class MonitoringSettings:
     drift_alarm_features: int = 1
     quality_alarm_violations: int = 1
     prefix: str = MONITORING_PREFIX
+    # Model quality from late labels (the monitor's MONITOR_LABEL* settings) and the labels stream.
+    labels: bool = False
+    label_delay_minutes: int = 60
+    label_span_minutes: int = 60
+    label_task: str = "regression"
+    training_metrics: str | None = None  # canonical JSON of the release's metrics (MONITOR_TRAINING_METRICS)
+    label_days: int = 30
+    labels_stream: bool = False
+    quality_degradation_ratio: float = 1.2
 
 
 @dataclass(frozen=True)
@@ -279,11 +288,79 @@ def _windows(ctx: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
+def _monitor_field(field: str) -> tuple[Any, int, int]:
+    """(default, minimum, maximum) of an integer setting of the monitor, as `lambda_fn.config.MonitorSettings`
+    declares it: the context's defaults and bounds are the runtime's."""
+    info = MonitorSettings.model_fields[field]
+    bounds = {name: getattr(m, name) for m in info.metadata for name in ("ge", "le") if hasattr(m, name)}
+    return info.default, int(bounds["ge"]), int(bounds["le"])
+
+
+def _training_metrics(ctx: Mapping[str, Any]) -> str | None:
+    """The release manifest's `metrics` (a JSON object, or its text) as canonical JSON, checked as the monitor does."""
+    raw = ctx.get(Ctx.MODEL_TRAINING_METRICS)
+    if raw is None or (isinstance(raw, str) and raw.strip() in ("", "none", "null", "{}")):
+        return None
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+        text = json.dumps(parsed, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        parse_training_metrics(text)  # the monitor's own check
+    except (TypeError, ValueError) as exc:
+        reason = str(exc) if "JSON object" in str(exc) else "must be a JSON object of metric name to number"
+        raise TopologyError(
+            f"context {Ctx.MODEL_TRAINING_METRICS}={raw!r}: {reason} (the release manifest's metrics, e.g. "
+            '{"mae": 3.1, "rmse": 4.4})'
+        ) from None
+    return text
+
+
+def _labels(ctx: Mapping[str, Any], capture_days: int) -> dict[str, Any]:
+    """The label keys (model quality from late labels, the labels stream), each checked whenever given."""
+    delay = context_int(ctx, Ctx.MONITORING_LABEL_DELAY_MINUTES, *_monitor_field("monitor_label_delay_minutes"))
+    span = context_int(ctx, Ctx.MONITORING_LABEL_SPAN_MINUTES, *_monitor_field("monitor_label_span_minutes"))
+    tasks = get_args(MonitorSettings.model_fields["monitor_label_task"].annotation)
+    default_task = str(MonitorSettings.model_fields["monitor_label_task"].default)
+    label_days = context_int(ctx, Ctx.MONITORING_LABEL_DAYS, capture_days, 1, 3650)
+    if label_days * 24 * 60 < delay + span:
+        raise TopologyError(
+            f"context {Ctx.MONITORING_LABEL_DAYS}={label_days}: labels would expire before the quality job has read "
+            f"them ({Ctx.MONITORING_LABEL_DELAY_MINUTES} + {Ctx.MONITORING_LABEL_SPAN_MINUTES} = {delay + span} min)"
+        )
+    ratio = ctx.get(Ctx.MONITORING_QUALITY_DEGRADATION_RATIO, 1.2)
+    try:
+        number = float(ratio) if not isinstance(ratio, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 1.0 <= number <= 100.0:  # also NaN
+        raise TopologyError(
+            f"context {Ctx.MONITORING_QUALITY_DEGRADATION_RATIO}={ratio!r}: must be a number from 1 to 100 (the "
+            "worst metric's ratio to training, > 1 worse; 1.2 = 20 % worse)"
+        )
+    labels = context_bool(ctx, Ctx.MONITORING_LABELS, bool(MonitorSettings.model_fields["monitor_labels"].default))
+    stream = context_bool(ctx, Ctx.MONITORING_LABELS_STREAM, False)
+    if stream and not labels:
+        raise TopologyError(
+            f"context {Ctx.MONITORING_LABELS_STREAM}=true needs {Ctx.MONITORING_LABELS}=true: nothing would read "
+            "the labels it files"
+        )
+    return {
+        "labels": labels,
+        "label_delay_minutes": delay,
+        "label_span_minutes": span,
+        "label_task": _choice(ctx, Ctx.MONITORING_LABEL_TASK, default_task, tasks),
+        "training_metrics": _training_metrics(ctx),
+        "label_days": label_days,
+        "labels_stream": stream,
+        "quality_degradation_ratio": number,
+    }
+
+
 def monitoring_settings(
     ctx: Mapping[str, Any], model: ModelRef, model_name: str | None, variants: tuple[Variant, ...]
 ) -> MonitoringSettings | None:
     """The `monitoring*` keys, each checked whenever given; None unless monitoring=true."""
     timeout = context_opt(ctx, Ctx.MONITORING_CAPTURE_TIMEOUT_MS, None)
+    windows = _windows(ctx)
     options = {
         "sample_rate": context_share(ctx, Ctx.MONITORING_SAMPLE_RATE, 0.1),
         "payload": _choice(ctx, Ctx.MONITORING_PAYLOAD, "features", ("features", "raw")),
@@ -293,7 +370,8 @@ def monitoring_settings(
         else context_int(ctx, Ctx.MONITORING_CAPTURE_TIMEOUT_MS, 0, 1, 60_000),
         "drift_alarm_features": context_int(ctx, Ctx.MONITORING_DRIFT_ALARM_FEATURES, 1, 1, 1000),
         "quality_alarm_violations": context_int(ctx, Ctx.MONITORING_QUALITY_ALARM_VIOLATIONS, 1, 1, 1000),
-        **_windows(ctx),
+        **windows,
+        **_labels(ctx, windows["capture_days"]),
     }
     if not context_bool(ctx, Ctx.MONITORING, False):
         return None

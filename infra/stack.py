@@ -191,12 +191,16 @@ def _watch_models(monitor: ModelMonitor, monitoring: Monitoring) -> dict[str, st
         drift_alarm_features=m.drift_alarm_features,
         quality_alarm_violations=m.quality_alarm_violations,
         reports=reports,
+        quality_degradation_ratio=m.quality_degradation_ratio if m.labels else None,
     )
-    return {
+    outputs = {
         "MonitoringBucketName": monitor.bucket.bucket_name,
         "MonitorFunctionName": monitor.function.function.function_name,
         "MonitorReports": reports,
     }
+    if monitor.labels is not None:
+        outputs["LabelsStreamName"] = monitor.labels.stream.stream_name
+    return outputs
 
 
 def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True, outdir: str | None = None) -> App:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 STREAM_HANDLER = "lambda_fn.handler.stream_handler"
 API_HANDLER = "lambda_fn.handler.api_handler"
 MONITOR_HANDLER = "lambda_fn.handler.monitor_handler"  # the scheduled monitor window job (issue 14)
+LABELS_HANDLER = "lambda_fn.handler.labels_handler"  # the labels stream's consumer (issue 14)
 
 
 class TopologyError(ValueError):
@@ -85,6 +86,15 @@ class Ctx:
     MONITORING_REPORT_DAYS = "monitoring_report_days"  # expiry of reports/
     MONITORING_DRIFT_ALARM_FEATURES = "monitoring_drift_alarm_features"  # alarm at this many DriftedFeatures
     MONITORING_QUALITY_ALARM_VIOLATIONS = "monitoring_quality_alarm_violations"  # alarm at this many violations
+    # Model quality from late labels (the monitor's MONITOR_LABEL* settings; docs/monitoring.md).
+    MONITORING_LABELS = "monitoring_labels"  # true: the monitor joins labels under <prefix>/labels/ every window
+    MONITORING_LABEL_DELAY_MINUTES = "monitoring_label_delay_minutes"
+    MONITORING_LABEL_SPAN_MINUTES = "monitoring_label_span_minutes"
+    MONITORING_LABEL_TASK = "monitoring_label_task"  # regression | classification
+    MONITORING_LABEL_DAYS = "monitoring_label_days"  # expiry of labels/
+    MONITORING_LABELS_STREAM = "monitoring_labels_stream"  # true: a Kinesis labels stream and its function
+    MONITORING_QUALITY_DEGRADATION_RATIO = "monitoring_quality_degradation_ratio"  # alarm above this ratio
+    MODEL_TRAINING_METRICS = "model_training_metrics"  # the release manifest's metrics (JSON object)
     MODEL_REFERENCE_URI = "model_reference_uri"  # the release manifest's reference.uri
     MODEL_REFERENCE_SHA256 = "model_reference_sha256"  # the release manifest's reference.sha256
 
@@ -111,6 +121,8 @@ class CaptureEnv:
 # The monitoring bucket's layout under MONITORING_PREFIX (the same words as lambda_fn.monitoring.s3_store's).
 MONITORING_PREFIX = "monitoring"
 CAPTURE_DIR, PROFILES_DIR, REPORTS_DIR = "capture", "profiles", "reports"  # s3_store.CAPTURE, PROFILES, REPORTS
+LABELS_DIR = "labels"  # s3_labels.LABELS
+HOURLY_DIR = "profiles-hourly"  # s3_store.HOURLY: the monitor's merged profile per variant and complete hour
 # The profiles' variant when no A/B arms are configured (lambda_fn.variants.PRIMARY), and the scorer's metric of
 # capture faults (EMF, dimension service, like the kit's other counters).
 PRIMARY_VARIANT = "primary"

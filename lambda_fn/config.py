@@ -118,6 +118,11 @@ class Metric:
     CAPTURE_DROPPED = "CaptureDropped"
     CAPTURE_ERRORS = "CaptureErrors"
     PROFILES_WRITTEN = "ProfilesWritten"
+    # The labels stream (lambda_fn.monitoring.label_stream), per batch: labels received, written to S3, dropped
+    # (malformed: never retried, the reason logged).
+    LABELS_RECEIVED = "LabelsReceived"
+    LABELS_WRITTEN = "LabelsWritten"
+    LABELS_DROPPED = "LabelsDropped"
     MODEL_DIMENSION = "model"
     FEATURE_DIMENSION = "feature"
 
@@ -392,6 +397,20 @@ class MonitorEnv:
     MONITOR_LABEL_TASK = "MONITOR_LABEL_TASK"  # regression (MAE, RMSE) or classification (accuracy, F1, AUC)
     MONITOR_TRAINING_METRICS = "MONITOR_TRAINING_METRICS"  # the release's metrics, JSON: {"mae": .., "rmse": ..}
     MONITOR_ID_KEY_SECRET_ARN = "MONITOR_ID_KEY_SECRET_ARN"  # capture's CAPTURE_ID_KEY_SECRET_ARN: hash label ids
+    MONITOR_COMPACT = "MONITOR_COMPACT"  # merge complete hours into hourly profiles and read those (default true)
+
+
+def parse_training_metrics(text: str) -> dict[str, float]:
+    """MONITOR_TRAINING_METRICS: a JSON object of metric name to a finite number; ValueError says what is wrong."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise ValueError("must be a JSON object of metric name to number") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in parsed.values()
+    ):
+        raise ValueError("must be a JSON object of metric name to a finite number")
+    return {str(k): float(v) for k, v in parsed.items()}
 
 
 class MonitorSettings(BaseModel):
@@ -416,20 +435,13 @@ class MonitorSettings(BaseModel):
     monitor_label_task: Literal["regression", "classification"] = "regression"
     monitor_training_metrics: str | None = None
     monitor_id_key_secret_arn: str | None = None
+    monitor_compact: bool = True
 
     @field_validator("monitor_training_metrics")
     @classmethod
     def _training(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            raise ValueError("must be a JSON object of metric name to number") from None
-        if not isinstance(parsed, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in parsed.values()
-        ):
-            raise ValueError("must be a JSON object of metric name to a finite number")
+        if value is not None:
+            parse_training_metrics(value)
         return value
 
     def training_metrics(self) -> dict[str, float]:
@@ -489,3 +501,46 @@ def monitor_settings_from(environ: Mapping[str, str]) -> MonitorSettings:
 def get_monitor_settings() -> MonitorSettings:
     """Read the monitor's settings from the process environment once per container."""
     return monitor_settings_from(os.environ)
+
+
+# --------------------------------------------------------------------------- the labels function
+
+
+class LabelsEnv:
+    """Environment variable names read by the labels function (`lambda_fn.handler.labels_handler`)."""
+
+    LABELS_BUCKET = "LABELS_BUCKET"  # the monitoring bucket (the monitor's MONITOR_BUCKET)
+    LABELS_PREFIX = "LABELS_PREFIX"  # the monitor's MONITOR_PREFIX: labels go under <prefix>/labels/
+
+
+class LabelsSettings(BaseModel):
+    """Typed settings of the labels function; field names are the lower-cased environment names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    labels_bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    labels_prefix: str = "monitoring"
+
+    @field_validator("labels_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+
+def labels_settings_from(environ: Mapping[str, str]) -> LabelsSettings:
+    """Build the labels function's settings; every error names the environment variable at fault."""
+    raw = {env.lower(): value for env in (LabelsEnv.LABELS_BUCKET, LabelsEnv.LABELS_PREFIX)
+           if (value := (environ.get(env) or "").strip())}  # fmt: skip
+    if "labels_bucket" not in raw:
+        raise ConfigError(f"missing required environment variable for the labels function: {LabelsEnv.LABELS_BUCKET}")
+    try:
+        return LabelsSettings(**raw)
+    except ValidationError as exc:
+        problems = [f"{str(e['loc'][0]).upper()}={raw.get(str(e['loc'][0]), '')!r}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid labels configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_labels_settings() -> LabelsSettings:
+    """Read the labels function's settings from the process environment once per container."""
+    return labels_settings_from(os.environ)

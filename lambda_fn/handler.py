@@ -1,7 +1,8 @@
 """Lambda entry points. They adapt events and nothing else; the work lives in the modules they call.
 
 `lambda_fn.handler.stream_handler` scores Kinesis batches; `lambda_fn.handler.api_handler` serves the
-synchronous API; `lambda_fn.handler.monitor_handler` runs one monitor window (EventBridge Scheduler).
+synchronous API; `lambda_fn.handler.monitor_handler` runs one monitor window (EventBridge Scheduler);
+`lambda_fn.handler.labels_handler` files a Kinesis batch of late labels in S3 for the quality job.
 Inside the Lambda runtime the configuration is validated at init, so a missing or malformed setting fails the
 cold start with a message naming it.
 """
@@ -17,7 +18,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_fn import runtime
-from lambda_fn.config import Metric, get_monitor_settings, get_settings, metrics_namespace, service_name
+from lambda_fn.config import (
+    Metric,
+    get_labels_settings,
+    get_monitor_settings,
+    get_settings,
+    metrics_namespace,
+    service_name,
+)
 from lambda_fn.stream import process_batch
 
 logger = Logger(service=service_name())
@@ -39,6 +47,8 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     # the stream scorer cannot start without its outputs.
     if os.environ.get("_HANDLER") == f"{__name__}.monitor_handler":
         get_monitor_settings()
+    elif os.environ.get("_HANDLER") == f"{__name__}.labels_handler":
+        get_labels_settings()
     else:
         _settings = get_settings()
         if os.environ.get("_HANDLER") == f"{__name__}.stream_handler":
@@ -86,3 +96,14 @@ def monitor_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
     answer = run_scheduled(event, get_monitor_settings())
     logger.info("monitor window", extra=answer)
     return answer
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=_METRICS_ENABLED)
+def labels_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Kinesis labels stream with ReportBatchItemFailures: one S3 object of labels per batch."""
+    from lambda_fn.monitoring.label_stream import labels_s3, report_outcome, write_labels
+
+    settings = get_labels_settings()
+    outcome = write_labels(labels_s3(), settings.labels_bucket, settings.labels_prefix, event)
+    return report_outcome(outcome, metrics, logger)

@@ -3,7 +3,8 @@
 `monitor_handler` (lambda_fn.handler) calls `run_scheduled` with the schedule's event; the `servingkit monitor`
 commands call `run` and `backfill` with the same settings, so the Lambda, the CLI and the tests run one code path.
 The scheduled event's `time` (EventBridge) or `at` (a Scheduler target's input, or a manual invoke) is the
-window's end; without either, now.
+window's end; without either, now. With MONITOR_COMPACT (default true) a run first merges the complete hours of
+its long window into hourly profiles (`compaction`), which the window reader then prefers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from lambda_fn.config import MonitorSettings, metrics_namespace
-from lambda_fn.monitoring import quality_job
+from lambda_fn.monitoring import compaction, quality_job
 from lambda_fn.monitoring.drift import Thresholds
 from lambda_fn.monitoring.quality_job import QualityConfig
 from lambda_fn.monitoring.reference import Reference
@@ -37,7 +38,16 @@ def store(settings: MonitorSettings, s3: Any | None = None) -> S3Store:
     loc = Location(
         settings.monitor_bucket, settings.monitor_prefix, settings.monitor_model_name, settings.monitor_model_sha256
     )
-    return S3Store(loc, s3)
+    return S3Store(loc, s3, hourly=settings.monitor_compact)
+
+
+def compact(
+    settings: MonitorSettings, tg: Target, st: S3Store, start: datetime, end: datetime
+) -> dict[str, int] | None:
+    """Hourly profiles for the complete hours in [start, end) (MONITOR_COMPACT); what was done (None: off)."""
+    if not settings.monitor_compact:
+        return None
+    return compaction.compact(st, tg.reference, tg.identity(), start, end).to_dict()
 
 
 def windows(settings: MonitorSettings) -> Windows:
@@ -108,16 +118,20 @@ def run(
     cloudwatch: Any | None = None,
     secrets: Any | None = None,
 ) -> WindowResult:
-    """One window ending at `at` (default now)."""
-    return run_window(
-        target(settings),
-        store(settings, s3),
-        at or datetime.now(UTC),
+    """One window ending at `at` (default now), after compacting its long window's complete hours."""
+    tg, st, at = target(settings), store(settings, s3), at or datetime.now(UTC)
+    compacted = compact(settings, tg, st, at - windows(settings).long, at)
+    result = run_window(
+        tg,
+        st,
+        at,
         windows=windows(settings),
         thresholds=thresholds(settings),
         metrics=sink(settings, metrics, cloudwatch),
         quality=quality_step(settings, s3, secrets),
     )
+    result.compaction = compacted
+    return result
 
 
 def run_backfill(
@@ -132,9 +146,11 @@ def run_backfill(
     secrets: Any | None = None,
 ) -> list[WindowResult]:
     """The windows ending in (start, end] every `step`; metrics off by default (alarms would see history)."""
+    tg, st = target(settings), store(settings, s3)
+    compact(settings, tg, st, start - windows(settings).long, end)
     return backfill(
-        target(settings),
-        store(settings, s3),
+        tg,
+        st,
         start,
         end,
         step,
@@ -169,4 +185,5 @@ def run_scheduled(event: Any, settings: MonitorSettings) -> dict[str, Any]:
         "metrics": result.metrics,
         "report": result.uris,
         **({"labelled": quality["counts"]["joined"]} if quality else {}),
+        **({"compacted": result.compaction} if result.compaction is not None else {}),
     }

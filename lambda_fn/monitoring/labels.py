@@ -63,6 +63,19 @@ def parse_label_line(line: str | bytes, arrived: datetime | None = None) -> Labe
         d = json.loads(line)
     except ValueError as exc:
         raise LabelError(f"not JSON: {exc}") from exc
+    return label_from_object(d, arrived)
+
+
+def parse_time(text: Any) -> datetime:
+    """An ISO 8601 time (a trailing Z allowed); LabelError otherwise."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise LabelError(f"time {str(text)[:64]!r} is not ISO 8601") from exc
+
+
+def label_from_object(d: Any, arrived: datetime | None = None) -> Label:
+    """One decoded label (a JSON object), in the kit's form or SageMaker's ground-truth form."""
     if not isinstance(d, dict):
         raise LabelError("a label line is a JSON object")
     if "groundTruthData" in d:
@@ -74,7 +87,10 @@ def parse_label_line(line: str | bytes, arrived: datetime | None = None) -> Labe
         if encoding == "CSV":
             value: Any = _scalar(str(data).split(",")[0].strip())
         elif encoding == "JSON":
-            value = json.loads(data) if isinstance(data, str) else data
+            try:
+                value = json.loads(data) if isinstance(data, str) else data
+            except ValueError as exc:
+                raise LabelError(f"ground truth data is not JSON: {exc}") from exc
             if isinstance(value, dict):
                 value = value.get("label", next(iter(value.values()), None))
         else:
@@ -82,7 +98,7 @@ def parse_label_line(line: str | bytes, arrived: datetime | None = None) -> Labe
         return Label(rid, value, arrived)
     if "id" not in d or "label" not in d:
         raise LabelError("a label line has id and label (or is SageMaker ground truth)")
-    when = datetime.fromisoformat(str(d["time"]).replace("Z", "+00:00")) if d.get("time") else arrived
+    when = parse_time(d["time"]) if d.get("time") else arrived
     return Label(str(d["id"]), d["label"], when)
 
 

@@ -4,6 +4,7 @@ S3 layout under one bucket and prefix (values percent-encoded as Hive partitions
 
     <prefix>/capture/model=<name>/sha256=<model sha256>/variant=<v>/date=YYYY-MM-DD/hour=HH/<uuid>.jsonl.gz
     <prefix>/profiles/model=<name>/sha256=<model sha256>/variant=<v>/date=YYYY-MM-DD/hour=HH/<stamp>-<uuid>.json
+    <prefix>/profiles-hourly/model=<name>/sha256=<model sha256>/variant=<v>/date=YYYY-MM-DD/hour=HH.json
     <prefix>/reports/model=<name>/sha256=<model sha256>/date=YYYY-MM-DD/hour=HH/end=<stamp>/summary.json
     <prefix>/reports/model=<name>/sha256=<model sha256>/date=YYYY-MM-DD/hour=HH/end=<stamp>/report.html
     <prefix>/reports/.../end=<stamp>/report-long.html
@@ -12,6 +13,8 @@ S3 layout under one bucket and prefix (values percent-encoded as Hive partitions
 was scored, so a window selects its profiles from the listing without reading the others; its body
 (`profile_body`) carries the same time, the model identity and the profile. A report's directory is named by
 its window's end, so running a window again (backfill) replaces that window's objects instead of adding more.
+An hourly object (`compaction`) is the merge of one complete hour's per-batch profiles (kept: the lifecycle
+expires them); the reader takes it instead of that hour's per-batch objects for every hour wholly inside a window.
 
 Clients are created when first needed, never at import, so AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 (an emulator)
 apply. `put_profile` is the writer the scorer's capture step will call once per invocation and variant.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +38,7 @@ from lambda_fn.monitoring.window import MetricDatum, ReadStats
 PROFILE_FORMAT = 1
 CAPTURE = "capture"
 PROFILES = "profiles"
+HOURLY = "profiles-hourly"  # one merged profile per variant and complete hour (lambda_fn.monitoring.compaction)
 REPORTS = "reports"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
@@ -80,6 +84,13 @@ class Location:
 
     def profile_key(self, variant: str, at: datetime, name: str | None = None) -> str:
         return f"{self.hour_prefix(variant, at)}/{stamp(at)}-{name or uuid.uuid4().hex}.json"
+
+    def hourly_day_prefix(self, variant: str, day: datetime) -> str:
+        return _join(self.model_path(HOURLY), f"variant={partition(variant)}", f"date={utc(day):%Y-%m-%d}")
+
+    def hourly_key(self, variant: str, hour: datetime) -> str:
+        """The merged profile of one variant's hour [hour, hour + 1 h)."""
+        return f"{self.hourly_day_prefix(variant, hour)}/hour={utc(hour):%H}.json"
 
     def report_dir(self, end: datetime) -> str:
         t = utc(end)
@@ -158,12 +169,21 @@ def key_time(key: str) -> datetime | None:
     return parse_stamp(key.rsplit("/", 1)[-1].split("-", 1)[0])
 
 
+def complete_hours(start: datetime, end: datetime) -> list[datetime]:
+    """The hours [h, h + 1 h) wholly inside [start, end)."""
+    return [h for h in hours(start, end) if h >= utc(start) and h + timedelta(hours=1) <= utc(end)]
+
+
 @dataclass
 class S3Store:
-    """Profiles in and reports out for one model: `window.Store` over S3."""
+    """Profiles in and reports out for one model: `window.Store` over S3.
+
+    With `hourly` (default), each hour wholly inside a window is read from its hourly object when there is one
+    (`compaction`), else from its per-batch objects, as the hours the window only partly covers always are."""
 
     location: Location
     s3: Any = None
+    hourly: bool = True
 
     def client(self) -> Any:
         if self.s3 is None:
@@ -187,14 +207,33 @@ class S3Store:
         stats = ReadStats()
         out: dict[str, list[Profile]] = {}
         for variant in self.variants():
-            found = [self._read(key, reference, start, end, stats) for key in self._window_keys(variant, start, end)]
+            merged = self.hourly_keys(variant, complete_hours(start, end)) if self.hourly else {}
+            keys = [*merged.values(), *self.batch_keys(variant, start, end, skip=set(merged))]
+            found = [self._read(key, reference, start, end, stats) for key in keys]
+            stats.hourly += len(merged)
             kept = [p for p in found if p is not None]
             if kept:
                 out[variant] = kept
         return out, stats
 
-    def _window_keys(self, variant: str, start: datetime, end: datetime) -> Iterator[str]:
+    def hourly_keys(self, variant: str, wanted: Sequence[datetime]) -> dict[datetime, str]:
+        """The hourly objects present among the `wanted` hours (one listing per day): hour → key."""
+        out: dict[datetime, str] = {}
+        for day in sorted({h.date() for h in wanted}):
+            prefix = self.location.hourly_day_prefix(variant, datetime(day.year, day.month, day.day, tzinfo=UTC))
+            present = set(_keys(self.client(), self.location.bucket, prefix))
+            for h in wanted:
+                if h.date() == day and self.location.hourly_key(variant, h) in present:
+                    out[h] = self.location.hourly_key(variant, h)
+        return out
+
+    def batch_keys(
+        self, variant: str, start: datetime, end: datetime, skip: Set[datetime] = frozenset()
+    ) -> Iterator[str]:
+        """The per-batch profile objects timed in [start, end) by their names, but those of the `skip` hours."""
         for hour in hours(start, end):
+            if hour in skip:
+                continue
             for key in _keys(self.client(), self.location.bucket, self.location.hour_prefix(variant, hour)):
                 t = key_time(key)
                 if t is not None and utc(start) <= t < utc(end):

@@ -46,6 +46,7 @@ class ReadStats:
 
     read: int = 0
     skipped: int = 0  # unreadable, made with another reference, or timed outside the window
+    hourly: int = 0  # of `read`, hourly objects (each the merge of one hour's per-batch profiles)
     problems: list[str] = field(default_factory=list)
 
     def skip(self, key: str, why: str) -> None:
@@ -109,6 +110,7 @@ class WindowResult:
     summary: dict[str, Any]
     uris: dict[str, str]
     metrics: int
+    compaction: dict[str, int] | None = None  # what the run's compaction did (lambda_fn.monitoring.job)
 
     @property
     def status(self) -> str:
@@ -133,7 +135,8 @@ def evaluate(
     for name, length in ((SHORT, windows.short), (LONG, windows.long)):
         profiles, stats = store.profiles(target.reference, end - length, end)
         s = evaluate_window(target.reference, profiles, start=end - length, end=end, thresholds=thresholds)
-        s["profiles"] = {"read": stats.read, "skipped": stats.skipped, "problems": list(stats.problems)}
+        s["profiles"] = {"read": stats.read, "skipped": stats.skipped, "hourly": stats.hourly,
+                         "problems": list(stats.problems)}  # fmt: skip
         out[name] = s
     return {
         "format": SUMMARY_FORMAT,

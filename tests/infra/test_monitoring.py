@@ -8,12 +8,21 @@ from typing import Any
 
 import pytest
 
-from infra.environment import CaptureTarget, api_environment, monitor_environment, scorer_environment
+from infra.environment import (
+    CaptureTarget,
+    api_environment,
+    labels_environment,
+    monitor_environment,
+    scorer_environment,
+)
 from infra.image import API_HANDLER, STREAM_HANDLER
 from infra.settings import deploy_settings
 from infra.topology import (
     CAPTURE_DIR,
     CAPTURE_ERRORS_METRIC,
+    HOURLY_DIR,
+    LABELS_DIR,
+    LABELS_HANDLER,
     MONITOR_HANDLER,
     PRIMARY_VARIANT,
     PROFILES_DIR,
@@ -24,7 +33,15 @@ from infra.topology import (
     Ctx,
     TopologyError,
 )
-from lambda_fn.config import Env, Metric, MonitorEnv, monitor_settings_from, settings_from
+from lambda_fn.config import (
+    Env,
+    LabelsEnv,
+    Metric,
+    MonitorEnv,
+    labels_settings_from,
+    monitor_settings_from,
+    settings_from,
+)
 from tests.infra.synth import BASE, MONITORED, MONITORED_BASE, OTHER_SHA, REF_SHA, SHA, Synth
 
 REFERENCE = "s3://example-models/taxi/1/reference.json"
@@ -143,7 +160,9 @@ def test_monitoring_bucket_is_encrypted_private_logged_and_expires_by_prefix(mon
     assert props["LifecycleConfiguration"]["Rules"] == [
         {"Id": "capture", "Prefix": "monitoring/capture/", "ExpirationInDays": 30, "Status": "Enabled"},
         {"Id": "profiles", "Prefix": "monitoring/profiles/", "ExpirationInDays": 30, "Status": "Enabled"},
+        {"Id": "profiles-hourly", "Prefix": "monitoring/profiles-hourly/", "ExpirationInDays": 30, "Status": "Enabled"},
         {"Id": "reports", "Prefix": "monitoring/reports/", "ExpirationInDays": 365, "Status": "Enabled"},
+        {"Id": "labels", "Prefix": "monitoring/labels/", "ExpirationInDays": 30, "Status": "Enabled"},
         {"Id": "multipart", "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}, "Status": "Enabled"},
     ]
     (policy,) = [
@@ -162,7 +181,9 @@ def test_lifecycle_follows_the_context(monitored_ab: Synth) -> None:
     assert {r["Id"]: r.get("ExpirationInDays") for r in rules} == {
         "capture": 7,
         "profiles": 7,
+        "profiles-hourly": 7,
         "reports": 90,
+        "labels": 14,
         "multipart": None,
     }
 
@@ -256,15 +277,168 @@ def test_monitor_reads_profiles_and_the_reference_writes_reports_and_metrics_in_
         "s3:ListBucket": [bucket],
         "s3:GetObject": [
             "arn:<AWS::Partition>:s3:::example-models/taxi/1/reference.json",
+            f"{bucket}/monitoring/profiles-hourly/*",
             f"{bucket}/monitoring/profiles/*",
         ],
-        "s3:PutObject": [f"{bucket}/monitoring/reports/*"],
+        "s3:PutObject": [f"{bucket}/monitoring/profiles-hourly/*", f"{bucket}/monitoring/reports/*"],
         "cloudwatch:PutMetricData": ["*"],
     }
     (listing,) = [st for st in statements if st["Action"] == "s3:ListBucket"]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["monitoring/profiles/*"]}}
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["monitoring/profiles/*", "monitoring/profiles-hourly/*"]}
+    }
     (metrics,) = [st for st in statements if st["Action"] == "cloudwatch:PutMetricData"]
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": Metric.NAMESPACE}}
+
+
+# --------------------------------------------------------------------------- model quality from late labels
+
+
+def test_monitor_with_labels_gets_the_quality_settings_parsed_by_its_own_settings(monitored_ab: Synth) -> None:
+    env = functions(monitored_ab)[MONITOR_HANDLER]["Environment"]["Variables"]
+    assert {k: v for k, v in env.items() if k.startswith(("MONITOR_LABEL", "MONITOR_TRAINING"))} == {
+        MonitorEnv.MONITOR_LABELS: "true",
+        MonitorEnv.MONITOR_LABEL_DELAY_MINUTES: "30",
+        MonitorEnv.MONITOR_LABEL_SPAN_MINUTES: "15",
+        MonitorEnv.MONITOR_LABEL_TASK: "classification",
+        MonitorEnv.MONITOR_TRAINING_METRICS: '{"accuracy":0.91,"auc":0.95,"f1":0.88}',
+    }
+    resolved = {
+        **env,
+        MonitorEnv.MONITOR_BUCKET: "kit-monitoring-bucket",
+        MonitorEnv.MONITOR_ID_KEY_SECRET_ARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:capture-key",
+    }
+    parsed = monitor_settings_from(resolved)
+    assert parsed.monitor_labels and parsed.monitor_label_task == "classification"
+    assert parsed.training_metrics() == {"accuracy": 0.91, "auc": 0.95, "f1": 0.88}
+    assert (parsed.monitor_label_delay_minutes, parsed.monitor_label_span_minutes) == (30, 15)
+
+
+def test_labels_off_by_default_and_the_runtime_defaults_when_on(monitored: Synth) -> None:
+    env = functions(monitored)[MONITOR_HANDLER]["Environment"]["Variables"]
+    assert not {k for k in env if k.startswith(("MONITOR_LABEL", "MONITOR_TRAINING", "MONITOR_ID_KEY"))}
+    on = monitor_environment(deploy_settings({**MON, "monitoring_labels": "true"}), bucket="kit-bucket")
+    parsed, runtime = monitor_settings_from(on), monitor_settings_from({**on, MonitorEnv.MONITOR_LABELS: "true"})
+    defaults = monitor_settings_from({k: v for k, v in on.items() if "LABEL_" not in k})
+    assert parsed == runtime and parsed.monitor_labels
+    assert (parsed.monitor_label_delay_minutes, parsed.monitor_label_span_minutes, parsed.monitor_label_task) == (
+        defaults.monitor_label_delay_minutes,
+        defaults.monitor_label_span_minutes,
+        defaults.monitor_label_task,
+    )
+    assert MonitorEnv.MONITOR_TRAINING_METRICS not in on  # no training metrics: no degradation ratio published
+
+
+def test_monitor_with_labels_lists_and_reads_capture_and_labels_only(monitored_ab: Synth) -> None:
+    role = one_id(monitored_ab, "AWS::IAM::Role", "ModelMonitorRole")
+    statements = role_statements(monitored_ab, role)
+    bucket = f"<{bucket_id(monitored_ab)}.Arn>"
+    granted = by_action(statements)
+    assert sorted(granted["s3:GetObject"]) == sorted(
+        [
+            "arn:<AWS::Partition>:s3:::example-models/taxi/1/reference.json",
+            f"{bucket}/monitoring/profiles/*",
+            f"{bucket}/monitoring/profiles-hourly/*",
+            f"{bucket}/monitoring/capture/*",
+            f"{bucket}/monitoring/labels/*",
+        ]
+    )
+    # no write to labels or capture
+    assert granted["s3:PutObject"] == [f"{bucket}/monitoring/profiles-hourly/*", f"{bucket}/monitoring/reports/*"]
+    (listing,) = [st for st in statements if st["Action"] == "s3:ListBucket"]
+    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == [
+        "monitoring/capture/*",
+        "monitoring/labels/*",
+        "monitoring/profiles-hourly/*",
+        "monitoring/profiles/*",
+    ]
+
+
+def test_labels_stream_is_encrypted_and_its_function_may_only_write_labels(
+    monitored_ab: Synth, monitored: Synth
+) -> None:
+    assert LABELS_HANDLER not in functions(monitored) and "LabelsStreamName" not in monitored.template["Outputs"]
+    stream_id = one_id(monitored_ab, "AWS::Kinesis::Stream", "ModelMonitorLabelStream")
+    stream = monitored_ab.template["Resources"][stream_id]["Properties"]
+    assert stream["Name"] == "serving-ab-labels" and stream["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+    assert stream["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    assert monitored_ab.template["Outputs"]["LabelsStreamName"]["Value"] == {"Ref": stream_id}
+
+    fn = functions(monitored_ab)[LABELS_HANDLER]
+    assert fn["Code"] == functions(monitored_ab)[STREAM_HANDLER]["Code"]  # the same image
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    env = fn["Environment"]["Variables"]
+    assert {k: v for k, v in env.items() if k.startswith("LABELS_")} == {
+        LabelsEnv.LABELS_BUCKET: {"Ref": bucket_id(monitored_ab)},
+        LabelsEnv.LABELS_PREFIX: "monitoring",
+    }
+    assert labels_settings_from({**env, LabelsEnv.LABELS_BUCKET: "kit-bucket"}).labels_prefix == "monitoring"
+
+    role = one_id(monitored_ab, "AWS::IAM::Role", "ModelMonitorLabelStreamLabelsRole")
+    queue = one_id(monitored_ab, "AWS::SQS::Queue", "ModelMonitorLabelStreamFailures")
+    logs = one_id(monitored_ab, "AWS::Logs::LogGroup", "ModelMonitorLabelStreamLabelsLogs")
+    granted = by_action(role_statements(monitored_ab, role))
+    assert granted.pop("s3:PutObject") == [f"<{bucket_id(monitored_ab)}.Arn>/monitoring/labels/*"]
+    assert {a for a in granted if a.startswith("s3:") or a.startswith("secretsmanager:")} == set()
+    assert {a: r for a, r in granted.items() if a.startswith("kinesis:")} and all(
+        r == [f"<{stream_id}.Arn>"] for a, r in granted.items() if a.startswith("kinesis:")
+    )
+    assert granted["sqs:SendMessage"] == [f"<{queue}.Arn>"]
+    assert granted["logs:PutLogEvents"] == [f"<{logs}.Arn>"]
+    kinesis_reads = {a for a in granted if a.split(":")[1].startswith(("Describe", "Get", "List", "Subscribe"))}
+    others = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    assert set(granted) == others | {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} | kinesis_reads
+    q = monitored_ab.template["Resources"][queue]["Properties"]
+    assert q["SqsManagedSseEnabled"] is True and q["QueueName"] == "serving-ab-labels-failures"
+
+
+def test_labels_event_source_reports_item_failures_and_keeps_failed_batches(monitored_ab: Synth) -> None:
+    fn = one_id(monitored_ab, "AWS::Lambda::Function", "ModelMonitorLabelStreamLabelsFunction")
+    (esm,) = [
+        p
+        for p in (v["Properties"] for v in monitored_ab.resources("AWS::Lambda::EventSourceMapping").values())
+        if p["FunctionName"] == {"Ref": fn}
+    ]
+    queue = one_id(monitored_ab, "AWS::SQS::Queue", "ModelMonitorLabelStreamFailures")
+    assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert esm["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": [queue, "Arn"]}}}
+    assert esm["BisectBatchOnFunctionError"] is False  # a malformed record is dropped, never fails alone
+    assert (esm["MaximumRetryAttempts"], esm["MaximumRecordAgeInSeconds"], esm["StartingPosition"]) == (
+        10,
+        21600,
+        "TRIM_HORIZON",
+    )
+
+
+def test_quality_degradation_alarm_and_widgets(monitored_ab: Synth, monitored: Synth) -> None:
+    assert not {a for a in alarms(monitored) if "QualityDegradation" in a}
+    a = alarms(monitored_ab)["serving-ab-QualityDegradation-a"]
+    assert (a["Namespace"], a["MetricName"], a["Statistic"], a["Period"]) == (
+        Metric.NAMESPACE,
+        Metric.QUALITY_DEGRADATION,
+        "Maximum",
+        300,
+    )
+    assert a["Dimensions"] == [{"Name": "model", "Value": "taxi"}, {"Name": "variant", "Value": "a"}]
+    assert (a["Threshold"], a["ComparisonOperator"], a["TreatMissingData"]) == (
+        1.5,
+        "GreaterThanThreshold",
+        "notBreaching",
+    )
+    assert "/monitoring/reports/model=taxi/" in render(a["AlarmDescription"])
+    body = render(monitored_ab.one("AWS::CloudWatch::Dashboard", DashboardName="serving-ab")["DashboardBody"])
+    assert f'MetricName=\\"{Metric.MODEL_QUALITY}\\" model=\\"taxi\\"' in body
+    for name in (Metric.QUALITY_DEGRADATION, Metric.LABELLED_ROWS):
+        assert f'"{Metric.NAMESPACE}","{name}","model","taxi","variant","a"' in body, name
+    assert '"value":1.5' in body
+    plain = render(monitored.one("AWS::CloudWatch::Dashboard", DashboardName="serving-dev")["DashboardBody"])
+    assert Metric.LABELLED_ROWS not in plain
+
+
+def test_default_degradation_ratio_is_1_2() -> None:
+    m = deploy_settings({**MON, "monitoring_labels": "true"}).monitoring
+    assert m is not None and m.quality_degradation_ratio == 1.2 and not m.labels_stream
+    assert (m.label_days, m.training_metrics) == (m.capture_days, None)
 
 
 # --------------------------------------------------------------------------- the serving functions
@@ -302,8 +476,11 @@ def test_id_hashing_creates_a_secret_only_the_serving_functions_read(monitored_a
     assert secret["DeletionPolicy"] == "Retain"
     for role in _serving_roles(monitored_ab).values():
         assert by_action(role_statements(monitored_ab, role))["secretsmanager:GetSecretValue"] == [f"<{secret_id}>"]
+    # The monitor reads it only because monitored_ab joins labels (label ids are hashed with capture's key).
     monitor_role = one_id(monitored_ab, "AWS::IAM::Role", "ModelMonitorRole")
-    assert "secretsmanager:GetSecretValue" not in by_action(role_statements(monitored_ab, monitor_role))
+    assert by_action(role_statements(monitored_ab, monitor_role))["secretsmanager:GetSecretValue"] == [f"<{secret_id}>"]
+    env = functions(monitored_ab)[MONITOR_HANDLER]["Environment"]["Variables"]
+    assert env[MonitorEnv.MONITOR_ID_KEY_SECRET_ARN] == {"Ref": secret_id}
 
 
 def test_serving_environment_gets_exactly_the_capture_names(monitored: Synth, monitored_ab: Synth) -> None:
@@ -354,6 +531,8 @@ def test_no_wildcard_beyond_the_monitoring_prefixes(monitored: Synth, monitored_
                                 "/monitoring/capture/*",
                                 "/monitoring/profiles/*",
                                 "/monitoring/reports/*",
+                                "/monitoring/labels/*",
+                                "/monitoring/profiles-hourly/*",
                                 "/taxi/1/*",
                                 "/taxi/3/*",
                                 "/taxi/4/model.skops/*",
@@ -404,6 +583,7 @@ def test_alarms_per_variant_serving_the_referenced_model_with_context_thresholds
     assert {k for k in found if "Drifted" in k or "Quality" in k} == {
         "serving-ab-DriftedFeatures-a",
         "serving-ab-QualityViolations-a",
+        "serving-ab-QualityDegradation-a",  # labels on
     }
     assert found["serving-ab-DriftedFeatures-a"]["Threshold"] == 2
     assert found["serving-ab-QualityViolations-a"]["Threshold"] == 3
@@ -447,7 +627,8 @@ def test_monitored_stack_passes_awssolutions(variant: str, request: pytest.Fixtu
     }
     assert all(len(reason) > 40 for reason in acknowledged.values())
     prefixes = {rule.split("/monitoring/")[-1] for rule in acknowledged if "/monitoring/" in rule}
-    assert prefixes == {"capture/*]", "profiles/*]", "reports/*]"}
+    labels = {"labels/*]"} if s.context.get("monitoring_labels") == "true" else set()
+    assert prefixes == {"capture/*]", "profiles/*]", "profiles-hourly/*]", "reports/*]"} | labels
     if s.context.get("monitoring_hash_ids") == "true":
         assert "AwsSolutions-SMG4" in acknowledged
 
@@ -506,6 +687,20 @@ MON = MONITORED_BASE
             {**MON, "model_variants": json.dumps([{"name": "b", "uri": "s3://b/k", "sha256": OTHER_SHA, "weight": 1}])},
             Ctx.MODEL_VARIANTS,
         ),
+        ({**MON, "monitoring_labels": "perhaps"}, Ctx.MONITORING_LABELS),
+        ({**MON, "monitoring_label_delay_minutes": -1}, Ctx.MONITORING_LABEL_DELAY_MINUTES),
+        ({**MON, "monitoring_label_span_minutes": 0}, Ctx.MONITORING_LABEL_SPAN_MINUTES),
+        ({**MON, "monitoring_label_span_minutes": 24 * 60 + 1}, Ctx.MONITORING_LABEL_SPAN_MINUTES),
+        ({**MON, "monitoring_label_task": "ranking"}, Ctx.MONITORING_LABEL_TASK),
+        ({**MON, "monitoring_label_days": 0}, Ctx.MONITORING_LABEL_DAYS),
+        ({**MON, "monitoring_label_days": 1, "monitoring_label_delay_minutes": 2000}, Ctx.MONITORING_LABEL_DAYS),
+        ({**MON, "monitoring_labels_stream": "true"}, Ctx.MONITORING_LABELS_STREAM),  # without monitoring_labels
+        ({**MON, "monitoring_quality_degradation_ratio": 0.9}, Ctx.MONITORING_QUALITY_DEGRADATION_RATIO),
+        ({**MON, "monitoring_quality_degradation_ratio": "worse"}, Ctx.MONITORING_QUALITY_DEGRADATION_RATIO),
+        ({**MON, "model_training_metrics": "[1, 2]"}, Ctx.MODEL_TRAINING_METRICS),
+        ({**MON, "model_training_metrics": '{"mae": "small"}'}, Ctx.MODEL_TRAINING_METRICS),
+        ({**MON, "model_training_metrics": "{not json"}, Ctx.MODEL_TRAINING_METRICS),
+        ({**BASE, "monitoring_label_task": "ranking"}, Ctx.MONITORING_LABEL_TASK),  # checked with monitoring off too
     ],
 )
 def test_bad_monitoring_context_names_the_key(context: dict[str, Any], key: str) -> None:
@@ -550,11 +745,20 @@ def test_monitor_environment_is_checked_at_synth() -> None:
     assert monitor_settings_from(with_version).monitor_model_version == "7"
 
 
+def test_labels_environment_is_checked_at_synth() -> None:
+    s = deploy_settings({**MON, "monitoring_labels": "true", "monitoring_labels_stream": "true"})
+    env = labels_environment(s, bucket="${Token[TOKEN.9]}")
+    assert set(env) - {Env.POWERTOOLS_SERVICE_NAME, Env.POWERTOOLS_METRICS_NAMESPACE, Env.LOG_LEVEL} == set(
+        v for k, v in vars(LabelsEnv).items() if k.isupper()
+    )
+    assert labels_settings_from({**env, LabelsEnv.LABELS_BUCKET: "kit-bucket"}).labels_bucket == "kit-bucket"
+
+
 def test_shared_names_match_the_runtime() -> None:
     """infra/topology.py repeats a few runtime names so infra need not import the image's heavy modules."""
     import lambda_fn.handler
     from lambda_fn.config import Env as RuntimeEnv
-    from lambda_fn.monitoring import s3_store
+    from lambda_fn.monitoring import s3_labels, s3_store
     from lambda_fn.monitoring.drift import DEFAULT_THRESHOLDS
     from lambda_fn.variants import PRIMARY
 
@@ -563,6 +767,9 @@ def test_shared_names_match_the_runtime() -> None:
     assert PRIMARY_VARIANT == PRIMARY
     assert DEFAULT_THRESHOLDS.psi == (PSI_WARN, PSI_ALERT)
     assert (s3_store.CAPTURE, s3_store.PROFILES, s3_store.REPORTS) == (CAPTURE_DIR, PROFILES_DIR, REPORTS_DIR)
+    assert (s3_labels.LABELS, s3_store.HOURLY) == (LABELS_DIR, HOURLY_DIR)
+    module, _, name = LABELS_HANDLER.rpartition(".")
+    assert module == "lambda_fn.handler" and callable(getattr(lambda_fn.handler, name))
     assert CaptureEnv.MONITOR_REFERENCE_URI == MonitorEnv.MONITOR_REFERENCE_URI
     assert CaptureEnv.MONITOR_REFERENCE_SHA256 == MonitorEnv.MONITOR_REFERENCE_SHA256
     # The capture names, once the runtime has them (lambda_fn.config.Env), must be the same strings.

@@ -95,7 +95,7 @@ def test_drifted_window_flags_the_drifted_feature_only(monitor: Monitor) -> None
     assert drifted.drifted() == {"primary": ["distance"]}
     assert drifted.status == "alert"
     short = drifted.summary["windows"]["short"]
-    assert short["profiles"] == {"read": 4, "skipped": 0, "problems": []}
+    assert short["profiles"] == {"read": 4, "skipped": 0, "hourly": 0, "problems": []}
     assert drifted.summary["windows"]["long"]["variants"]["primary"]["rows"] == 4000
     assert {q["feature"] for q in short["variants"]["primary"]["quality"]} == {"distance"}  # out of range
 

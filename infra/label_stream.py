@@ -1,0 +1,108 @@
+"""The labels stream (issue 14): a Kinesis stream for late ground truth and the function that files it in S3.
+
+On with `-c monitoring_labels_stream=true` (and `monitoring_labels=true`). Producers put one label per record
+(`{"id", "label", "time"}` or SageMaker's ground truth) on `<prefix>-labels`; `lambda_fn.handler.labels_handler`
+(the kit's image) writes each batch as one gzip JSON-lines object under `<prefix>/labels/` of the monitoring
+bucket, where the quality job reads label files. Its role may write there and nowhere else.
+
+The event source as the scorer's: partial batch responses (only a failed S3 write is reported: a malformed label
+is dropped and counted, never retried), bounded retries, then the batch's metadata to an on-failure queue (the
+records stay in the stream for its retention, to be replayed). No bisection: a record never fails on its own.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.environment import labels_environment
+from infra.functions import ImageFunction
+from infra.nag import acknowledge, acknowledge_resource
+from infra.settings import DeploySettings, FunctionSizing
+from infra.topology import LABELS_DIR, LABELS_HANDLER
+
+LABELS_MEMORY_MB = 512
+LABELS_TIMEOUT_SECONDS = 60
+LABELS_RETENTION_HOURS = 24
+LABELS_BATCH_SIZE = 1000  # one S3 object per batch: larger batches, fewer objects for the quality job to read
+LABELS_BATCHING_WINDOW_SECONDS = 10
+LABELS_RETRY_ATTEMPTS = 10  # an S3 outage: retried for a while, then the batch's metadata to the on-failure queue
+LABELS_MAX_RECORD_AGE_SECONDS = 6 * 3600
+
+
+class LabelStream(Construct):
+    """`<prefix>-labels` (encrypted, on demand) → the labels function → `<prefix>/labels/` in the monitoring bucket."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DeploySettings,
+        bucket: s3.IBucket,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        m = settings.monitoring
+        assert m is not None, "LabelStream needs monitoring settings"
+        prefix = settings.topology.prefix
+        self.stream = kinesis.Stream(
+            self,
+            "Stream",
+            stream_name=f"{prefix}-labels",
+            stream_mode=kinesis.StreamMode.ON_DEMAND,
+            retention_period=Duration.hours(LABELS_RETENTION_HOURS),
+            encryption=kinesis.StreamEncryption.MANAGED,  # aws/kinesis: no key policy for producers to maintain
+        )
+        self.on_failure = sqs.Queue(
+            self,
+            "Failures",
+            queue_name=f"{prefix}-labels-failures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.on_failure,
+            "AwsSolutions-SQS3",
+            "This queue is itself the failure destination of the labels stream (batch metadata to replay from).",
+        )
+        self.function = ImageFunction(
+            self,
+            "Labels",
+            function_name=f"{prefix}-labels",
+            description="Labels stream -> one gzip JSON-lines object per batch under the monitoring bucket's labels/",
+            handler=LABELS_HANDLER,
+            architecture=settings.architecture,
+            base_image=settings.base_image,
+            sizing=FunctionSizing(LABELS_MEMORY_MB, LABELS_TIMEOUT_SECONDS, reserved_concurrency=None),
+            environment=labels_environment(settings, bucket=bucket.bucket_name),
+            log_retention_days=settings.log_retention_days,
+        )
+        labels_arn = bucket.arn_for_objects(f"{m.prefix}/{LABELS_DIR}/*")
+        self.function.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[labels_arn])
+        )
+        acknowledge_resource(
+            self.function.role,
+            labels_arn,
+            "The labels function writes one new object per batch under partitioned keys: write-only, under labels/.",
+        )
+        self.function.function.add_event_source(
+            sources.KinesisEventSource(
+                self.stream,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=LABELS_BATCH_SIZE,
+                max_batching_window=Duration.seconds(LABELS_BATCHING_WINDOW_SECONDS),
+                bisect_batch_on_error=False,
+                report_batch_item_failures=True,
+                retry_attempts=LABELS_RETRY_ATTEMPTS,
+                max_record_age=Duration.seconds(LABELS_MAX_RECORD_AGE_SECONDS),
+                on_failure=sources.SqsDlq(self.on_failure),
+            )
+        )
