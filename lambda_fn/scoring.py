@@ -90,9 +90,9 @@ def hook_detail(exc: BaseException, features: Any = None) -> str:
     """
     if isinstance(exc, FeatureError):
         return f"feature hook rejected: {exc}"[:_DETAIL_CHARS]
-    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(key := exc.args[0], str):
-        if 0 < len(key) <= _FIELD_CHARS and key not in _string_leaves(features):
-            return f"feature hook failed: missing field '{key}'"
+    key = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else None
+    if isinstance(key, str) and 0 < len(key) <= _FIELD_CHARS and key not in _string_leaves(features):
+        return f"feature hook failed: missing field '{key}'"
     return f"feature hook failed ({type(exc).__name__}); no field named"
 
 

@@ -10,6 +10,7 @@ Nothing here is shipped in the image.
 from __future__ import annotations
 
 import base64
+import io
 import re
 import threading
 import uuid
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from servingkit.lambda_context import ACCOUNT, LambdaContext, function_arn
@@ -207,7 +208,7 @@ def _too_large(limit: int) -> RequestError:
     return RequestError(413, "payload_too_large", message)
 
 
-def _chunk_size(rfile: BinaryIO) -> int:
+def _chunk_size(rfile: io.BufferedIOBase) -> int:
     line = rfile.readline(_MAX_CHUNK_LINE + 1)
     if not line:
         raise RequestError(400, "malformed_body", "the chunked body ended before its last chunk")
@@ -219,7 +220,7 @@ def _chunk_size(rfile: BinaryIO) -> int:
     return int(size, 16)
 
 
-def _drain(rfile: BinaryIO, size: int) -> int:
+def _drain(rfile: io.BufferedIOBase, size: int) -> int:
     """Read and drop up to `size` bytes; how many were there."""
     dropped = 0
     while dropped < size and (chunk := rfile.read(min(size - dropped, 1 << 16))):
@@ -227,7 +228,7 @@ def _drain(rfile: BinaryIO, size: int) -> int:
     return dropped
 
 
-def _drain_chunks(rfile: BinaryIO, size: int, total: int) -> None:
+def _drain_chunks(rfile: io.BufferedIOBase, size: int, total: int) -> None:
     """Drop the rest of a refused chunked body (a chunk of `size` is next), up to DRAIN_MAX in all."""
     try:
         while size > 0 and total <= DRAIN_MAX and _drain(rfile, size + 2) == size + 2:
@@ -240,7 +241,7 @@ def _drain_chunks(rfile: BinaryIO, size: int, total: int) -> None:
         return  # malformed as well: the 413 stands, and the connection closes
 
 
-def read_chunked(rfile: BinaryIO, limit: int) -> bytes:
+def read_chunked(rfile: io.BufferedIOBase, limit: int) -> bytes:
     """A `Transfer-Encoding: chunked` body (RFC 9112 7.1), at most `limit` bytes; trailers are read and dropped.
 
     Over the limit the rest is read and dropped (up to DRAIN_MAX), so the client reads the 413 instead of
@@ -273,7 +274,7 @@ def content_length(headers: Any) -> int:
     return int(next(iter(values)))
 
 
-def read_body(rfile: BinaryIO, headers: Any, limit: int | None = None) -> bytes:
+def read_body(rfile: io.BufferedIOBase, headers: Any, limit: int | None = None) -> bytes:
     """The request body by Content-Length or chunked transfer coding, refused (RequestError) over `limit`
     (default GATEWAY_MAX_BODY)."""
     limit = GATEWAY_MAX_BODY if limit is None else limit
