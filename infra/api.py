@@ -137,7 +137,7 @@ class SyncApi(Construct):
                     acknowledge_resource(
                         self.invoke_policy,
                         route_arn,
-                        "The wildcard is the {name} segment of an Open Inference Protocol route: the model name.",
+                        "The wildcard is a path parameter of a declared route: the model name or version.",
                     )
             for api_method in self.methods:
                 acknowledge(

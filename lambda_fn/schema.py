@@ -1,7 +1,9 @@
 """Input schemas: parse an MLflow signature (or a declared schema) and validate a batch column by column.
 
 Validation is per column over the whole batch, not per record, so that a 10,000-row batch costs a
-few list comprehensions. Each rejected row gets a message naming the field; the caller names the row.
+few list comprehensions. Each rejected row gets a message naming the field and what is wrong with it
+(its JSON type, never its value: it may be sensitive, and it is in the record for whoever may read it);
+the caller names the row.
 """
 
 from __future__ import annotations
@@ -264,7 +266,7 @@ def _unframeable_rows(dict_rows: list[dict[str, Any]], kept: list[int], errs: di
         try:
             pd.DataFrame.from_records([dict_rows[i]])
         except (ValueError, TypeError, OverflowError) as exc:
-            _add(errs, i, f"features cannot be read into a frame: {type(exc).__name__}: {exc}"[:300])
+            _add(errs, i, f"features cannot be read into a frame ({type(exc).__name__})")
 
 
 def _check_columns(
@@ -298,7 +300,7 @@ def _check_values(values: list[Any], spec: ColumnSpec, skip: set[int], errs: dic
             if spec.required:
                 _add(errs, i, f"missing required field '{spec.name}' ({spec.type})")
         elif not check(v):
-            _add(errs, i, f"field '{spec.name}' must be {_EXPECT[spec.type]}, got {_json_type(v)} {_short(v)}")
+            _add(errs, i, f"field '{spec.name}' must be {_EXPECT[spec.type]}, got {_json_type(v)}")
 
 
 def _unknown_fields(signature: Signature, dict_rows: list[dict[str, Any]], errs: dict[int, list[str]]) -> None:
@@ -338,16 +340,7 @@ def _conversion_errors(signature: Signature, columns: dict[str, list[Any]], n: i
             try:  # as _frame builds it: pandas may store strings in Arrow, which refuses lone surrogates
                 pd.DataFrame({spec.name: _to_series([v], spec, has_none=False)})
             except (ValueError, TypeError, OverflowError) as exc:
-                _add(errs, i, f"field '{spec.name}' cannot be read as {spec.type}: {type(exc).__name__}: {exc}"[:300])
-
-
-def _short(v: Any) -> str:
-    """The start of a rejected value for the message; never raises (hook output can be anything)."""
-    try:
-        text = json.dumps(v, default=str)
-    except (ValueError, TypeError, RecursionError):
-        text = f"<{type(v).__name__}>"
-    return f"({text[:40]}...)" if len(text) > 43 else f"({text})"
+                _add(errs, i, f"field '{spec.name}' cannot be read as {spec.type} ({type(exc).__name__})")
 
 
 def _to_series(vals: list[Any], spec: ColumnSpec, has_none: bool | None = None) -> Any:

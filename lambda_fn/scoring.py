@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lambda_fn.config import ConfigError
+from lambda_fn.hooks import FeatureError
 from lambda_fn.records import Reason
 from lambda_fn.schema import Signature, validate
 
@@ -63,6 +64,14 @@ class ModelBatchError(RuntimeError):
     work: a broken deployment or environment, not poison data."""
 
 
+class HookBatchError(ModelBatchError):
+    """The feature hook refused every object of a batch and nothing shows it works: `errors` says why, per object."""
+
+    def __init__(self, message: str, errors: dict[int, RowError]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 def describe(exc: BaseException) -> str:
     """`Type: message` of an exception from user code, bounded; never raises (a `__str__` may)."""
     try:
@@ -70,6 +79,40 @@ def describe(exc: BaseException) -> str:
     except Exception:  # noqa: BLE001 - user code's __str__: anything goes
         text = "<unprintable>"
     return f"{type(exc).__name__}: {text}"[:_DETAIL_CHARS]
+
+
+def hook_detail(exc: BaseException, features: Any = None) -> str:
+    """Why the hook refused one object, naming fields, never values (the input may be sensitive). Bounded.
+
+    `FeatureError`: each field and why. A `KeyError` on a name that is none of the object's string
+    values: that field is missing (a lookup by one of its values would name the value: not reported).
+    Anything else: only the exception's type, since its text may quote the input.
+    """
+    if isinstance(exc, FeatureError):
+        return f"feature hook rejected: {exc}"[:_DETAIL_CHARS]
+    key = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else None
+    if isinstance(key, str) and 0 < len(key) <= _FIELD_CHARS and key not in _string_leaves(features):
+        return f"feature hook failed: missing field '{key}'"
+    return f"feature hook failed ({type(exc).__name__}); no field named"
+
+
+_FIELD_CHARS = 128
+
+
+def _string_leaves(value: Any, budget: int = 10_000) -> set[str]:
+    """Every string value inside `value` (dicts and lists, bounded); keys are not values."""
+    out: set[str] = set()
+    stack = [value]
+    while stack and budget > 0:
+        budget -= 1
+        item = stack.pop()
+        if isinstance(item, str):
+            out.add(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return out
 
 
 class _References:
@@ -180,30 +223,33 @@ def apply_hook(hook: Hook, features: list[Any]) -> tuple[list[Any], dict[int, Ro
             rows.append(_rows_of(hook([feat]), 1)[0])
         except Exception as exc:  # noqa: BLE001 - user code
             rows.append(None)
-            errors[i] = RowError(Reason.HOOK_ERROR, f"feature hook failed: {describe(exc)}")
+            errors[i] = RowError(Reason.HOOK_ERROR, hook_detail(exc, feat))
         else:
             if candidate is not None:
                 _HOOK_REFERENCE.put(hook, candidate)
                 learn = False
     if len(errors) == len(features):
-        _hook_still_works(hook, errors[0].detail)
+        _hook_still_works(hook, errors)
     return rows, errors
 
 
-def _hook_still_works(hook: Hook, sample: str) -> None:
-    """Raise ModelBatchError unless the hook accepts its reference again (then the rows are poison)."""
+def _hook_still_works(hook: Hook, errors: dict[int, RowError]) -> None:
+    """Raise HookBatchError unless the hook accepts its reference again (then the rows are poison)."""
     reference = _HOOK_REFERENCE.get(hook)
+    sample = errors[0].detail
     if reference is None:
-        raise ModelBatchError(
+        raise HookBatchError(
             f"feature hook fails on every row ({sample}) and has accepted no row in this container yet; "
-            "treating it as a deployment fault until it accepts one"
+            "treating it as a deployment fault until it accepts one",
+            errors,
         )
     try:
         _rows_of(hook([_copy(reference)]), 1)
     except Exception as exc:  # noqa: BLE001 - user code
-        raise ModelBatchError(
-            f"feature hook fails on every row ({sample}) and on a row it accepted before ({describe(exc)}); "
-            "treating it as a deployment fault"
+        raise HookBatchError(
+            f"feature hook fails on every row ({sample}) and on a row it accepted before ({hook_detail(exc)}); "
+            "treating it as a deployment fault",
+            errors,
         ) from None
 
 

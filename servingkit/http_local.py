@@ -4,17 +4,23 @@ Each request becomes the API Gateway proxy event that AWS would send (REST API v
 v2 or a function URL on request) and goes to the handler with a fake Lambda context, so `curl` and any
 HTTP client exercise exactly the code that runs in Lambda. Like API Gateway, the server refuses bodies
 over 10 MiB itself (413) and turns a handler crash into 502; everything else is the handler's answer.
-Nothing here is shipped in the image.
+It reads bodies by Content-Length or chunked transfer coding, answers HEAD as the GET without its body,
+and answers every request it cannot read in the kit's error body (`lambda_fn.api.errors`), never a
+traceback or a hang. Each answer is one write with TCP_NODELAY: as two small writes (headers, body) it
+waited ~40 ms on the client's delayed ACK on every kept-alive request. Nothing here is shipped in the image.
 """
 
 from __future__ import annotations
 
 import base64
+import io
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -26,6 +32,10 @@ PayloadVersion = Literal["1.0", "2.0", "url"]
 
 GATEWAY_MAX_BODY = 10 * 1024 * 1024
 """API Gateway's own payload quota; the handler's API_MAX_BODY_BYTES is normally far lower."""
+DRAIN_MAX = 64 * 1024 * 1024
+"""How much of a refused body is read and dropped before the connection is closed."""
+READ_TIMEOUT_S = 30.0
+"""How long a connection may sit silent mid-request (or idle between keep-alive requests)."""
 API_FUNCTION = "model-api"
 API_ID = "local"
 STAGE = "$default"
@@ -177,6 +187,134 @@ def _default_handler() -> Handler:
     return handler
 
 
+class RequestError(Exception):
+    """A request the server refuses before the handler sees it, answered in the kit's error body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+_MAX_CHUNK_LINE = 4096
+_MAX_TRAILERS = 100
+
+
+def error_bytes(status: int, code: str, message: str) -> bytes:
+    """The kit's error body (`lambda_fn.api.errors`), for answers the server gives itself."""
+    from lambda_fn.api.errors import ApiError, encode, error_body
+
+    return encode(error_body(ApiError(status, code, message), str(uuid.uuid4()))).encode()
+
+
+def _too_large(limit: int) -> RequestError:
+    message = f"the request body exceeds {limit} bytes (API Gateway's payload limit)"
+    return RequestError(413, "payload_too_large", message)
+
+
+def _chunk_size(rfile: io.BufferedIOBase) -> int:
+    line = rfile.readline(_MAX_CHUNK_LINE + 1)
+    if not line:
+        raise RequestError(400, "malformed_body", "the chunked body ended before its last chunk")
+    if len(line) > _MAX_CHUNK_LINE or not line.endswith(b"\n"):
+        raise RequestError(400, "malformed_body", "a chunk-size line is too long")
+    size = line.split(b";", 1)[0].strip()
+    if not size or not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", size):
+        raise RequestError(400, "malformed_body", "a chunk size is not a hexadecimal number")
+    return int(size, 16)
+
+
+def _drain(rfile: io.BufferedIOBase, size: int) -> int:
+    """Read and drop up to `size` bytes; how many were there."""
+    dropped = 0
+    while dropped < size and (chunk := rfile.read(min(size - dropped, 1 << 16))):
+        dropped += len(chunk)
+    return dropped
+
+
+def _drain_chunks(rfile: io.BufferedIOBase, size: int, total: int) -> None:
+    """Drop the rest of a refused chunked body (a chunk of `size` is next), up to DRAIN_MAX in all."""
+    try:
+        while size > 0 and total <= DRAIN_MAX and _drain(rfile, size + 2) == size + 2:
+            size = _chunk_size(rfile)
+            total += size
+        for _ in range(_MAX_TRAILERS):
+            if size > 0 or rfile.readline(_MAX_CHUNK_LINE) in (b"\r\n", b"\n", b""):
+                return
+    except RequestError:
+        return  # malformed as well: the 413 stands, and the connection closes
+
+
+def read_chunked(rfile: io.BufferedIOBase, limit: int) -> bytes:
+    """A `Transfer-Encoding: chunked` body (RFC 9112 7.1), at most `limit` bytes; trailers are read and dropped.
+
+    Over the limit the rest is read and dropped (up to DRAIN_MAX), so the client reads the 413 instead of
+    a reset connection.
+    """
+    parts: list[bytes] = []
+    total = 0
+    while (size := _chunk_size(rfile)) > 0:
+        total += size
+        if total > limit:
+            _drain_chunks(rfile, size, total)
+            raise _too_large(limit)
+        data = rfile.read(size)
+        if len(data) < size or rfile.read(2) != b"\r\n":
+            raise RequestError(400, "malformed_body", "a chunk is shorter than its size says")
+        parts.append(data)
+    for _ in range(_MAX_TRAILERS):
+        if rfile.readline(_MAX_CHUNK_LINE) in (b"\r\n", b"\n", b""):
+            return b"".join(parts)
+    raise RequestError(400, "malformed_body", f"more than {_MAX_TRAILERS} trailer lines")
+
+
+def content_length(headers: Any) -> int:
+    """The declared body length; one non-negative integer (repeated equal values allowed), else 400."""
+    values = {v.strip() for raw in headers.get_all("Content-Length") or () for v in raw.split(",")}
+    if not values:
+        return 0
+    if len(values) != 1 or not next(iter(values)).isdigit():
+        raise RequestError(400, "malformed_request", "Content-Length is not one non-negative integer")
+    return int(next(iter(values)))
+
+
+def read_body(rfile: io.BufferedIOBase, headers: Any, limit: int | None = None) -> bytes:
+    """The request body by Content-Length or chunked transfer coding, refused (RequestError) over `limit`
+    (default GATEWAY_MAX_BODY)."""
+    limit = GATEWAY_MAX_BODY if limit is None else limit
+    coding = ",".join(headers.get_all("Transfer-Encoding") or ()).strip().lower()
+    if coding:
+        if headers.get("Content-Length") is not None:
+            raise RequestError(400, "malformed_request", "both Transfer-Encoding and Content-Length are set")
+        if coding != "chunked":
+            raise RequestError(501, "unsupported_transfer_encoding", "only Transfer-Encoding: chunked is supported")
+        return read_chunked(rfile, limit)
+    length = content_length(headers)
+    if length > limit:
+        _drain(rfile, min(length, DRAIN_MAX))  # so the client reads the answer instead of a reset connection
+        raise _too_large(limit)
+    body = rfile.read(length) if length else b""
+    if len(body) < length:
+        raise RequestError(400, "malformed_body", "the body is shorter than Content-Length says")
+    return body
+
+
+def response_bytes(
+    status: int, reason: str, headers: list[tuple[str, str]], data: bytes, *, head: bool, close: bool
+) -> bytes:
+    """The whole HTTP/1.1 response as one buffer: written with one send, it never waits on a delayed ACK."""
+    lines = [f"HTTP/1.1 {status} {reason}", "Server: servingkit-local", f"Date: {formatdate(usegmt=True)}"]
+    lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP_HEADERS]
+    lines.append(f"Content-Length: {len(data)}")
+    if close:
+        lines.append("Connection: close")
+    head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    return head_bytes if head or status in (204, 304) else head_bytes + data
+
+
+_HOP_HEADERS = ("content-length", "connection", "transfer-encoding", "server", "date", "keep-alive")
+_JSON_HEADERS = [("Content-Type", "application/json")]
+
+
 def make_server(
     handler: Handler | None = None,
     host: str = "127.0.0.1",
@@ -198,22 +336,25 @@ def make_server(
     class _Request(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "servingkit-local"
+        disable_nagle_algorithm = True  # TCP_NODELAY: an answer is sent as soon as it is written
+        timeout = READ_TIMEOUT_S  # a client that stops sending mid-request is answered 408, not waited on
 
         def _dispatch(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > GATEWAY_MAX_BODY:
-                remaining = length  # drain it, so the client reads the answer instead of a reset connection
-                while remaining > 0:
-                    chunk = self.rfile.read(min(remaining, 1 << 16))
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
-                self._reply(413, [("Content-Type", "application/json")], b'{"message":"Request Entity Too Large"}')
-                self.close_connection = True
+            try:
+                body = read_body(self.rfile, self.headers)
+            except RequestError as err:
+                self.close_connection = True  # what is left of the body is unread: this connection is done
+                self._reply(err.status, _JSON_HEADERS, error_bytes(err.status, err.code, err.message))
                 return
-            body = self.rfile.read(length) if length > 0 else b""
+            except TimeoutError:
+                self.close_connection = True
+                body_408 = error_bytes(408, "request_timeout", "the request body stopped arriving")
+                self._reply(408, _JSON_HEADERS, body_408)
+                return
+            # HEAD is GET without the body (RFC 9110 9.3.2): the handler answers the GET, the body is dropped.
+            method = "GET" if self.command == "HEAD" else self.command
             event = build_event(
-                self.command,
+                method,
                 self.path,
                 list(self.headers.items()),
                 body,
@@ -227,18 +368,23 @@ def make_server(
             except Exception as exc:  # noqa: BLE001 - API Gateway answers 502 when the integration fails
                 if log:
                     log(f"handler failed: {type(exc).__name__}: {exc}")
-                status, headers, data = 502, [("Content-Type", "application/json")], _BAD_GATEWAY
+                status, headers, data = 502, _JSON_HEADERS, _BAD_GATEWAY
             self._reply(status, headers, data)
 
         def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
-            self.send_response(status)
-            for k, v in headers:
-                if k.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
+            self.log_request(status, len(data))
+            reason = self.responses.get(status, ("",))[0]
+            head = self.command == "HEAD"
+            self.wfile.write(response_bytes(status, reason, headers, data, head=head, close=self.close_connection))
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """Errors the standard library finds (bad request line, headers too long...) in the kit's body."""
+            self.close_connection = True
+            if not hasattr(self, "command") or self.command is None:
+                self.command = ""
+            text = message or self.responses.get(code, ("error",))[0]
+            codes = {400: "malformed_request", 414: "uri_too_long", 431: "headers_too_large", 505: "http_version"}
+            self._reply(code, _JSON_HEADERS, error_bytes(code, codes.get(code, "malformed_request"), text))
 
         def __getattr__(self, name: str) -> Any:
             # Every method (GET, TRACE, QUERY...) goes to the handler, which answers 405 where it has no route.

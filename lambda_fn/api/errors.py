@@ -106,9 +106,16 @@ def json_response(
     return Response(status_code=status, content_type=JSON, body=encode(body), headers=headers or {})
 
 
+MAX_DETAILS = 100
+"""Problems listed in one error body; past that, `details_total` gives the count (a body stays small)."""
+
+
 def error_body(err: ApiError, request_id: str) -> dict[str, Any]:
-    details = [{"row": p.row, "field": p.field, "message": p.message} for p in err.details]
-    return {"error": {"code": err.code, "message": err.message, "details": details}, "request_id": request_id}
+    details = [{"row": p.row, "field": p.field, "message": p.message} for p in err.details[:MAX_DETAILS]]
+    info: dict[str, Any] = {"code": err.code, "message": err.message, "details": details}
+    if len(err.details) > MAX_DETAILS:
+        info["details_total"] = len(err.details)
+    return {"error": info, "request_id": request_id}
 
 
 def error_response(err: ApiError, request_id: str) -> Response[str]:

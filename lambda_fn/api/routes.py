@@ -1,9 +1,11 @@
 """The routes: each parses its protocol, scores through `serving`, and answers with its wire model.
 
 - `POST /predict`: raw objects like the stream's payloads (FEATURES_FIELD / ID_FIELD / FEATURE_HOOK);
-- `POST /invocations`: MLflow's scoring protocol (JSON or CSV), the model's own columns, no hook;
-- `POST /v2/models/{name}/infer`, `GET /v2/models/{name}[/ready]`, `GET /v2/health/{live,ready}`:
-  the Open Inference Protocol;
+- `POST /invocations`: MLflow's scoring protocol (JSON or CSV), the model's own columns, no hook; the same
+  as `POST /endpoints/{name}/invocations` with `GET /api/2.0/endpoints[/{name}]`, what MLflow's
+  deployments client (`mlflow.deployments.get_deploy_client("http://...")`) calls;
+- `GET /v2`, `GET /v2/health/{live,ready}`, `GET /v2/models/{name}[/versions/{version}][/ready]`,
+  `POST /v2/models/{name}[/versions/{version}]/infer`: the Open Inference Protocol (REST);
 - `GET /health` (and `/ping`, as MLflow and SageMaker probe it), `GET /model`, `GET /openapi.json`.
 
 `ROUTES` is the one table: the resolvers, the 405 check, the OpenAPI document and the CDK API
@@ -28,10 +30,15 @@ from lambda_fn.api.inputs import csv_rows, mlflow_json_rows, predict_payloads, v
 from lambda_fn.api.openapi import WITH_BODY, Operation, as_text, document
 from lambda_fn.api.request import body_text, json_body, json_text, request_id
 from lambda_fn.api.schemas import (
+    ENDPOINT_TYPE,
+    KIT_NAME,
+    KIT_VERSION,
     V2_DATATYPE,
     Health,
     InvocationsRequest,
     InvocationsResponse,
+    MlflowEndpoint,
+    MlflowEndpoints,
     ModelInfo,
     PredictRequest,
     PredictResponse,
@@ -41,6 +48,7 @@ from lambda_fn.api.schemas import (
     V2ModelMetadata,
     V2ModelReady,
     V2Ready,
+    V2ServerMetadata,
 )
 from lambda_fn.config import Settings
 from lambda_fn.model_store import LoadedModel
@@ -101,11 +109,50 @@ def predict(app: ApiGatewayResolver) -> Response[str]:
 _CSV_BODY = {"type": "string", "description": "CSV with a header line"}
 
 
-@_route("POST", "/invocations", Operation(InvocationsResponse, WITH_BODY, {JSON: InvocationsRequest, CSV: _CSV_BODY}))
+_INVOCATIONS = Operation(InvocationsResponse, WITH_BODY, {JSON: InvocationsRequest, CSV: _CSV_BODY})
+
+
+@_route("POST", "/invocations", _INVOCATIONS)
 def invocations(app: ApiGatewayResolver) -> Response[str]:
     """MLflow's scoring protocol: what `mlflow models serve` accepts for this model, JSON or CSV."""
+    return _invocations(app, None)
+
+
+@_route("POST", "/endpoints/<name>/invocations", _INVOCATIONS)
+def endpoint_invocations(app: ApiGatewayResolver, name: str) -> Response[str]:
+    """MLflow's deployments client (`get_deploy_client(url).predict(endpoint=name, ...)`): /invocations by name."""
+    return _invocations(app, name)
+
+
+@_route("GET", "/api/2.0/endpoints", Operation(MlflowEndpoints))
+def mlflow_endpoints(app: ApiGatewayResolver) -> Response[str]:
+    """MLflow's deployments client `list_endpoints()`: the one endpoint, the served model."""
+    return json_response(MlflowEndpoints, {"endpoints": [_endpoint(serving.model())]})
+
+
+@_route("GET", "/api/2.0/endpoints/<name>", Operation(MlflowEndpoint))
+def mlflow_endpoint(app: ApiGatewayResolver, name: str) -> Response[str]:
+    """MLflow's deployments client `get_endpoint(name)` (404 unless `name` is the served model)."""
+    model = serving.model()
+    _check_name(name, model)
+    return json_response(MlflowEndpoint, _endpoint(model))
+
+
+def _endpoint(model: LoadedModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "endpoint_type": ENDPOINT_TYPE,
+        "model": {"name": model.name, "provider": KIT_NAME},
+        "endpoint_url": f"/endpoints/{model.name}/invocations",
+        "limit": None,
+    }
+
+
+def _invocations(app: ApiGatewayResolver, name: str | None) -> Response[str]:
     text, media = body_text(app, (JSON, CSV))
     model = serving.model()
+    if name is not None:
+        _check_name(name, model)
     try:
         if media == CSV:
             rows = csv_rows(text, model.signature)
@@ -124,9 +171,16 @@ def _request_id(app: ApiGatewayResolver) -> str:
     return request_id(app.current_event.raw_event, app.lambda_context)
 
 
-def _check_name(name: str, model: LoadedModel) -> None:
+def _check_name(name: str, model: LoadedModel, version: str | None = None) -> None:
+    """404 unless `name` (and `version`, on a versioned route) is what this endpoint serves."""
     if name != model.name:
         raise ApiError(404, "model_not_found", f"no model named {name!r}; this endpoint serves {model.name!r}")
+    if version is not None and version != model.version:
+        raise ApiError(
+            404,
+            "model_version_not_found",
+            f"model {name!r} has no version {version!r} here; this endpoint serves version {model.version!r}",
+        )
 
 
 def _signature_output_type(model: LoadedModel) -> str:
@@ -140,11 +194,27 @@ def _signature_output_type(model: LoadedModel) -> str:
     return "FP64"
 
 
+@_route("GET", "/v2", Operation(V2ServerMetadata))
+def v2_server_metadata(app: ApiGatewayResolver) -> Response[str]:
+    """Open Inference Protocol server metadata: the server's name, version and extensions (none)."""
+    return json_response(V2ServerMetadata, {"name": KIT_NAME, "version": KIT_VERSION, "extensions": []})
+
+
 @_route("GET", "/v2/models/<name>", Operation(V2ModelMetadata))
 def v2_model_metadata(app: ApiGatewayResolver, name: str) -> Response[str]:
     """Open Inference Protocol model metadata."""
+    return _v2_metadata(name, None)
+
+
+@_route("GET", "/v2/models/<name>/versions/<version>", Operation(V2ModelMetadata))
+def v2_model_version_metadata(app: ApiGatewayResolver, name: str, version: str) -> Response[str]:
+    """Open Inference Protocol model metadata of one version (404 unless it is the version served)."""
+    return _v2_metadata(name, version)
+
+
+def _v2_metadata(name: str, version: str | None) -> Response[str]:
     model = serving.model()
-    _check_name(name, model)
+    _check_name(name, model, version)
     inputs = []
     if model.signature is not None:
         inputs = [{"name": c.name, "datatype": V2_DATATYPE[c.type], "shape": [-1]} for c in model.signature.inputs]
@@ -161,17 +231,40 @@ def v2_model_metadata(app: ApiGatewayResolver, name: str) -> Response[str]:
 @_route("GET", "/v2/models/<name>/ready", Operation(V2ModelReady))
 def v2_model_ready(app: ApiGatewayResolver, name: str) -> Response[str]:
     """Open Inference Protocol model readiness."""
+    return _v2_ready(name, None)
+
+
+@_route("GET", "/v2/models/<name>/versions/<version>/ready", Operation(V2ModelReady))
+def v2_model_version_ready(app: ApiGatewayResolver, name: str, version: str) -> Response[str]:
+    """Open Inference Protocol readiness of one model version."""
+    return _v2_ready(name, version)
+
+
+def _v2_ready(name: str, version: str | None) -> Response[str]:
     model = serving.model()
-    _check_name(name, model)
+    _check_name(name, model, version)
     return json_response(V2ModelReady, {"name": model.name, "ready": True})
 
 
-@_route("POST", "/v2/models/<name>/infer", Operation(V2InferResponse, WITH_BODY, {JSON: V2InferRequest}))
+_V2_INFER = Operation(V2InferResponse, WITH_BODY, {JSON: V2InferRequest})
+
+
+@_route("POST", "/v2/models/<name>/infer", _V2_INFER)
 def v2_infer(app: ApiGatewayResolver, name: str) -> Response[str]:
     """Open Inference Protocol inference: one column tensor per model input."""
+    return _v2_infer(app, name, None)
+
+
+@_route("POST", "/v2/models/<name>/versions/<version>/infer", _V2_INFER)
+def v2_version_infer(app: ApiGatewayResolver, name: str, version: str) -> Response[str]:
+    """Open Inference Protocol inference on one model version (404 unless it is the version served)."""
+    return _v2_infer(app, name, version)
+
+
+def _v2_infer(app: ApiGatewayResolver, name: str, version: str | None) -> Response[str]:
     body = json_body(app)
     model = serving.model()
-    _check_name(name, model)
+    _check_name(name, model, version)
     try:
         request = v2_request(body)
         rows = v2_rows(request, model.signature)

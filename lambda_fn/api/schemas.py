@@ -50,7 +50,10 @@ class ErrorDetail(_Wire):
 class ErrorInfo(_Wire):
     code: str = Field(description="Stable machine-readable code, e.g. invalid_input, malformed_json")
     message: str
-    details: list[ErrorDetail]
+    details: list[ErrorDetail] = Field(description="Every problem, row by row, up to 100 (see details_total)")
+    details_total: int | None = Field(
+        default=None, description="How many problems there are, when there are more than the details list"
+    )
 
 
 class ErrorResponse(_Wire):
@@ -301,6 +304,40 @@ class V2ModelMetadata(_Wire):
     platform: str
     inputs: list[V2TensorMetadata]
     outputs: list[V2TensorMetadata]
+
+
+KIT_NAME = "servingkit"
+KIT_VERSION = "0.1.0"
+"""The kit's version (pyproject's, a test keeps them equal): the image ships the code, not the distribution."""
+
+
+ENDPOINT_TYPE = "mlflow/pyfunc"
+"""What `GET /api/2.0/endpoints/{name}` calls the endpoint (MLflow's client takes any string)."""
+
+
+class MlflowEndpointModel(_Wire):
+    name: str
+    provider: str
+
+
+class MlflowEndpoint(_Wire):
+    """An endpoint as MLflow's deployments client reads it (`mlflow.deployments.server.config.Endpoint`)."""
+
+    name: str
+    endpoint_type: str
+    model: MlflowEndpointModel
+    endpoint_url: str
+    limit: None = None
+
+
+class MlflowEndpoints(_Wire):
+    endpoints: list[MlflowEndpoint]
+
+
+class V2ServerMetadata(_Wire):
+    name: str
+    version: str
+    extensions: list[str]
 
 
 class V2ModelReady(_Wire):

@@ -21,7 +21,7 @@ from lambda_fn.api.errors import ApiError, Problem, problems_from_rows
 from lambda_fn.config import ConfigError, Settings, get_settings, service_name
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.records import Reason
-from lambda_fn.scoring import BatchResult, Hook, ModelBatchError, apply_hook, score_batch
+from lambda_fn.scoring import BatchResult, Hook, HookBatchError, ModelBatchError, apply_hook, score_batch
 
 logger = Logger(service=service_name(), child=True)
 _MISCONFIGURED = "the service is misconfigured; see the function logs"
@@ -141,12 +141,15 @@ def score_result(rows: list[Any], loaded: LoadedModel, hook: Hook | None = None)
     if hook is not None:
         try:
             rows, hook_errors = apply_hook(hook, rows)
-        except ModelBatchError as exc:
+        except HookBatchError as exc:
             logger.warning("the feature hook rejected every row", extra={"error": str(exc)})
-            raise ApiError(400, "invalid_input", "the feature hook rejected every row") from None
+            problems = problems_from_rows({i: e.detail for i, e in exc.errors.items()})
+            message = f"the feature hook rejected every row ({len(rows)})"
+            raise ApiError(400, "invalid_input", message, problems) from None
         if hook_errors:
             problems = problems_from_rows({i: e.detail for i, e in hook_errors.items()})
-            raise ApiError(400, "invalid_input", "the feature hook rejected some rows", problems)
+            n = len(hook_errors)
+            raise ApiError(400, "invalid_input", f"the feature hook rejected {n} of {len(rows)} row(s)", problems)
     try:
         result = score_batch(rows, loaded, strict=True, finite=True)
     except ModelBatchError as exc:

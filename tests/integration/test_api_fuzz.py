@@ -10,6 +10,7 @@ run stays well under a minute.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -33,7 +34,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 # Negative cases need something to break: a body (GETs here take nothing but the fixed model name).
 CASES = [
-    (method, rule.replace("<name>", "{name}"), mode)
+    (method, re.sub(r"<(\w+)>", r"{\1}", rule), mode)
     for method, rule, _ in ROUTES
     for mode in ((POSITIVE, NEGATIVE) if method == "POST" else (POSITIVE,))
 ]
@@ -60,8 +61,10 @@ def test_api_conforms_to_its_openapi_document(
         schema = schemathesis.openapi.from_dict(doc)
         schema.config.update(base_url=url)
         operation = schema[path][method]
-        # The served model's name, so /v2/models/{name}/... reaches the model, not only the 404 branch.
-        strategy = operation.as_strategy(mode, path_parameters={"name": "tiny"} if "{name}" in path else None)
+        # The served model's name and version, so /v2/models/{name}/... reaches the model, not only the 404 branch.
+        served = {"name": "tiny", "version": session.get(f"{url}/model", timeout=30).json()["version"]}
+        params = {k: v for k, v in served.items() if f"{{{k}}}" in path}
+        strategy = operation.as_strategy(mode, path_parameters=params or None)
 
         @given(case=strategy)
         @settings(

@@ -87,6 +87,47 @@ def test_mlflow_scoring_client_calls_invocations(model_env: pytest.MonkeyPatch, 
     assert response.get_predictions().iloc[:, 0].tolist() == pytest.approx(mlflow_predictions(tiny_mlflow_dir, frame))
 
 
+def test_mlflow_deployments_client_predicts_and_lists_the_endpoint(
+    model_env: pytest.MonkeyPatch, tiny_mlflow_dir: Path
+) -> None:
+    """`mlflow.deployments.get_deploy_client("http://...")`, MLflow's own client for an HTTP target, unchanged."""
+    from mlflow.deployments import get_deploy_client
+
+    frame, _ = tiny_frame(12, seed=5)
+    with serving() as base:
+        client = get_deploy_client(base)
+        endpoints = client.list_endpoints()  # GET /api/2.0/endpoints/
+        endpoint = client.get_endpoint("tiny")  # GET /api/2.0/endpoints/tiny
+        split = client.predict(endpoint="tiny", inputs={"dataframe_split": frame.to_dict("split")})
+        records = client.predict(endpoint="tiny", inputs={"dataframe_records": frame.to_dict("records")})
+        with pytest.raises(Exception, match="404") as unknown:
+            client.predict(endpoint="other", inputs={"dataframe_records": frame.to_dict("records")})
+    assert [e.name for e in endpoints] == ["tiny"]
+    assert endpoint.name == "tiny" and endpoint.endpoint_url == f"{base}/endpoints/tiny/invocations"
+    want = mlflow_predictions(tiny_mlflow_dir, frame)
+    assert split["predictions"] == pytest.approx(want) and records["predictions"] == pytest.approx(want)
+    assert "model_not_found" in str(unknown.value)
+
+
+def test_open_inference_protocol_over_http(url: str) -> None:
+    """Server metadata, health and the versioned routes, as a KServe-style client calls them."""
+    server = requests.get(f"{url}/v2", timeout=10)
+    assert server.status_code == 200 and server.json()["name"] == "servingkit"
+    assert requests.get(f"{url}/v2/health/live", timeout=10).json() == {"live": True}
+    assert requests.get(f"{url}/v2/health/ready", timeout=10).json() == {"ready": True}
+    assert requests.get(f"{url}/v2/models/tiny/versions/1/ready", timeout=10).json() == {"name": "tiny", "ready": True}
+    inputs = [
+        {"name": "zone", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+        {"name": "distance", "shape": [2], "datatype": "FP64", "data": [1.5, 2.5]},
+        {"name": "hour", "shape": [2], "datatype": "INT64", "data": [3, 4]},
+    ]
+    versioned = requests.post(f"{url}/v2/models/tiny/versions/1/infer", json={"inputs": inputs}, timeout=10)
+    plain = requests.post(f"{url}/v2/models/tiny/infer", json={"inputs": inputs}, timeout=10)
+    assert versioned.status_code == 200 and versioned.json()["outputs"] == plain.json()["outputs"]
+    missing = requests.get(f"{url}/v2/models/tiny/versions/2", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_version_not_found"
+
+
 def test_concurrent_clients_all_succeed(model_env: pytest.MonkeyPatch) -> None:
     with serving() as base:
         with requests.Session() as warm:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,19 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 def tiny_hook(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A FEATURE_HOOK for the tiny model: raw trips → its columns (KeyError on a missing field)."""
     return [{"zone": r["area"], "distance": r["km"], "hour": r["hour"]} for r in raw]
+
+
+def strict_tiny_hook(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """tiny_hook naming what it refuses (`FeatureError`), as the hook contract asks."""
+    from lambda_fn.hooks import FeatureError
+
+    for r in raw:
+        problems = {k: "is missing" for k in ("area", "km", "hour") if k not in r}
+        if not isinstance(r.get("km", 0.0), float):
+            problems["km"] = "must be a number"
+        if problems:
+            raise FeatureError(problems)
+    return tiny_hook(raw)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +133,25 @@ def test_predict_uses_the_stream_payload_mapping_and_hook(env: pytest.MonkeyPatc
     status, _, err = call("POST", "/predict", {"instances": [payloads[0], bad[2]]})
     assert status == 400
     assert [(d["row"], d["field"]) for d in err["error"]["details"]] == [(1, "km")]
+
+
+def test_hook_errors_list_every_bad_row_by_field_without_its_value(env: pytest.MonkeyPatch) -> None:
+    env.setenv("FEATURES_FIELD", "trip")
+    env.setenv("FEATURE_HOOK", "tests.unit.test_api:strict_tiny_hook")
+    secret = "SECRET-VALUE"
+    # A fresh container: the hook has accepted nothing yet, and refuses every row; all are still listed.
+    bad = [{"trip": {"area": "a", "km": secret, "hour": 1}}, {"trip": {"km": 1.0}}]
+    status, _, err = call("POST", "/predict", {"instances": bad})
+    assert status == 400 and err["error"]["code"] == "invalid_input"
+    assert [(d["row"], d["field"]) for d in err["error"]["details"]] == [(0, "km"), (1, "area"), (1, "hour")]
+    assert secret not in json.dumps(err)
+    good = {"trip": {"area": "b", "km": 2.0, "hour": 3}}
+    many = [good if i % 3 == 0 else bad[0] for i in range(300)]
+    status, _, err = call("POST", "/predict", {"instances": many})
+    assert status == 400 and err["error"]["message"] == "the feature hook rejected 200 of 300 row(s)"
+    assert len(err["error"]["details"]) == 100 and err["error"]["details_total"] == 200
+    assert [d["row"] for d in err["error"]["details"][:3]] == [1, 2, 4]
+    assert call("POST", "/predict", {"instances": [good]})[0] == 200
 
 
 def test_invalid_rows_are_all_reported_with_row_and_field(env: pytest.MonkeyPatch) -> None:
@@ -225,6 +258,48 @@ def test_open_inference_protocol_errors_name_the_input(env: pytest.MonkeyPatch) 
     request["inputs"] = request["inputs"][1:2]
     status, _, err = call("POST", "/v2/models/tiny/infer", request)
     assert status == 400 and {d["field"] for d in err["error"]["details"]} == {"zone", "hour"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_open_inference_protocol_server_metadata_and_versioned_routes(env: pytest.MonkeyPatch, kind: str) -> None:
+    import tomllib
+
+    status, _, server = call("GET", "/v2", kind=kind)
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    assert status == 200 and server == {"name": "servingkit", "version": project["version"], "extensions": []}
+    assert call("GET", "/v2/models/tiny/versions/7", kind=kind)[2] == call("GET", "/v2/models/tiny", kind=kind)[2]
+    assert call("GET", "/v2/models/tiny/versions/7/ready", kind=kind)[2] == {"name": "tiny", "ready": True}
+    request = {
+        "inputs": [
+            {**V2_ZONE},
+            {**V2_ZONE, "name": "distance", "datatype": "FP64", "data": [1.5]},
+            {**V2_ZONE, "name": "hour", "datatype": "INT64", "data": [3]},
+        ]
+    }
+    status, _, out = call("POST", "/v2/models/tiny/versions/7/infer", request, kind=kind)
+    assert status == 200 and out["model_version"] == "7"
+    assert out["outputs"][0]["data"] == pytest.approx(expected([{"zone": "a", "distance": 1.5, "hour": 3}]))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code"),
+    [
+        ("GET", "/v2/models/tiny/versions/8", "model_version_not_found"),
+        ("GET", "/v2/models/tiny/versions/8/ready", "model_version_not_found"),
+        ("POST", "/v2/models/tiny/versions/8/infer", "model_version_not_found"),
+        ("GET", "/v2/models/other/versions/7", "model_not_found"),
+        ("GET", "/v2/models/other/versions/7/ready", "model_not_found"),
+        ("POST", "/v2/models/other/versions/7/infer", "model_not_found"),
+        ("GET", "/v2/models/other/ready", "model_not_found"),
+        ("GET", "/v2/models/tiny/versions", "not_found"),
+    ],
+)
+def test_open_inference_protocol_unknown_model_or_version_is_404(
+    env: pytest.MonkeyPatch, method: str, path: str, code: str
+) -> None:
+    status, headers, err = call(method, path, {"inputs": []} if method == "POST" else None)
+    assert status == 404 and err["error"]["code"] == code
+    assert err["request_id"] == headers["X-Request-Id"] and err["error"]["details"] == []
 
 
 V2_ZONE = {"name": "zone", "shape": [1], "datatype": "BYTES", "data": ["a"]}
@@ -415,7 +490,7 @@ def test_openapi_document_is_served_and_the_repo_copy_is_current(env: pytest.Mon
     assert DOCS.read_text() == openapi_json(), "docs/openapi.json is stale: python -m lambda_fn.api > docs/openapi.json"
     assert generic["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in generic["paths"].items() for m in ops}
-    routed = {(m, r.replace("<name>", "{name}")) for m, r, _ in api.ROUTES}
+    routed = {(m, re.sub(r"<(\w+)>", r"{\1}", r)) for m, r, _ in api.ROUTES}
     assert documented == routed
     for ops in generic["paths"].values():
         for op in ops.values():
