@@ -57,6 +57,13 @@ def _queue(stack: str | None, profile: str | None, region: str | None, queue_url
 queue_option = click.option(
     "--queue-url", envvar="DLQ_URL", show_envvar=True, help="The dead-letter queue: its URL or its name."
 )
+id_field_option = click.option(
+    "--id-field",
+    envvar="ID_FIELD",
+    show_envvar=True,
+    help="The scorer's ID_FIELD: an entry failed before its id was read (not_json has none; "
+    "missing_features_field) shows the id its data holds under this field.",
+)
 
 
 @click.group()
@@ -67,6 +74,7 @@ def dlq() -> None:
 @dlq.command("list")
 @queue_option
 @aws_options
+@id_field_option
 @click.option("--reason", help="Only entries of this reason (e.g. schema_violation).")
 @click.option("--max", "limit", type=click.IntRange(min=1), help="At most this many entries (oldest first).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
@@ -75,6 +83,7 @@ def list_command(
     stack: str | None,
     profile: str | None,
     region: str | None,
+    id_field: str | None,
     reason: str | None,
     limit: int | None,
     as_json: bool,
@@ -82,12 +91,12 @@ def list_command(
     """List the dead letters: message id, reason, record id, position in the input stream, age.
 
     Nothing is consumed: each message is received and made visible again at once (while the command runs,
-    other readers do not see it). Environment: DLQ_URL, SERVINGKIT_STACK, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL.
+    other readers do not see it). Environment: DLQ_URL, ID_FIELD, SERVINGKIT_STACK, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL.
     """
     from servingkit.operations.dlq import age_text, list_letters
 
     aws, url = _queue(stack, profile, region, queue_url)
-    letters = guarded(lambda: list_letters(aws.client("sqs"), url, limit=limit, reason=reason))
+    letters = guarded(lambda: list_letters(aws.client("sqs"), url, limit=limit, reason=reason, id_field=id_field))
     if as_json:
         for letter in letters:
             click.echo(json.dumps(letter.summary(), allow_nan=False))
@@ -106,7 +115,10 @@ def list_command(
 @click.argument("key", metavar="ID")
 @queue_option
 @aws_options
-def show_command(key: str, queue_url: str | None, stack: str | None, profile: str | None, region: str | None) -> None:
+@id_field_option
+def show_command(
+    key: str, queue_url: str | None, stack: str | None, profile: str | None, region: str | None, id_field: str | None
+) -> None:
     """Show the dead letter(s) whose SQS message id or record id is ID: the whole entry and its decoded payload.
 
     The payload is decoded as the scorer decodes it (base64, strict JSON); data that is not JSON is shown
@@ -115,7 +127,7 @@ def show_command(key: str, queue_url: str | None, stack: str | None, profile: st
     from servingkit.operations.dlq import find_letters, show
 
     aws, url = _queue(stack, profile, region, queue_url)
-    found = guarded(lambda: find_letters(aws.client("sqs"), url, key))
+    found = guarded(lambda: find_letters(aws.client("sqs"), url, key, id_field))
     if not found:
         raise CommandError(f"no dead letter with message id or record id {key!r} in {url}")
     for letter in found:

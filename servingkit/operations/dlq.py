@@ -31,9 +31,10 @@ class DeadLetter:
     body: dict[str, Any]
     sent_at: datetime | None = None
     receive_count: int = 0
+    data_id: Any = None  # the ID_FIELD value read from the data, when the scorer failed before reading it
 
     @classmethod
-    def from_message(cls, msg: dict[str, Any]) -> DeadLetter:
+    def from_message(cls, msg: dict[str, Any], id_field: str | None = None) -> DeadLetter:
         attrs = msg.get("Attributes") or {}
         sent = attrs.get("SentTimestamp")
         try:
@@ -49,6 +50,7 @@ class DeadLetter:
             body=body,
             sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None,
             receive_count=int(attrs.get("ApproximateReceiveCount", 0)),
+            data_id=_id_in_data(body, id_field) if id_field and body.get("id") is None else None,
         )
 
     @property
@@ -57,7 +59,9 @@ class DeadLetter:
 
     @property
     def record_id(self) -> Any:
-        return self.body.get("id")
+        """The entry's `id`; for a record failed before its id was read (e.g. missing_features_field), its data's."""
+        rid = self.body.get("id")
+        return self.data_id if rid is None else rid
 
     @property
     def position(self) -> str:
@@ -122,6 +126,17 @@ def _parse_time(value: Any) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+def _id_in_data(body: dict[str, Any], id_field: str) -> Any:
+    from lambda_fn.records import decode_json
+
+    raw = _bytes_of(body)
+    try:
+        payload = decode_json(raw) if raw is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return payload.get(id_field) if isinstance(payload, dict) else None
+
+
 def _bytes_of(body: dict[str, Any]) -> bytes | None:
     data = body.get("data")
     if not isinstance(data, str):
@@ -142,6 +157,7 @@ class Receiver:
     queue_url: str
     visibility_s: int = DEFAULT_VISIBILITY_S
     wait_s: int = 1  # long polling: an empty answer means the queue has nothing visible, not a sampled miss
+    id_field: str | None = None
     holding: dict[str, DeadLetter] = field(default_factory=dict)
 
     def receive(self) -> list[DeadLetter]:
@@ -156,7 +172,7 @@ class Receiver:
         )
         fresh = []
         for msg in resp.get("Messages", []):
-            letter = DeadLetter.from_message(msg)
+            letter = DeadLetter.from_message(msg, self.id_field)
             if letter.message_id not in self.holding:
                 fresh.append(letter)
             self.holding[letter.message_id] = letter
@@ -218,27 +234,31 @@ class Receiver:
 
 
 @contextmanager
-def held(sqs: Any, queue_url: str, visibility_s: int = DEFAULT_VISIBILITY_S) -> Iterator[Receiver]:
+def held(
+    sqs: Any, queue_url: str, visibility_s: int = DEFAULT_VISIBILITY_S, id_field: str | None = None
+) -> Iterator[Receiver]:
     """A Receiver whose messages are all made visible again when the block ends, however it ends."""
-    receiver = Receiver(sqs, queue_url, visibility_s)
+    receiver = Receiver(sqs, queue_url, visibility_s, id_field=id_field)
     try:
         yield receiver
     finally:
         receiver.release()
 
 
-def list_letters(sqs: Any, queue_url: str, *, limit: int | None = None, reason: str | None = None) -> list[DeadLetter]:
-    """The queue's dead letters (oldest SQS can find first is not guaranteed: SQS standard queues do not order)."""
-    with held(sqs, queue_url) as receiver:
+def list_letters(
+    sqs: Any, queue_url: str, *, limit: int | None = None, reason: str | None = None, id_field: str | None = None
+) -> list[DeadLetter]:
+    """The queue's dead letters, oldest first (every visible one is read, then sorted: SQS does not order them)."""
+    with held(sqs, queue_url, id_field=id_field) as receiver:
         letters = list(receiver.all())
     letters = [x for x in letters if reason is None or x.reason == reason]
     letters.sort(key=lambda x: x.body.get("failed_at") or "")
     return letters[:limit] if limit is not None else letters
 
 
-def find_letters(sqs: Any, queue_url: str, key: str) -> list[DeadLetter]:
+def find_letters(sqs: Any, queue_url: str, key: str, id_field: str | None = None) -> list[DeadLetter]:
     """Entries whose SQS message id or record id is `key` (a record may have been dead-lettered twice)."""
-    with held(sqs, queue_url) as receiver:
+    with held(sqs, queue_url, id_field=id_field) as receiver:
         return [x for x in receiver.all() if x.matches(key)]
 
 
@@ -269,6 +289,7 @@ def show(letter: DeadLetter) -> dict[str, Any]:
     """The full entry with its payload decoded, for `dlq show`."""
     return {
         "message_id": letter.message_id,
+        "id": letter.record_id,
         "receive_count": letter.receive_count,
         "sent_at": None if letter.sent_at is None else letter.sent_at.isoformat(),
         "position": letter.position,
