@@ -91,7 +91,8 @@ def list_command(
     """List the dead letters: message id, reason, record id, position in the input stream, age.
 
     Nothing is consumed: each message is received and made visible again at once (while the command runs,
-    other readers do not see it). Environment: DLQ_URL, ID_FIELD, SERVINGKIT_STACK, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL.
+    other readers do not see it). Environment: DLQ_URL, ID_FIELD, SERVINGKIT_STACK, AWS_PROFILE, AWS_REGION,
+    AWS_ENDPOINT_URL.
     """
     from servingkit.operations.dlq import age_text, list_letters
 

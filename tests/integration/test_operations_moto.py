@@ -86,7 +86,7 @@ def pipeline(
     for name, value in endpoint_environment(emulator.endpoint_url).items():
         clean_env.setenv(name, value)
     tag = uuid.uuid4().hex[:8]
-    s3, kinesis, sqs = (boto3.client(n) for n in ("s3", "kinesis", "sqs"))
+    s3, kinesis, sqs = boto3.client("s3"), boto3.client("kinesis"), boto3.client("sqs")
     bucket = f"models-{tag}"
     s3.create_bucket(Bucket=bucket)
     for f in sorted(tiny_mlflow_dir.rglob("*")):
