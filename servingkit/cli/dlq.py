@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from infra.topology import Topology
 from servingkit.cli.errors import CommandError
 
 
@@ -61,8 +62,9 @@ id_field_option = click.option(
     "--id-field",
     envvar="ID_FIELD",
     show_envvar=True,
-    help="The scorer's ID_FIELD: an entry failed before its id was read (not_json has none; "
-    "missing_features_field) shows the id its data holds under this field.",
+    default=Topology.id_field,  # the stack's, unless it was deployed with -c id_field=...
+    help="The scorer's ID_FIELD: an entry failed before its id was read (e.g. missing_features_field) "
+    "shows the id its data holds under this field.",
 )
 
 
