@@ -24,7 +24,7 @@ def test_list_show_redrive_and_tail_on_localstack(pointed: Any, capsys: pytest.C
     kinesis, sqs = boto3.client("kinesis"), boto3.client("sqs")
     stream = f"ops-input-{tag}"
     kinesis.create_stream(StreamName=stream, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     queue = sqs.create_queue(QueueName=f"ops-dead-letters-{tag}")["QueueUrl"]
 
     # The scorer's dead letters, as lambda_fn.stream writes them: records of a Kinesis event that lack the features.
