@@ -78,7 +78,7 @@ def dlq() -> None:
 @aws_options
 @id_field_option
 @click.option("--reason", help="Only entries of this reason (e.g. schema_violation).")
-@click.option("--max", "limit", type=click.IntRange(min=1), help="At most this many entries (oldest first).")
+@click.option("--max", "limit", type=click.IntRange(min=1), help="At most this many entries (the first SQS returns).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
 def list_command(
     queue_url: str | None,

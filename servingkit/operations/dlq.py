@@ -248,12 +248,18 @@ def held(
 def list_letters(
     sqs: Any, queue_url: str, *, limit: int | None = None, reason: str | None = None, id_field: str | None = None
 ) -> list[DeadLetter]:
-    """The queue's dead letters, oldest first (every visible one is read, then sorted: SQS does not order them)."""
+    """The queue's dead letters (of `reason`), oldest first; with `limit`, the first that many SQS returns.
+
+    Reading stops at `limit`, so a large queue is not held whole (SQS keeps at most 120,000 in flight).
+    """
+    found: list[DeadLetter] = []
     with held(sqs, queue_url, id_field=id_field) as receiver:
-        letters = list(receiver.all())
-    letters = [x for x in letters if reason is None or x.reason == reason]
-    letters.sort(key=lambda x: x.body.get("failed_at") or "")
-    return letters[:limit] if limit is not None else letters
+        for letter in receiver.all():
+            if reason is None or letter.reason == reason:
+                found.append(letter)
+                if limit is not None and len(found) >= limit:
+                    break
+    return sorted(found, key=lambda x: x.body.get("failed_at") or "")
 
 
 def find_letters(sqs: Any, queue_url: str, key: str, id_field: str | None = None) -> list[DeadLetter]:
