@@ -47,6 +47,7 @@ def _command(path: list[str]) -> click.Command:
 def test_every_user_job_is_a_subcommand() -> None:
     assert set(main.list_commands(click.Context(main))) == {
         "train", "publish", "promote", "demo", "serve", "batch", "make-rides", "localstack", "bench", "monitor",
+        "dlq", "predictions",
     }  # fmt: skip
 
 
