@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from servingkit.cli import batch, bench, demo, localstack, monitor, publish, rides, serve, train
+from servingkit.cli import batch, bench, demo, localstack, monitor, publish, release, rides, serve, train
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
 
@@ -35,6 +35,7 @@ for command in (
     localstack.localstack,
     bench.bench,
     monitor.monitor,
+    release.release,
 ):
     main.add_command(command)
 
