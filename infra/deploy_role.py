@@ -9,7 +9,8 @@ work through the CDK bootstrap roles, which these roles may only assume.
   bucket's `models/` prefix (what `servingkit publish` reads and writes), reads the serving stacks' outputs and
   their CodeDeploy deployments (the release waits for the traffic shift).
 - the diff role (`.github/workflows/ci.yml`): trusted for pull requests of the repository; may assume only the
-  bootstrap lookup role (read-only) that `cdk diff --no-change-set` reads the deployed template with.
+  bootstrap lookup role (read-only) that `cdk diff --no-change-set` reads the deployed template with, and read
+  the serving stacks' outputs (the stage's model bucket names the diff's model).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class DeliveryContext:
 
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
 _NAME = re.compile(r"^[a-z0-9.-]{3,63}$")
+_STACKS_REASON = "Stack ARNs end in an id CloudFormation generates; read-only, and only the serving stacks."
 
 
 class DeliveryConfigError(ValueError):
@@ -88,6 +90,9 @@ class DeliveryStack(Stack):
             description=f"GitHub Actions of {repo} (pull requests): cdk diff through the read-only lookup role",
         )
         diff.add_to_policy(self._assume([self._bootstrap_role(qualifier, "lookup")], "AssumeCdkLookupRole"))
+        # The diff's model context names the stage's bucket: the stack's ModelBucketName output.
+        diff.add_to_policy(self._read_stacks(context))
+        acknowledge_resource(diff, self._stacks_arn(context), _STACKS_REASON)
         CfnOutput(self, "DeployRoleArn", value=deploy.role_arn, description="repository variable AWS_DEPLOY_ROLE_ARN")
         CfnOutput(self, "DiffRoleArn", value=diff.role_arn, description="repository variable AWS_DIFF_ROLE_ARN")
         CfnOutput(self, "GitHubOidcProviderArn", value=provider_arn)
@@ -120,6 +125,16 @@ class DeliveryStack(Stack):
     def _bootstrap_role(self, qualifier: str, kind: str) -> str:
         return f"arn:{self.partition}:iam::{self.account}:role/cdk-{qualifier}-{kind}-role-{self.account}-{self.region}"
 
+    def _stacks_arn(self, context: Mapping[str, Any]) -> str:
+        stacks = str(context.get(DeliveryContext.STACK_PREFIX) or "ServingKit-")
+        return f"arn:{self.partition}:cloudformation:{self.region}:{self.account}:stack/{stacks}*/*"
+
+    def _read_stacks(self, context: Mapping[str, Any]) -> iam.PolicyStatement:
+        """The serving stacks' outputs (model bucket, CodeDeploy application): read-only."""
+        return iam.PolicyStatement(
+            sid="ReadServingStacks", actions=["cloudformation:DescribeStacks"], resources=[self._stacks_arn(context)]
+        )
+
     @staticmethod
     def _assume(role_arns: list[str], sid: str) -> iam.PolicyStatement:
         return iam.PolicyStatement(sid=sid, actions=["sts:AssumeRole", "sts:TagSession"], resources=role_arns)
@@ -136,11 +151,9 @@ class DeliveryStack(Stack):
         # Without a name: the buckets the serving stacks create (CloudFormation names them <stack>-modelstorebucket...).
         bucket_arn = f"arn:{self.partition}:s3:::{bucket or 'servingkit-*-modelstorebucket*'}"
         generated = {} if bucket else {bucket_arn: "The serving stacks' model buckets, named by CloudFormation."}
-        stacks = str(context.get(DeliveryContext.STACK_PREFIX) or "ServingKit-")
         apps = str(context.get(DeliveryContext.APP_PREFIX) or "serving-")
         region_account = f"{self.region}:{self.account}"
         models = f"{bucket_arn}/models/*"
-        stack_arn = f"arn:{self.partition}:cloudformation:{region_account}:stack/{stacks}*/*"
         app_arn = f"arn:{self.partition}:codedeploy:{region_account}:application:{apps}*"
         group_arn = f"arn:{self.partition}:codedeploy:{region_account}:deploymentgroup:{apps}*/*"
         return [
@@ -169,12 +182,7 @@ class DeliveryStack(Stack):
                 ),
                 generated,
             ),
-            (
-                iam.PolicyStatement(
-                    sid="ReadServingStacks", actions=["cloudformation:DescribeStacks"], resources=[stack_arn]
-                ),
-                {stack_arn: "Stack ARNs end in an id CloudFormation generates; read-only, the serving stacks only."},
-            ),
+            (self._read_stacks(context), {self._stacks_arn(context): _STACKS_REASON}),
             (
                 iam.PolicyStatement(
                     sid="WatchReleases",
