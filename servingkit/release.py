@@ -244,4 +244,5 @@ def _restore_alias(req: ReleaseRequest, result: ReleaseResult, log: Callable[[st
 def _client(service: str) -> Any:
     import boto3
 
-    return boto3.client(service)
+    make: Any = boto3.client  # the service is a runtime name; boto3's stubs type each literal separately
+    return make(service)
