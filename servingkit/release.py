@@ -213,7 +213,7 @@ def _publish_deploy_wait(
         published = publish(f"models:/{req.name}@{req.alias}", bucket, tracking_uri=req.tracking_uri)
     except publish_error as exc:
         raise ReleaseError(str(exc)) from None
-    result.context = {Ctx.STAGE: req.stage, **published.context()}
+    result.context = {Ctx.STAGE: req.stage, **published.context(), **_reference_context(published.manifest)}
     log(f"published {published.model_uri} sha256 {published.sha256}")
     since = datetime.now(UTC)
     command = [*req.cdk, "deploy", stack_name(req.stage), *cdk_args(result.context), "--require-approval", "never"]
@@ -229,6 +229,14 @@ def _publish_deploy_wait(
         raise ReleaseError(f"cdk deploy {stack_name(req.stage)} failed (exit {deployed.returncode})")
     for d in result.deployments:
         log(f"{d.group}: deployment {d.deployment_id} {d.status}")
+
+
+def _reference_context(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The monitoring reference the manifest pins (used by a stage deployed with -c monitoring=true)."""
+    ref = manifest.get("reference")
+    if not ref:
+        return {}
+    return {Ctx.MODEL_REFERENCE_URI: str(ref["uri"]), Ctx.MODEL_REFERENCE_SHA256: str(ref["sha256"])}
 
 
 def _restore_alias(req: ReleaseRequest, result: ReleaseResult, log: Callable[[str], None]) -> None:

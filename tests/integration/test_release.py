@@ -133,10 +133,15 @@ def test_release_promotes_publishes_deploys_and_waits(cloud: Cloud, registry: st
         ("ApiDeployment", "Succeeded"),
         ("ScorerDeployment", "Succeeded"),
     ]
-    # What the pull request's diff reads back, without writing: the same context, in the stage's bucket.
-    assert registry_context(NAME, "champion", bucket=BUCKET, tracking_uri=registry) == {
-        k: v for k, v in ctx.items() if k != "stage"
-    }
+    # The monitoring reference the manifest pins goes with it (a stage with -c monitoring=true needs it).
+    reference = manifest["reference"]
+    if reference:
+        assert (ctx["model_reference_uri"], ctx["model_reference_sha256"]) == (reference["uri"], reference["sha256"])
+    else:
+        assert "model_reference_uri" not in ctx
+    # What the pull request's diff reads back, without writing: the model's context, in the stage's bucket.
+    model_keys = ("model_uri", "model_sha256", "model_name", "model_version")
+    assert registry_context(NAME, "champion", bucket=BUCKET, tracking_uri=registry) == {k: ctx[k] for k in model_keys}
 
 
 def test_a_rolled_back_release_fails_and_the_alias_returns(cloud: Cloud, registry: str) -> None:
