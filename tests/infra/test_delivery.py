@@ -111,6 +111,8 @@ def test_no_keys_pinned_actions_least_permissions_timeouts(path: Path) -> None:
     assert "secrets." not in text and "aws-access-key-id" not in text and "AWS_SECRET" not in text
     wf = load(path.name)
     assert wf["permissions"] == {}  # nothing by default; each job asks for what it needs
+    # GitHub runs an explicit `shell: bash` as bash -eo pipefail: `servingkit ... | tee` fails when servingkit does.
+    assert wf["defaults"] == {"run": {"shell": "bash"}}
     for name, job in wf["jobs"].items():
         assert isinstance(job.get("timeout-minutes"), int), name
         assert job["permissions"].get("contents") == "read", name
