@@ -9,7 +9,7 @@ work through the CDK bootstrap roles, which these roles may only assume.
   bucket's `models/` prefix (what `servingkit publish` reads and writes), reads the serving stacks' outputs and
   their CodeDeploy deployments (the release waits for the traffic shift).
 - the diff role (`.github/workflows/ci.yml`): trusted for pull requests of the repository; may assume only the
-  bootstrap lookup role (read-only) that `cdk diff --no-change-set` reads the deployed template with, and read
+  bootstrap lookup role (read-only) that `cdk diff --method template` reads the deployed template with, and read
   the serving stacks' outputs (the stage's model bucket names the diff's model).
 """
 

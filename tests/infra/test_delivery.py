@@ -137,7 +137,7 @@ def test_ci_runs_make_test_and_cdk_diff_of_the_target_stage_on_pull_requests() -
     assert not aws_jobs({"jobs": {"test": wf["jobs"]["test"]}})  # the tests get no AWS credentials
     diff = wf["jobs"]["diff"]
     assert diff["env"]["STAGE"] == "${{ vars.DIFF_STAGE || 'dev' }}"
-    assert re.search(r'cdk diff "ServingKit-\$STAGE" -c "stage=\$STAGE" .*--no-change-set', runs(diff))
+    assert re.search(r'cdk diff "ServingKit-\$STAGE" -c "stage=\$STAGE" .*--method template', runs(diff))
     assert "servingkit release context" in runs(diff)
     (creds,) = [s for s in steps(diff) if "aws-actions" in str(s.get("uses"))]
     assert creds["with"]["role-to-assume"] == "${{ vars.AWS_DIFF_ROLE_ARN }}"
