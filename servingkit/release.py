@@ -240,8 +240,11 @@ def _reference_context(manifest: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _restore_alias(req: ReleaseRequest, result: ReleaseResult, log: Callable[[str], None]) -> None:
-    previous = result.promoted.get(req.alias, (None, ""))[0]
+    if req.alias not in result.promoted:
+        return
+    previous = result.promoted[req.alias][0]
     if previous is None:
+        log(f"{req.name}@{req.alias} was unset before this release and still names {req.version}: move it by hand")
         return
     from servingkit.publish import promote
 
