@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import App, CfnOutput, Duration, Environment, Stack, Tags, Validations
+from aws_cdk import App, CfnOutput, DefaultStackSynthesizer, Duration, Environment, Stack, Tags, Validations
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -217,12 +217,15 @@ def delivery_app(context: Mapping[str, Any] | None = None, *, outdir: str | None
     ctx = {key: app.node.try_get_context(key) for key in keys}
     if not ctx[DeliveryContext.GITHUB_REPO]:
         return None
+    qualifier = ctx[DeliveryContext.QUALIFIER]
     DeliveryStack(
         app,
         STACK_NAME,
         context=ctx,
         description="Serverless model serving kit: GitHub OIDC federation and the delivery workflows' roles",
         env=_environment(),
+        # A custom `cdk bootstrap --qualifier`: this stack's own assets and version check use it as well.
+        synthesizer=DefaultStackSynthesizer(qualifier=str(qualifier)) if qualifier else None,
     )
     from cdk_nag import AwsSolutionsChecks
 

@@ -328,13 +328,19 @@ def test_delivery_stack_is_cdk_nag_and_cfn_lint_clean(delivery: tuple[dict[str, 
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_an_existing_provider_and_a_named_bucket(tmp_path: Path) -> None:
+def test_an_existing_provider_a_named_bucket_and_a_qualifier(tmp_path: Path) -> None:
     prefer_wheel_node()
     from infra.deploy_role import delivery_app
 
     arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
     app = delivery_app(
-        {"github_repo": REPO, "github_oidc_provider_arn": arn, "model_bucket": "my-models"}, outdir=str(tmp_path)
+        {
+            "github_repo": REPO,
+            "github_oidc_provider_arn": arn,
+            "model_bucket": "my-models",
+            "bootstrap_qualifier": "team1",
+        },
+        outdir=str(tmp_path),
     )
     assert app is not None
     (stack,) = app.synth().stacks
@@ -344,6 +350,9 @@ def test_an_existing_provider_and_a_named_bucket(tmp_path: Path) -> None:
     assert trust["Principal"] == {"Federated": arn}
     statements = {s["Sid"]: s for s in policy_of(template, role_id(template, "DeployRole"))}
     assert flat(statements["PublishModels"]["Resource"]) == "arn:${AWS::Partition}:s3:::my-models/models/*"
+    # A custom bootstrap qualifier names the roles to assume and the stack's own bootstrap version check.
+    assert all(":role/cdk-team1-" in flat(r) for r in statements["AssumeCdkBootstrapRoles"]["Resource"])
+    assert template["Parameters"]["BootstrapVersion"]["Default"] == "/cdk-bootstrap/team1/version"
 
 
 @pytest.mark.parametrize(
