@@ -5,6 +5,8 @@ from infra.node import prefer_wheel_node
 
 prefer_wheel_node()
 
+from infra.deploy_role import delivery_app  # noqa: E402
 from infra.stack import build_app  # noqa: E402
 
-build_app().synth()
+# -c github_repo=owner/name: the delivery pipeline's OIDC roles alone (docs/delivery.md); else the serving stack.
+(delivery_app() or build_app()).synth()

@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import click
 
-from servingkit.cli import batch, bench, demo, dlq, localstack, monitor, predictions, publish, rides, serve, train
+from servingkit.cli import (
+    batch,
+    bench,
+    demo,
+    dlq,
+    localstack,
+    monitor,
+    predictions,
+    publish,
+    release,
+    rides,
+    serve,
+    train,
+)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110}
 
@@ -37,6 +50,7 @@ for command in (
     monitor.monitor,
     dlq.dlq,
     predictions.predictions,
+    release.release,
 ):
     main.add_command(command)
 

@@ -31,6 +31,8 @@ COMMANDS = [
     ),
     ["monitor"],
     *(["monitor", name] for name in ("run", "backfill", "report")),
+    ["release"],
+    *(["release", name] for name in ("run", "context", "wait")),
 ]
 
 
@@ -47,7 +49,7 @@ def _command(path: list[str]) -> click.Command:
 def test_every_user_job_is_a_subcommand() -> None:
     assert set(main.list_commands(click.Context(main))) == {
         "train", "publish", "promote", "demo", "serve", "batch", "make-rides", "localstack", "bench", "monitor",
-        "dlq", "predictions",
+        "dlq", "predictions", "release",
     }  # fmt: skip
 
 
