@@ -1,12 +1,12 @@
 """Deterministic capture sampling: a keyed hash of the record id against the rate.
 
-`point(id)` maps the id to [0, 1) with a keyed 64-bit hash of its code points (`points`: FNV-1a from a seed that
-is a keyed BLAKE2b of the key, then MurmurHash3's finalizer; vectorized over a batch, top 53 bits / 2**53); a
-record is captured when its point is below the rate. The point depends only on the id and the key, never on the variant, the model or the
-time, so primary, shadow and the labels job pick the same records; raising the rate only adds records (an id
-captured at rate r is captured at every r' > r). `hash_id` is a separate keyed hash (another BLAKE2b
-personalisation) that can replace ids in captured records for privacy; the sampling key need not be secret,
-the id-hashing key must be (it comes from a secret, never from code).
+`point(id)` maps the id to [0, 1) with a keyed 64-bit hash of its code points (`points`: FNV-1a from a seed that is
+a keyed BLAKE2b of the key, then MurmurHash3's finalizer; vectorized over a batch, top 53 bits / 2**53); a record is
+captured when its point is below the rate. The point depends only on the id and the key, never on the variant, the
+model or the time, so primary, shadow and the labels job pick the same records; raising the rate only adds records
+(an id captured at rate r is captured at every r' > r). `hash_id` is a separate keyed hash (another BLAKE2b
+personalisation) that can replace ids in captured records for privacy; the sampling key need not be secret, the
+id-hashing key must be (it comes from a secret, never from code).
 """
 
 from __future__ import annotations
