@@ -115,6 +115,11 @@ def demo(
     short, 2 for a configuration error, 130 when interrupted.
     """
     from servingkit.demo import DemoError, DemoOptions, run_demo
+
+    if drift and (serve or image):
+        raise click.UsageError(
+            "--drift replays rides in stream time in this process: it takes neither --serve nor --image"
+        )
     from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE
 
     options = DemoOptions(

@@ -75,3 +75,9 @@ def test_demo_cli_drift_prints_the_table_and_the_figures(tmp_path: Path, capsys:
     assert set(INJECTED) <= set(figures["drifted"]) and not set(UNCHANGED) & set(figures["drifted"])
     assert figures["detection_delay_seconds"] < 300
     assert (tmp_path / "build" / "drift-demo" / "report.html").is_file()
+
+
+def test_demo_drift_refuses_serve_and_image(capsys: pytest.CaptureFixture[str]) -> None:
+    for flag in ("--serve", "--image"):
+        assert run_cli(["demo", "--drift", flag]) == 2
+        assert "--drift replays rides in stream time" in capsys.readouterr().err
