@@ -57,6 +57,7 @@ class DemoOptions:
     release: Path = DEFAULT_RELEASE
     progress: bool = True
     image: bool = False
+    drift: bool = False  # servingkit demo --drift: prediction monitoring end to end (servingkit.drift_demo)
 
 
 def err(line: str) -> None:
@@ -216,6 +217,10 @@ def run_demo(opts: DemoOptions) -> int:
     ctx = dict(opts.context)
     ensure_model(opts.model_dir, opts.release)
     endpoint, target = resolve_endpoint(opts.target, opts.endpoint_url)
+    if opts.drift:
+        from servingkit.drift_demo import run_for_demo
+
+        return run_for_demo(opts, endpoint)
     bars = Bars(opts.progress)
     err(f"starting the local cloud on {endpoint or 'an embedded moto server'} ...")
     summary: PipelineSummary | None = None

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+import orjson
 
 MAX_OBJECT_BYTES = 8 * 1024 * 1024  # uncompressed JSON-lines bytes per object
 MAX_OBJECT_ROWS = 10_000
@@ -147,6 +148,21 @@ class EncodedRecord:
 
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what json.dumps(ensure_ascii=False) uses
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_PLAIN = (str, int, bool, type(None))
+
+
+def _plain_json(value: Any) -> str:
+    """`_ENCODE(value)` in one C call (orjson) for a flat mapping of strings, ints, booleans and nulls (a record's
+    source): the same text (orjson escapes what `json` escapes, ints as digits); anything else goes to `_ENCODE`
+    (orjson writes some floats differently, e.g. 1e16 for 1e+16)."""
+    if type(value) is dict and all(type(v) in _PLAIN for v in value.values()):
+        try:
+            return orjson.dumps(value).decode()
+        except TypeError:  # orjson.JSONEncodeError: an int over 64 bits, a lone surrogate, a non-str key
+            pass
+    return str(_ENCODE(value))
+
+
 _INPUT = '{"observedContentType":"application/json","mode":"INPUT","encoding":"JSON","data":'
 _OUTPUT = '{"observedContentType":"application/json","mode":"OUTPUT","encoding":"JSON","data":'
 
@@ -194,7 +210,7 @@ def record_lines(
             text = (
                 f'{{"captureData":{{"endpointInput":{_INPUT}{{{feats}}}}},"endpointOutput":{_OUTPUT}'
                 f'{_scalar(predictions[i])}}}{raw}}},"eventMetadata":{{"eventId":{_quote(event_ids[i])},'
-                f'"inferenceId":{_quote(inference_ids[i])}{tail}{_ENCODE(sources[i])}}}\n'
+                f'"inferenceId":{_quote(inference_ids[i])}{tail}{_plain_json(sources[i])}}}\n'
             )
             line = text.encode("utf-8")
         except (TypeError, ValueError, UnicodeEncodeError):
@@ -282,7 +298,7 @@ def encode_objects(
     return CaptureObjects(objects, rows, dropped)
 
 
-GZIP_LEVEL = 5  # zlib's 9 (gzip's default) costs the scorer ~3x the CPU for a few percent smaller objects
+GZIP_LEVEL = 3  # zlib's fast strategy: half the CPU of level 5 (1.7 vs 3.3 ms for 1,000 lines), objects ~18 % larger
 
 
 def _gzip(lines: list[bytes]) -> bytes:

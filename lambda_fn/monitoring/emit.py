@@ -213,7 +213,8 @@ class Emitter:
         workers: int = 2,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.config, self._s3, self._now = config, s3, now
+        self.config, self._s3 = config, s3
+        self.now = now  # the capture's clock: a replay in stream time (servingkit demo --drift) sets its own
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capture")
         self._slots = threading.BoundedSemaphore(workers)
         self._late = _Late()
@@ -231,7 +232,7 @@ class Emitter:
                 report = CaptureReport("busy", dropped=self._sampled(parts))
                 report.fault("the previous capture is still running (S3 slower than CAPTURE_TIMEOUT_MS): skipped")
                 return Pending(None, deadline, report, self._late)
-            at = self._now()
+            at = self.now()
             try:
                 future = self._pool.submit(self._run, list(parts), dict(deployment), at)
             except RuntimeError:

@@ -1,11 +1,12 @@
 """Deterministic capture sampling: a keyed hash of the record id against the rate.
 
-`point(id)` maps the id to [0, 1) with keyed BLAKE2b (64 bits of digest / 2**64); a record is captured when its
-point is below the rate. The point depends only on the id and the key, never on the variant, the model or the
-time, so primary, shadow and the labels job pick the same records; raising the rate only adds records (an id
-captured at rate r is captured at every r' > r). `hash_id` is a separate keyed hash (another BLAKE2b
-personalisation) that can replace ids in captured records for privacy; the sampling key need not be secret,
-the id-hashing key must be (it comes from a secret, never from code).
+`point(id)` maps the id to [0, 1) with a keyed 64-bit hash of its code points (`points`: FNV-1a from a seed that is
+a keyed BLAKE2b of the key, then MurmurHash3's finalizer; vectorized over a batch, top 53 bits / 2**53); a record is
+captured when its point is below the rate. The point depends only on the id and the key, never on the variant, the
+model or the time, so primary, shadow and the labels job pick the same records; raising the rate only adds records
+(an id captured at rate r is captured at every r' > r). `hash_id` is a separate keyed hash (another BLAKE2b
+personalisation) that can replace ids in captured records for privacy; the sampling key need not be secret, the
+id-hashing key must be (it comes from a secret, never from code).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import numpy as np
 DEFAULT_KEY = b"servingkit-capture-sampling-v1"
 _SAMPLE_PERSON = b"sk-sample"
 _ID_PERSON = b"sk-id"
-_SCALE = float(2**64)
 
 
 def _key(key: bytes) -> bytes:
@@ -28,24 +28,54 @@ def _key(key: bytes) -> bytes:
     return key
 
 
-def point(record_id: str, key: bytes = DEFAULT_KEY) -> float:
-    """The id's position in [0, 1): the same for every variant, process and rate."""
-    data = record_id.encode("utf-8", "surrogatepass")
-    digest = hashlib.blake2b(data, digest_size=8, key=_key(key), person=_SAMPLE_PERSON).digest()
-    return int.from_bytes(digest, "big") / _SCALE
+_FNV_PRIME = np.uint64(0x100000001B3)
+_MIX1, _MIX2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+_S33 = np.uint64(33)
+
+
+def _seeds(key: bytes) -> tuple[np.uint64, np.uint64]:
+    """Two 64-bit seeds derived from the key by keyed BLAKE2b (so every key gives unrelated points)."""
+    d = hashlib.blake2b(digest_size=16, key=_key(key), person=_SAMPLE_PERSON).digest()
+    return np.uint64(int.from_bytes(d[:8], "big")), np.uint64(int.from_bytes(d[8:], "big"))
+
+
+def _fmix(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer: every input bit reaches every output bit."""
+    h ^= h >> _S33
+    h *= _MIX1
+    h ^= h >> _S33
+    h *= _MIX2
+    h ^= h >> _S33
+    return h
 
 
 def points(record_ids: Iterable[str], key: bytes = DEFAULT_KEY) -> np.ndarray:
-    """`point` of each id as one float64 array (the same values; one keyed hasher copied per id)."""
-    base = hashlib.blake2b(digest_size=8, key=_key(key), person=_SAMPLE_PERSON)
+    """Each id's position in [0, 1), as one float64 array: a keyed hash of its code points, vectorized.
 
-    def digest(record_id: str) -> bytes:
-        h = base.copy()
-        h.update(record_id.encode("utf-8", "surrogatepass"))
-        return h.digest()
+    FNV-1a over the code points (one numpy step per character position across the whole batch) from a keyed
+    seed, the length mixed in, then MurmurHash3's finalizer, the second seed, and the finalizer again. The seeds
+    are a keyed BLAKE2b of the key, so a key changes every point; no Python step per id (a 10,000-id batch costs
+    about a millisecond, a BLAKE2b per id five). numpy drops trailing NUL characters, so "a" and "a\\0" share a
+    point."""
+    ids = np.asarray(record_ids if isinstance(record_ids, list | tuple) else list(record_ids), dtype=np.str_)
+    n = ids.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    width = ids.dtype.itemsize // 4
+    codes = ids.view(np.uint32).reshape(n, width) if width else np.zeros((n, 0), dtype=np.uint32)
+    seed, seed2 = _seeds(key)
+    lengths = np.strings.str_len(ids)
+    h = np.full(n, seed, dtype=np.uint64)
+    for j in range(width):  # only an id's own characters: its point never depends on the batch's widest id
+        np.copyto(h, (h ^ codes[:, j].astype(np.uint64)) * _FNV_PRIME, where=lengths > j)
+    h ^= lengths.astype(np.uint64)
+    h = _fmix(_fmix(h) ^ seed2)
+    return (h >> np.uint64(11)).astype(np.float64) / float(2**53)
 
-    raw = b"".join(map(digest, record_ids))
-    return np.frombuffer(raw, dtype=">u8").astype(np.float64) / _SCALE
+
+def point(record_id: str, key: bytes = DEFAULT_KEY) -> float:
+    """The id's position in [0, 1): the same for every variant, process and rate (`points` of one id)."""
+    return float(points([record_id], key)[0])
 
 
 def sampled(record_id: str, rate: float, key: bytes = DEFAULT_KEY) -> bool:

@@ -77,6 +77,13 @@ def _context(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     "$SERVINGKIT_DOCKER_HOST and $SERVINGKIT_BASE_IMAGE) and invoke the container through the Lambda "
     "Runtime API instead of the handler in this process.",
 )
+@click.option(
+    "--drift",
+    is_flag=True,
+    help="Prediction monitoring end to end: replay --records rides at --rate (default 10) records/s of stream "
+    "time with capture on, drift injected half-way (longer trips, new zones), late labels, the monitor on its "
+    "schedule; prints the drift table, the model quality, the alarm's detection delay and where the report is.",
+)
 def demo(
     records: int,
     shards: int | None,
@@ -94,6 +101,7 @@ def demo(
     release: Path | None,
     no_progress: bool,
     image: bool,
+    drift: bool,
 ) -> None:
     """The whole pipeline on this machine, no AWS account.
 
@@ -107,6 +115,11 @@ def demo(
     short, 2 for a configuration error, 130 when interrupted.
     """
     from servingkit.demo import DemoError, DemoOptions, run_demo
+
+    if drift and (serve or image):
+        raise click.UsageError(
+            "--drift replays rides in stream time in this process: it takes neither --serve nor --image"
+        )
     from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE
 
     options = DemoOptions(
@@ -126,6 +139,7 @@ def demo(
         release=release or DEFAULT_RELEASE,
         progress=not no_progress,
         image=image,
+        drift=drift,
     )
     try:
         code = run_demo(options)
