@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,7 +50,6 @@ MANIFEST_FORMAT = 1
 DEFAULT_PREFIX = "models"
 ALIASES = ("champion", "challenger")
 _SHA_META = "sha256"  # user metadata on each uploaded object: its file digest, for idempotent re-publishing
-DOWNLOAD_ONLY_FILES = ("registered_model_meta",)
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -164,16 +162,6 @@ def download(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
     except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for every download failure
         raise PublishError(f"mlflow could not download {uri}: {exc}") from None
     return Path(path)
-
-
-def _stage(path: Path, dest: Path) -> Path:
-    """A downloaded artifact without the files MLflow adds on download (`registered_model_meta` records how
-    the model was referenced), so `models:/m/1`, `models:/m@champion` and `runs:/...` give one content and
-    one key. A local directory is published as it is, so its digest matches one computed beforehand."""
-    if path.is_file() or not any((path / name).exists() for name in DOWNLOAD_ONLY_FILES):
-        return path
-    shutil.copytree(path, dest, ignore=shutil.ignore_patterns(*DOWNLOAD_ONLY_FILES))
-    return dest
 
 
 def _mlmodel(path: Path) -> dict[str, Any]:
@@ -434,8 +422,6 @@ def publish(
     source = resolve_source(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         local = download(uri, Path(tmp) / "download", tracking_uri)
-        if not _is_local(uri):
-            local = _stage(local, Path(tmp) / "stage")
         env_warnings = check_environment(local, allow_env_mismatch)
         sha, files = artifact_digest(local)
         mlmodel = _mlmodel(local)
