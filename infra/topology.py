@@ -15,6 +15,8 @@ from typing import Any, Literal
 STREAM_HANDLER = "lambda_fn.handler.stream_handler"
 API_HANDLER = "lambda_fn.handler.api_handler"
 MONITOR_HANDLER = "lambda_fn.handler.monitor_handler"  # the scheduled monitor window job (issue 14)
+PRE_TRAFFIC_HANDLER = "lambda_fn.handler.pre_traffic_hook"  # CodeDeploy BeforeAllowTraffic (release checks)
+POST_TRAFFIC_HANDLER = "lambda_fn.handler.post_traffic_hook"  # CodeDeploy AfterAllowTraffic
 
 
 class TopologyError(ValueError):

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambda_fn import runtime
 from lambda_fn.config import Metric, get_monitor_settings, get_settings, metrics_namespace, service_name
+from lambda_fn.release_checks import answer_smoke_test, is_smoke_test
 from lambda_fn.stream import process_batch
 
 logger = Logger(service=service_name())
@@ -36,12 +37,13 @@ if not _METRICS_ENABLED:
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     # Lambda names the configured handler in _HANDLER: the monitor reads its own settings (no model to serve),
-    # the stream scorer cannot start without its outputs.
-    if os.environ.get("_HANDLER") == f"{__name__}.monitor_handler":
+    # the release hooks read theirs when invoked, the stream scorer cannot start without its outputs.
+    _handler = os.environ.get("_HANDLER", "")
+    if _handler == f"{__name__}.monitor_handler":
         get_monitor_settings()
-    else:
+    elif not _handler.endswith("_traffic_hook"):
         _settings = get_settings()
-        if os.environ.get("_HANDLER") == f"{__name__}.stream_handler":
+        if _handler == f"{__name__}.stream_handler":
             _settings.require_stream_outputs()
         if _settings.capture_bucket:  # the id key and the reference (sha256-checked) are read at init
             runtime.capture()
@@ -57,7 +59,9 @@ def _emit_load_metrics() -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=_METRICS_ENABLED)
 def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Kinesis event source mapping with ReportBatchItemFailures."""
+    """Kinesis event source mapping with ReportBatchItemFailures (and the release hook's smoke test: no writes)."""
+    if is_smoke_test(event):
+        return answer_smoke_test(event, runtime.get_model())
     try:
         return process_batch(event, runtime.stream_runtime(), metrics)
     finally:
@@ -69,6 +73,8 @@ def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @metrics.log_metrics(capture_cold_start_metric=_METRICS_ENABLED)
 def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway (REST v1, HTTP v2) and function URL events."""
+    if is_smoke_test(event):  # the release hook's smoke test, never an API Gateway event
+        return answer_smoke_test(event, runtime.get_model())
     from lambda_fn.api.app import handle
 
     try:
@@ -85,4 +91,24 @@ def monitor_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, 
 
     answer = run_scheduled(event, get_monitor_settings())
     logger.info("monitor window", extra=answer)
+    return answer
+
+
+@logger.inject_lambda_context(clear_state=True)
+def pre_traffic_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+    """CodeDeploy BeforeAllowTraffic: smoke-test the new version, report Succeeded or Failed."""
+    from lambda_fn.release_checks import run_from_environment
+
+    answer = run_from_environment(event, "pre")
+    logger.info("pre-traffic check", extra=answer)
+    return answer
+
+
+@logger.inject_lambda_context(clear_state=True)
+def post_traffic_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+    """CodeDeploy AfterAllowTraffic: the release's alarms and the alias's errors, report Succeeded or Failed."""
+    from lambda_fn.release_checks import run_from_environment
+
+    answer = run_from_environment(event, "post")
+    logger.info("post-traffic check", extra=answer)
     return answer

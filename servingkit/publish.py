@@ -13,6 +13,9 @@ under a content-addressed key:
 The manifest pins the reference like the model: `"reference": {"uri", "sha256", "rows", "features",
 "origin"}` (or null: the release has no monitoring baseline, and publish warns). The monitor function is
 given that uri and sha256 (MONITOR_REFERENCE_URI, MONITOR_REFERENCE_SHA256) and refuses any other content.
+It also records the release's smoke example (`"smoke": {"inputs", "predictions", "tolerance"}`, or null for a
+model without an input example: `servingkit.publish_smoke`), which the pre-traffic hook replays against the
+new function version before any traffic shifts.
 
 A key names exactly one content, so a release is never changed in place: an existing object with other
 content makes `publish` refuse (`PublishConflictError`); publishing the same content again is a no-op. The
@@ -44,6 +47,7 @@ from lambda_fn.schema import SchemaError, Signature
 from servingkit.image.platform import REQUIREMENTS, base_image
 from servingkit.publish_reference import NO_REFERENCE, ReferenceError, ReleaseReference
 from servingkit.publish_reference import find as find_reference
+from servingkit.publish_smoke import SmokeError, smoke_example
 
 MANIFEST = "release.json"
 MANIFEST_FORMAT = 1
@@ -343,6 +347,7 @@ def _manifest(
     mlmodel: Mapping[str, Any],
     files: list[tuple[Path, str, str]],
     reference: ReleaseReference | None,
+    smoke: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
@@ -361,6 +366,7 @@ def _manifest(
         },
         "files": [{"path": rel, "size": p.stat().st_size, "sha256": digest} for p, rel, digest in files],
         "reference": reference.entry(layout.reference_uri(reference)) if reference else None,
+        "smoke": smoke,  # the pre-traffic hook's example and expected predictions (servingkit.publish_smoke)
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -437,7 +443,11 @@ def publish(
             "allow_env_mismatch": allow_env_mismatch,
         }
         reference = _release_reference(local, uri, run_id, Path(tmp), tracking_uri, reference_data, data_args)
-        manifest = _manifest(layout, sha, source, run_id, mlmodel, files, reference)
+        try:
+            smoke = smoke_example(local, sha, cache=Path(tmp) / "smoke", allow_env_mismatch=allow_env_mismatch)
+        except SmokeError as exc:
+            raise PublishError(str(exc)) from None
+        manifest = _manifest(layout, sha, source, run_id, mlmodel, files, reference, smoke)
         result = PublishResult(
             manifest,
             layout.model_uri,

@@ -50,6 +50,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
                     model,
                     name="model",
                     signature=infer_signature(x.head(20), model.predict(x.head(20))),
+                    input_example=x.head(3),  # the release's smoke example (publish records its predictions)
                     serialization_format="skops",
                     pip_requirements=["scikit-learn", "skops"],  # skips MLflow's slow requirement inference
                     registered_model_name=NAME,
@@ -100,6 +101,11 @@ def test_publish_alias_then_score_it_through_the_handler_without_mlflow(
     assert isinstance(signature, dict)
     assert [c["name"] for c in signature["inputs"]] == ["zone", "distance", "hour"]
     assert datetime.fromisoformat(str(manifest["created"])).tzinfo is not None
+    smoke = manifest["smoke"]  # the pre-traffic hook's example: the model's input example and its predictions
+    assert isinstance(smoke, dict) and 0 < len(smoke["inputs"]) <= 20
+    assert len(smoke["predictions"]) == len(smoke["inputs"]) and smoke["tolerance"] == {"rel": 1e-6, "abs": 1e-9}
+    x, _ = tiny_frame()
+    assert smoke["predictions"] == pytest.approx(list(tiny_pipeline().predict(x.head(3))), rel=1e-9)
     paths = {f["path"] for f in manifest["files"]}  # type: ignore[attr-defined]
     assert {"MLmodel", "model.skops"} <= paths and "registered_model_meta" not in paths
 
