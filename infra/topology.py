@@ -64,7 +64,7 @@ class Ctx:
     API_RATE_LIMIT = "api_rate_limit"
     API_BURST_LIMIT = "api_burst_limit"
     API_QUOTA_PER_DAY = "api_quota_per_day"
-    ROLLOUT = "rollout"  # canary | linear | all-at-once
+    ROLLOUT = "rollout"  # canary | linear | all-at-once | blue-green
     ALARMS = "alarms"  # true | false: CloudWatch alarms (and the rollback they drive)
     ALARM_EMAIL = "alarm_email"
     ITERATOR_AGE_ALARM_SECONDS = "iterator_age_alarm_seconds"
