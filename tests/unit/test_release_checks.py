@@ -228,3 +228,24 @@ def test_a_manifest_of_another_model_fails(model: LoadedModel, tmp_path: Path) -
     answer = run_hook(EVENT, "pre", env, Clients(FakeCodeDeploy(), invoke=_healthy(model), s3=S3()))
     assert answer["status"] == "Failed" and "release manifest is of model ffff" in answer["reason"]
     assert Decision(True, "x").status == "Succeeded"
+
+
+def test_the_hook_functions_start_without_the_serving_settings(tmp_path: Path) -> None:
+    """Inside Lambda the handler module validates the serving settings at init; the hooks have none to give."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "OUTPUT_", "DLQ_"))}
+    env.update(
+        {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9", "PYTHONPATH": str(root), "POWERTOOLS_METRICS_DISABLED": "true"}
+    )
+    for handler, ok in (("pre_traffic_hook", True), ("post_traffic_hook", True), ("stream_handler", False)):
+        env["_HANDLER"] = f"lambda_fn.handler.{handler}"
+        done = subprocess.run(
+            [sys.executable, "-c", "import lambda_fn.handler"], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert (done.returncode == 0) == ok, (handler, done.stderr[-500:])
+        if not ok:
+            assert "MODEL_URI" in done.stderr
