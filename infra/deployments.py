@@ -84,9 +84,8 @@ class AliasDeployments(Construct):
         post.role.add_to_policy(
             iam.PolicyStatement(actions=["codedeploy:GetDeployment"], resources=[group.deployment_group_arn])
         )
-        # The alias update starts the deployment: the hooks must be updated first, so that the pre-traffic hook
-        # already names the new version (CloudFormation orders resources by their dependencies only).
-        fn.alias.node.add_dependency(pre.function, post.function)
+        # The alias update starts the deployment, and its UpdatePolicy names both hooks (a Ref, so CloudFormation
+        # updates them first): the pre-traffic hook already names the new version when CodeDeploy calls it.
         self.hooks[name] = (pre, post)
         acknowledge(
             group,
