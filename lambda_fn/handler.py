@@ -1,7 +1,9 @@
 """Lambda entry points. They adapt events and nothing else; the work lives in the modules they call.
 
 `lambda_fn.handler.stream_handler` scores Kinesis batches; `lambda_fn.handler.api_handler` serves the
-synchronous API; `lambda_fn.handler.monitor_handler` runs one monitor window (EventBridge Scheduler).
+synchronous API; `lambda_fn.handler.monitor_handler` runs one monitor window (EventBridge Scheduler);
+`pre_traffic_hook` / `post_traffic_hook` are CodeDeploy's release checks (`lambda_fn.release_checks`), and both
+serving handlers answer the pre-traffic hook's smoke-test event without writing anything.
 Inside the Lambda runtime the configuration is validated at init, so a missing or malformed setting fails the
 cold start with a message naming it.
 """
