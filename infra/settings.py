@@ -33,7 +33,8 @@ from lambda_fn.config import MonitorSettings, Settings, parse_training_metrics, 
 
 Architecture = Literal["arm64", "x86_64"]
 ApiAuth = Literal["api-key", "iam"]
-Rollout = Literal["canary", "linear", "all-at-once"]
+Rollout = Literal["canary", "linear", "all-at-once", "blue-green"]
+ROLLOUTS: tuple[str, ...] = ("canary", "linear", "all-at-once", "blue-green")  # infra/deployments.py maps each
 CapturePayload = Literal["features", "raw"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -446,7 +447,7 @@ def deploy_settings(ctx: Mapping[str, Any] | None = None) -> DeploySettings:
         api_rate_limit=rate,
         api_burst_limit=burst,
         api_quota_per_day=context_int(ctx, Ctx.API_QUOTA_PER_DAY, 1_000_000, 1, 1_000_000_000),
-        rollout=_choice(ctx, Ctx.ROLLOUT, "canary", ("canary", "linear", "all-at-once")),  # type: ignore[arg-type]
+        rollout=_choice(ctx, Ctx.ROLLOUT, "canary", ROLLOUTS),  # type: ignore[arg-type]
         alarms=context_bool(ctx, Ctx.ALARMS, True),
         alarm_email=email,
         iterator_age_alarm_seconds=context_int(ctx, Ctx.ITERATOR_AGE_ALARM_SECONDS, 300, 1, 604_800),

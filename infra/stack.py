@@ -124,7 +124,8 @@ class ServingStack(Stack):
             iterator_age_seconds=s.iterator_age_alarm_seconds,
             api_p99_ms=s.api_p99_alarm_ms,
         )
-        deployments = AliasDeployments(self, "Release", application_name=topo.prefix, rollout=s.rollout)
+        deployments = AliasDeployments(self, "Release", application_name=topo.prefix, settings=s, model_bucket=bucket)
+        groups = {}
         for name, fn in (("Scorer", scorer), ("Api", api_fn)):
             rollback = monitoring.alarm(
                 f"{name}LiveErrors",
@@ -132,7 +133,7 @@ class ServingStack(Stack):
                 threshold=1,
                 description=f"Errors on the {name.lower()}'s live alias: rolls back a deployment in progress.",
             )
-            deployments.add(f"{name}Deployment", fn.alias, [rollback] if rollback else [])
+            groups[name] = deployments.add(f"{name}Deployment", fn, [rollback] if rollback else [])
 
         if s.batch_scoring:
             # Offline scoring with the same core on EMR Serverless; datasets live under batch/ in the
@@ -163,6 +164,9 @@ class ServingStack(Stack):
             "ScorerFunctionName": scorer.function.function_name,
             "ApiFunctionName": api_fn.function.function_name,
             "DeploymentApplication": deployments.application.application_name,
+            # `aws deploy list-deployments` needs the group as well as the application.
+            "ScorerDeploymentGroup": groups["Scorer"].deployment_group_name,
+            "ApiDeploymentGroup": groups["Api"].deployment_group_name,
             "ModelUri": s.model.env_uri(bucket),
         }
         if streams.shadow is not None:

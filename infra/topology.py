@@ -16,6 +16,8 @@ STREAM_HANDLER = "lambda_fn.handler.stream_handler"
 API_HANDLER = "lambda_fn.handler.api_handler"
 MONITOR_HANDLER = "lambda_fn.handler.monitor_handler"  # the scheduled monitor window job (issue 14)
 LABELS_HANDLER = "lambda_fn.handler.labels_handler"  # the labels stream's consumer (issue 14)
+PRE_TRAFFIC_HANDLER = "lambda_fn.handler.pre_traffic_hook"  # CodeDeploy BeforeAllowTraffic (release checks)
+POST_TRAFFIC_HANDLER = "lambda_fn.handler.post_traffic_hook"  # CodeDeploy AfterAllowTraffic
 
 
 class TopologyError(ValueError):
@@ -63,7 +65,7 @@ class Ctx:
     API_RATE_LIMIT = "api_rate_limit"
     API_BURST_LIMIT = "api_burst_limit"
     API_QUOTA_PER_DAY = "api_quota_per_day"
-    ROLLOUT = "rollout"  # canary | linear | all-at-once
+    ROLLOUT = "rollout"  # canary | linear | all-at-once | blue-green
     ALARMS = "alarms"  # true | false: CloudWatch alarms (and the rollback they drive)
     ALARM_EMAIL = "alarm_email"
     ITERATOR_AGE_ALARM_SECONDS = "iterator_age_alarm_seconds"

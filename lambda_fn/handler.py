@@ -3,6 +3,8 @@
 `lambda_fn.handler.stream_handler` scores Kinesis batches; `lambda_fn.handler.api_handler` serves the
 synchronous API; `lambda_fn.handler.monitor_handler` runs one monitor window (EventBridge Scheduler);
 `lambda_fn.handler.labels_handler` files a Kinesis batch of late labels in S3 for the quality job.
+`pre_traffic_hook` / `post_traffic_hook` are CodeDeploy's release checks (`lambda_fn.release_checks`), and both
+serving handlers answer the pre-traffic hook's smoke-test event without writing anything.
 Inside the Lambda runtime the configuration is validated at init, so a missing or malformed setting fails the
 cold start with a message naming it.
 """
@@ -26,6 +28,7 @@ from lambda_fn.config import (
     metrics_namespace,
     service_name,
 )
+from lambda_fn.release_checks import answer_smoke_test, is_smoke_test
 from lambda_fn.stream import process_batch
 
 logger = Logger(service=service_name())
@@ -44,14 +47,15 @@ if not _METRICS_ENABLED:
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     # Lambda names the configured handler in _HANDLER: the monitor reads its own settings (no model to serve),
-    # the stream scorer cannot start without its outputs.
-    if os.environ.get("_HANDLER") == f"{__name__}.monitor_handler":
+    # the release hooks read theirs when invoked, the stream scorer cannot start without its outputs.
+    _handler = os.environ.get("_HANDLER", "")
+    if _handler == f"{__name__}.monitor_handler":
         get_monitor_settings()
-    elif os.environ.get("_HANDLER") == f"{__name__}.labels_handler":
+    elif _handler == f"{__name__}.labels_handler":
         get_labels_settings()
-    else:
+    elif not _handler.endswith("_traffic_hook"):
         _settings = get_settings()
-        if os.environ.get("_HANDLER") == f"{__name__}.stream_handler":
+        if _handler == f"{__name__}.stream_handler":
             _settings.require_stream_outputs()
         if _settings.capture_bucket:  # the id key and the reference (sha256-checked) are read at init
             runtime.capture()
@@ -67,7 +71,9 @@ def _emit_load_metrics() -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=_METRICS_ENABLED)
 def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Kinesis event source mapping with ReportBatchItemFailures."""
+    """Kinesis event source mapping with ReportBatchItemFailures (and the release hook's smoke test: no writes)."""
+    if is_smoke_test(event):
+        return answer_smoke_test(event, runtime.get_model())
     try:
         return process_batch(event, runtime.stream_runtime(), metrics)
     finally:
@@ -79,6 +85,8 @@ def stream_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @metrics.log_metrics(capture_cold_start_metric=_METRICS_ENABLED)
 def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway (REST v1, HTTP v2) and function URL events."""
+    if is_smoke_test(event):  # the release hook's smoke test, never an API Gateway event
+        return answer_smoke_test(event, runtime.get_model())
     from lambda_fn.api.app import handle
 
     try:
@@ -107,3 +115,23 @@ def labels_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     settings = get_labels_settings()
     outcome = write_labels(labels_s3(), settings.labels_bucket, settings.labels_prefix, event)
     return report_outcome(outcome, metrics, logger)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def pre_traffic_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+    """CodeDeploy BeforeAllowTraffic: smoke-test the new version, report Succeeded or Failed."""
+    from lambda_fn.release_checks import run_from_environment
+
+    answer = run_from_environment(event, "pre")
+    logger.info("pre-traffic check", extra=answer)
+    return answer
+
+
+@logger.inject_lambda_context(clear_state=True)
+def post_traffic_hook(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+    """CodeDeploy AfterAllowTraffic: the release's alarms and the alias's errors, report Succeeded or Failed."""
+    from lambda_fn.release_checks import run_from_environment
+
+    answer = run_from_environment(event, "post")
+    logger.info("post-traffic check", extra=answer)
+    return answer

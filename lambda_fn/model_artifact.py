@@ -4,6 +4,13 @@ The sha256 of a file is its own. The sha256 of a directory is the sha256 of its 
 `<sha256 of file>  <relative path>` per file, sorted by path, joined with newlines. `artifact_sha256()`
 computes both forms.
 
+The digest identifies the model's content, however it was obtained: `NOT_CONTENT` names the files MLflow
+writes on download to record how the model was referenced (`registered_model_meta`: `models:/m/1` and
+`models:/m@champion` write different ones; a `runs:/` download writes none). They are left out of the
+manifest, so `build/model`, `models:/m/1`, `@champion` and `runs:/...` of one model have one sha256, and,
+being outside the verified manifest, they are never opened by the loader (`Artifact.file` refuses them; MLflow
+itself only ever writes that file, it never reads it back).
+
 The pin covers exactly what is loaded (loading a pickle runs code): an artifact holds regular files only
 (a symlink or special file inside it is refused, so nothing is reached that the manifest does not
 list); every S3 key is placed under the cache or refused before anything is written (`path_inside`, used by
@@ -20,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lambda_fn.model_errors import ModelNotFoundError, UnsafeArtifactError
+
+# Top-level files of a model directory that are not the model's content (see module doc).
+NOT_CONTENT = frozenset({"registered_model_meta"})
 
 
 def file_sha256(path: Path) -> str:
@@ -86,7 +96,7 @@ def artifact_digest(path: str | Path) -> tuple[str, list[tuple[Path, str, str]]]
         return digest, [(path, path.name, digest)]
     if not path.is_dir():
         raise ModelNotFoundError(f"no model artifact at {path}")
-    files = [(p, key, file_sha256(p)) for p, key in _regular_files(path)]
+    files = [(p, key, file_sha256(p)) for p, key in _regular_files(path) if key not in NOT_CONTENT]
     if not files:
         raise ModelNotFoundError(f"model directory {path} is empty")
     manifest = "\n".join(f"{digest}  {key}" for _, key, digest in files)

@@ -65,6 +65,7 @@ __all__ = [
     "artifact_digest",
     "artifact_sha256",
     "fetch",
+    "input_example",
     "load_model",
     "s3_client",
 ]
@@ -369,10 +370,25 @@ def _self_check(artifact: Artifact, mlmodel: dict[str, Any], model: LoadedModel)
     This is what lets the scorer treat later row failures as bad rows (dead-lettered, 422 in the API)
     rather than as a broken deployment (batch retried, 500), from the first request on.
     """
+    frame = input_example(artifact, mlmodel)
+    if frame is None:
+        return
+    from lambda_fn.scoring import ModelBatchError, self_check  # deferred: only a model with an example needs it
+
+    try:
+        self_check(model, frame)  # scored: the example is the model's reference row from now on
+    except ModelBatchError as exc:
+        raise ModelLoadError(f"model loaded but {exc} (its input example)") from None
+
+
+def input_example(artifact: Artifact, mlmodel: dict[str, Any]) -> pd.DataFrame | None:
+    """The MLflow directory's input example as a frame (a verified file only), or None if it has none we can read.
+
+    The load's self-check scores it, and publish records the predictions on it for the release hook."""
     info = mlmodel.get("saved_input_example_info") or {}
     example = artifact.file(str(info.get("artifact_path", "input_example.json")), "MLmodel input example")
     if info.get("type", "dataframe") != "dataframe" or example is None:
-        return
+        return None
     import json
 
     import pandas as pd
@@ -380,17 +396,10 @@ def _self_check(artifact: Artifact, mlmodel: dict[str, Any], model: LoadedModel)
     try:
         raw = json.loads(example.read_text())
         if isinstance(raw, dict) and "columns" in raw and "data" in raw:
-            frame = pd.DataFrame(raw["data"], columns=raw["columns"])
-        else:
-            frame = pd.DataFrame(raw)
+            return pd.DataFrame(raw["data"], columns=raw["columns"])
+        return pd.DataFrame(raw)
     except (ValueError, TypeError, OSError):
-        return  # an example we cannot read proves nothing either way
-    from lambda_fn.scoring import ModelBatchError, self_check  # deferred: only a model with an example needs it
-
-    try:
-        self_check(model, frame)  # scored: the example is the model's reference row from now on
-    except ModelBatchError as exc:
-        raise ModelLoadError(f"model loaded but {exc} ({example.name})") from None
+        return None  # an example we cannot read proves nothing either way
 
 
 def _default_name(uri: str) -> str:

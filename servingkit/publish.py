@@ -13,6 +13,9 @@ under a content-addressed key:
 The manifest pins the reference like the model: `"reference": {"uri", "sha256", "rows", "features",
 "origin"}` (or null: the release has no monitoring baseline, and publish warns). The monitor function is
 given that uri and sha256 (MONITOR_REFERENCE_URI, MONITOR_REFERENCE_SHA256) and refuses any other content.
+It also records the release's smoke example (`"smoke": {"inputs", "predictions", "tolerance"}`, or null for a
+model without an input example: `servingkit.publish_smoke`), which the pre-traffic hook replays against the
+new function version before any traffic shifts.
 
 A key names exactly one content, so a release is never changed in place: an existing object with other
 content makes `publish` refuse (`PublishConflictError`); publishing the same content again is a no-op. The
@@ -25,7 +28,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,13 +49,13 @@ from lambda_fn.schema import SchemaError, Signature
 from servingkit.image.platform import REQUIREMENTS, base_image
 from servingkit.publish_reference import NO_REFERENCE, ReferenceError, ReleaseReference
 from servingkit.publish_reference import find as find_reference
+from servingkit.publish_smoke import SmokeError, smoke_example
 
 MANIFEST = "release.json"
 MANIFEST_FORMAT = 1
 DEFAULT_PREFIX = "models"
 ALIASES = ("champion", "challenger")
 _SHA_META = "sha256"  # user metadata on each uploaded object: its file digest, for idempotent re-publishing
-DOWNLOAD_ONLY_FILES = ("registered_model_meta",)
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -166,16 +168,6 @@ def download(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
     except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for every download failure
         raise PublishError(f"mlflow could not download {uri}: {exc}") from None
     return Path(path)
-
-
-def _stage(path: Path, dest: Path) -> Path:
-    """A downloaded artifact without the files MLflow adds on download (`registered_model_meta` records how
-    the model was referenced), so `models:/m/1`, `models:/m@champion` and `runs:/...` give one content and
-    one key. A local directory is published as it is, so its digest matches one computed beforehand."""
-    if path.is_file() or not any((path / name).exists() for name in DOWNLOAD_ONLY_FILES):
-        return path
-    shutil.copytree(path, dest, ignore=shutil.ignore_patterns(*DOWNLOAD_ONLY_FILES))
-    return dest
 
 
 def _mlmodel(path: Path) -> dict[str, Any]:
@@ -384,6 +376,7 @@ def _manifest(
     mlmodel: Mapping[str, Any],
     files: list[tuple[Path, str, str]],
     reference: ReleaseReference | None,
+    smoke: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
@@ -402,6 +395,7 @@ def _manifest(
         },
         "files": [{"path": rel, "size": p.stat().st_size, "sha256": digest} for p, rel, digest in files],
         "reference": reference.entry(layout.reference_uri(reference)) if reference else None,
+        "smoke": smoke,  # the pre-traffic hook's example and expected predictions (servingkit.publish_smoke)
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -463,8 +457,6 @@ def publish(
     source = resolve_source(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         local = download(uri, Path(tmp) / "download", tracking_uri)
-        if not _is_local(uri):
-            local = _stage(local, Path(tmp) / "stage")
         env_warnings = check_environment(local, allow_env_mismatch)
         sha, files = artifact_digest(local)
         mlmodel = _mlmodel(local)
@@ -480,7 +472,11 @@ def publish(
             "allow_env_mismatch": allow_env_mismatch,
         }
         reference = _release_reference(local, uri, run_id, Path(tmp), tracking_uri, reference_data, data_args)
-        manifest = _manifest(layout, sha, source, run_id, mlmodel, files, reference)
+        try:
+            smoke = smoke_example(local, sha, cache=Path(tmp) / "smoke", allow_env_mismatch=allow_env_mismatch)
+        except SmokeError as exc:
+            raise PublishError(str(exc)) from None
+        manifest = _manifest(layout, sha, source, run_id, mlmodel, files, reference, smoke)
         manifest["metrics"], manifest["metrics_origin"] = training_metrics(
             local, run_id, not _is_local(uri), tracking_uri
         )

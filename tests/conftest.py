@@ -44,9 +44,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 
 @pytest.fixture(scope="session")
 def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The demo model (directory, release.json): build/ when `make model` ran, else a fresh export."""
+    """The demo model (directory, release.json): build/ when `make model` ran (with the kit's digest rules: a
+    build/release.json written before them pins another digest), else a fresh export."""
+    import json
+
+    from lambda_fn.model_store import artifact_sha256
+
     model, meta = ROOT / "build" / "model", ROOT / "build" / "release.json"
-    if (model / "MLmodel").is_file() and meta.is_file():
+    fresh = (model / "MLmodel").is_file() and meta.is_file()
+    if fresh and json.loads(meta.read_text()).get("sha256") == artifact_sha256(model):
         return model, meta
     from servingkit.train import train
 

@@ -41,6 +41,16 @@ def monitored_ab(synth_root: Path) -> Synth:
     return synth("monitored_ab", synth_root)
 
 
+@pytest.fixture(scope="session")
+def bluegreen(synth_root: Path) -> Synth:
+    return synth("bluegreen", synth_root)
+
+
+@pytest.fixture(scope="session")
+def bluegreen_next(synth_root: Path) -> Synth:
+    return synth("bluegreen_next", synth_root)
+
+
 @pytest.fixture(scope="session", params=list(VARIANTS))
 def every(request: pytest.FixtureRequest, synth_root: Path) -> Synth:
     return synth(str(request.param), synth_root)

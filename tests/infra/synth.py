@@ -106,7 +106,25 @@ MONITORED: dict[str, dict[str, Any]] = {
         ),
     },
 }
-CONTEXTS = {**VARIANTS, **MONITORED}
+# Blue/green with a release laid out by publish (<prefix>/<name>/<sha256>/model): the hooks read its manifest.
+RELEASES: dict[str, dict[str, Any]] = {
+    "bluegreen": {
+        "model_uri": f"s3://example-models/models/taxi/{SHA}/model",
+        "model_sha256": SHA,
+        "model_name": "taxi",
+        "model_version": "3",
+        "stage": "bg",
+        "rollout": "blue-green",
+    },
+}
+# The next model-only release (same code, another model): a new function version, through the same hooks.
+RELEASES["bluegreen_next"] = {
+    **RELEASES["bluegreen"],
+    "model_uri": f"s3://example-models/models/taxi/{OTHER_SHA}/model",
+    "model_sha256": OTHER_SHA,
+    "model_version": "4",
+}
+CONTEXTS = {**VARIANTS, **MONITORED, **RELEASES}
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from infra.topology import (
     LABELS_DIR,
     LABELS_HANDLER,
     MONITOR_HANDLER,
+    POST_TRAFFIC_HANDLER,
+    PRE_TRAFFIC_HANDLER,
     PRIMARY_VARIANT,
     PROFILES_DIR,
     PSI_ALERT,
@@ -231,7 +234,7 @@ def test_scheduler_role_may_only_invoke_the_monitor(monitored: Synth) -> None:
 
 def test_monitor_runs_the_same_image_with_its_handler_and_environment(monitored: Synth) -> None:
     fns = functions(monitored)
-    assert set(fns) == {STREAM_HANDLER, API_HANDLER, MONITOR_HANDLER}
+    assert set(fns) == {STREAM_HANDLER, API_HANDLER, MONITOR_HANDLER, PRE_TRAFFIC_HANDLER, POST_TRAFFIC_HANDLER}
     monitor = fns[MONITOR_HANDLER]
     assert monitor["Code"] == fns[STREAM_HANDLER]["Code"]  # one image asset, the CMD overridden
     assert (monitor["MemorySize"], monitor["Timeout"], monitor["Architectures"]) == (1024, 300, ["arm64"])
@@ -521,10 +524,15 @@ def test_no_wildcard_beyond_the_monitoring_prefixes(monitored: Synth, monitored_
                     if resource == "*":
                         assert set(as_list(st["Action"])) in (
                             {"xray:PutTraceSegments", "xray:PutTelemetryRecords"},
+                            # the post-traffic hook reads the alias's Errors (infra/deployments.py)
+                            {"cloudwatch:GetMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords"},
                             {"cloudwatch:PutMetricData"},
                         ), logical_id
                         if st["Action"] == "cloudwatch:PutMetricData":
                             assert st["Condition"]["StringEquals"]["cloudwatch:namespace"] == Metric.NAMESPACE
+                    elif "*" in resource and "Traffic" in resource and "Deployment" in logical_id:
+                        # CodeDeploy's role may invoke the release hooks' versions (CDK's grant; test_hooks.py)
+                        assert re.fullmatch(r"<Release\w+TrafficFunction[0-9A-F]{8}\.Arn>:\*", resource), resource
                     elif "*" in resource:
                         assert resource.endswith(
                             (

@@ -21,6 +21,11 @@ def test_defaults() -> None:
     assert (s.architecture, s.api_auth, s.rollout, s.alarms) == ("arm64", "api-key", "canary", True)
     assert s.topology.input_stream.mode == "on-demand"
     assert [m.uri for m in s.models()] == [BASE["model_uri"]]
+    assert [deploy_settings({**BASE, "rollout": r}).rollout for r in ("linear", "all-at-once", "blue-green")] == [
+        "linear",
+        "all-at-once",
+        "blue-green",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -41,7 +46,7 @@ def test_defaults() -> None:
         ({**BASE, "api_auth": "cognito"}, Ctx.API_AUTH),
         ({**BASE, "base_image": "public.ecr.aws/lambda/python"}, Ctx.BASE_IMAGE),
         ({**BASE, "base_image": "python:3.11@sha256:abc"}, Ctx.BASE_IMAGE),
-        ({**BASE, "rollout": "blue-green"}, Ctx.ROLLOUT),
+        ({**BASE, "rollout": "rolling"}, Ctx.ROLLOUT),  # no meaning for one function: docs/lifecycle.md
         ({**BASE, "alarms": "maybe"}, Ctx.ALARMS),
         ({**BASE, "alarm_email": "not-an-address"}, Ctx.ALARM_EMAIL),
         ({**BASE, "max_record_age_seconds": 30}, Ctx.MAX_RECORD_AGE_SECONDS),

@@ -9,6 +9,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from infra.image import API_HANDLER, STREAM_HANDLER
+from infra.topology import POST_TRAFFIC_HANDLER, PRE_TRAFFIC_HANDLER
 from lambda_fn.config import Env, Metric
 from tests.infra.synth import OTHER_SHA, SHA, Synth
 
@@ -124,7 +125,7 @@ def test_queues_are_encrypted_and_keep_messages_14_days(default: Synth) -> None:
 
 def test_two_functions_from_one_image_with_their_own_handler_role_and_sizing(default: Synth) -> None:
     fns = functions(default)
-    assert set(fns) == {STREAM_HANDLER, API_HANDLER}
+    assert set(fns) == {STREAM_HANDLER, API_HANDLER, PRE_TRAFFIC_HANDLER, POST_TRAFFIC_HANDLER}  # hooks: test_hooks.py
     scorer, api = fns[STREAM_HANDLER], fns[API_HANDLER]
     assert scorer["Code"] == api["Code"]  # one image asset
     assert scorer["Role"] != api["Role"]
@@ -135,7 +136,8 @@ def test_two_functions_from_one_image_with_their_own_handler_role_and_sizing(def
         assert "LogGroup" in fn["LoggingConfig"]
     assert (scorer["MemorySize"], scorer["Timeout"], api["MemorySize"], api["Timeout"]) == (2048, 120, 1536, 29)
     assert "ReservedConcurrentExecutions" not in scorer
-    tpl(default).resource_properties_count_is("AWS::Logs::LogGroup", {"RetentionInDays": 30}, 3)
+    # The API's access logs, both functions' and the four release hooks' logs.
+    tpl(default).resource_properties_count_is("AWS::Logs::LogGroup", {"RetentionInDays": 30}, 7)
 
 
 def test_sizing_architecture_and_concurrency_from_context(provisioned: Synth) -> None:
@@ -172,8 +174,8 @@ def test_environment_is_built_from_lambda_fn_names(default: Synth) -> None:
 
 
 def test_rollout_models_reach_the_environment(rollout: Synth) -> None:
-    for fn in functions(rollout).values():
-        env = fn["Environment"]["Variables"]
+    for handler in (STREAM_HANDLER, API_HANDLER):
+        env = functions(rollout)[handler]["Environment"]["Variables"]
         # model_key: inside the stack's own bucket, resolved at deploy time
         (bucket,) = rollout.resources("AWS::S3::Bucket").keys() - {_logs_bucket(rollout)}
         assert env[Env.MODEL_URI] == {"Fn::Join": ["", ["s3://", {"Ref": bucket}, "/models/taxi/2"]]}
@@ -305,6 +307,7 @@ def test_stage_has_access_logs_throttling_tracing_and_no_body_logging(default: S
         ("default", "CodeDeployDefault.LambdaCanary10Percent5Minutes"),
         ("provisioned", "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"),
         ("rollout", "CodeDeployDefault.LambdaAllAtOnce"),
+        ("bluegreen", "CodeDeployDefault.LambdaAllAtOnce"),
     ],
 )
 def test_live_aliases_shift_with_the_chosen_rollout(variant: str, config: str, request: pytest.FixtureRequest) -> None:
@@ -407,10 +410,12 @@ def test_no_wildcard_resource_except_xray_and_log_group_lookup(every: Synth) -> 
         for st in res["Properties"]["PolicyDocument"]["Statement"]:
             resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
             if "*" in resources:
-                # The only actions without resource-level permissions that the stack needs: X-Ray, and
-                # the lookup EMR Serverless makes of its log group (batch scoring, opt-in).
+                # The only actions without resource-level permissions that the stack needs: X-Ray, the
+                # lookup EMR Serverless makes of its log group (batch scoring, opt-in), and the metrics the
+                # post-traffic hook reads (GetMetricData).
                 assert set(actions(st)) in (
                     {"xray:PutTraceSegments", "xray:PutTelemetryRecords"},
+                    {"cloudwatch:GetMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords"},
                     {"logs:DescribeLogGroups"},
                 ), logical_id
             assert not any(a.endswith(":*") or a == "*" for a in actions(st)), logical_id

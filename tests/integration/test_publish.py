@@ -51,6 +51,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
                     model,
                     name="model",
                     signature=infer_signature(x.head(20), model.predict(x.head(20))),
+                    input_example=x.head(3),  # the release's smoke example (publish records its predictions)
                     serialization_format="skops",
                     pip_requirements=["scikit-learn", "skops"],  # skips MLflow's slow requirement inference
                     registered_model_name=NAME,
@@ -81,7 +82,7 @@ def test_publish_alias_then_score_it_through_the_handler_without_mlflow(
             f"models:/{NAME}/1", dst_path=str(tmp_path / "v1"), tracking_uri=registry.uri
         )
     )
-    (downloaded / "registered_model_meta").unlink()  # written by the download, not part of the logged model
+    assert (downloaded / "registered_model_meta").is_file()  # written by the download: not the model's content
     expected_sha = artifact_sha256(downloaded)
     assert result.sha256 == expected_sha and result.verified and not result.already_published
     assert result.model_uri == f"s3://{BUCKET}/models/{NAME}/{expected_sha}/model"
@@ -103,6 +104,11 @@ def test_publish_alias_then_score_it_through_the_handler_without_mlflow(
     assert isinstance(signature, dict)
     assert [c["name"] for c in signature["inputs"]] == ["zone", "distance", "hour"]
     assert datetime.fromisoformat(str(manifest["created"])).tzinfo is not None
+    smoke = manifest["smoke"]  # the pre-traffic hook's example: the model's input example and its predictions
+    assert isinstance(smoke, dict) and 0 < len(smoke["inputs"]) <= 20
+    assert len(smoke["predictions"]) == len(smoke["inputs"]) and smoke["tolerance"] == {"rel": 1e-6, "abs": 1e-9}
+    x, _ = tiny_frame()
+    assert smoke["predictions"] == pytest.approx(list(tiny_pipeline().predict(x.head(3))), rel=1e-9)
     paths = {f["path"] for f in manifest["files"]}  # type: ignore[attr-defined]
     assert {"MLmodel", "model.skops"} <= paths and "registered_model_meta" not in paths
 
@@ -149,19 +155,51 @@ def test_republishing_is_a_no_op_and_different_content_is_refused(registry: Regi
         publish(f"models:/{NAME}/1", BUCKET, tracking_uri=registry.uri, s3=aws.s3)
 
 
-def test_local_directory_is_published_as_is_and_missing_bucket(aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path) -> None:
+def test_local_directory_is_published_by_its_content_and_missing_bucket(
+    aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path
+) -> None:
     local = tmp_path / "export"
     shutil.copytree(tiny_mlflow_dir, local)
+    bare = artifact_sha256(local)
     (local / "registered_model_meta").write_text("model_name: tiny\nmodel_version: '1'\n")  # as an export has
     result = publish(str(local), BUCKET, s3=aws.s3, prefix="releases")
     sha = artifact_sha256(local)  # e.g. the digest `servingkit train` wrote into build/release.json
+    assert sha == bare  # registered_model_meta is not content
     assert result.model_uri == f"s3://{BUCKET}/releases/tiny/{sha}/model"
     assert result.manifest["version"] == sha[:12] and result.manifest["source"]["registered_model"] is None
     assert result.manifest["metrics"] is None and result.manifest["metrics_origin"] is None  # no metrics.json
+    keys = {o["Key"] for o in aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"releases/tiny/{sha}/")["Contents"]}
+    assert f"releases/tiny/{sha}/model/MLmodel" in keys
+    assert not any(k.endswith("registered_model_meta") for k in keys)  # what is not in the digest is not shipped
     with pytest.raises(PublishError, match="does not exist"):
         publish(str(tiny_mlflow_dir), "no-such-bucket", s3=aws.s3)
     with pytest.raises(PublishError, match="neither"):
         publish("/no/such/dir", BUCKET, s3=aws.s3)
+
+
+def test_one_model_version_one_digest_whichever_way_it_is_published(
+    registry: Registry, aws: Aws, tmp_path: Path
+) -> None:
+    """An export of version 1 (as `servingkit train` leaves build/model), /1, @champion and runs:/ are one release."""
+    import mlflow.artifacts
+
+    export = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{NAME}/1", dst_path=str(tmp_path / "export"), tracking_uri=registry.uri
+        )
+    )
+    meta = (export / "registered_model_meta").read_text()
+    assert "model_version" in meta  # the download records how it was referenced: that must not change the digest
+    uris = [str(export), f"models:/{NAME}/1", f"models:/{NAME}@champion", f"runs:/{registry.run_ids[0]}/model"]
+    results = [publish(u, BUCKET, tracking_uri=registry.uri, s3=aws.s3, prefix="one", tag_registry=False) for u in uris]
+    assert len({r.sha256 for r in results}) == 1 and len({r.model_uri for r in results}) == 1
+    assert [r.already_published for r in results] == [False, True, True, True]
+    # The manifest says where the release came from (the first publish's source: the export directory).
+    assert results[0].manifest["source"]["uri"] == str(export)
+    by_alias = publish(f"models:/{NAME}@champion", BUCKET, tracking_uri=registry.uri, s3=aws.s3, prefix="alias")
+    source = by_alias.manifest["source"]
+    assert (source["registered_model"], source["registered_version"], source["alias"]) == (NAME, "1", "champion")
+    assert source["run_id"] == registry.run_ids[0] and by_alias.sha256 == results[0].sha256
 
 
 def test_promote_sets_champion_and_challenger_in_one_call(registry: Registry) -> None:

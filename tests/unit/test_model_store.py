@@ -150,3 +150,20 @@ class _ScoresOnlyTheExample:
         if (x["distance"] != 2.0).any():
             raise ValueError("poison")
         return self.inner.predict(x)  # type: ignore[attr-defined]
+
+
+def test_registered_model_meta_is_not_content_and_is_never_opened(tmp_path: Path) -> None:
+    """MLflow writes it on download (how the model was referenced): the digest and the loader both ignore it."""
+    from lambda_fn.model_artifact import Artifact, artifact_sha256
+
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")
+    (tmp_path / "model.skops").write_bytes(b"weights")
+    bare = artifact_sha256(tmp_path)
+    (tmp_path / "registered_model_meta").write_text("model_name: m\nmodel_version: '1'\n")
+    assert artifact_sha256(tmp_path) == bare
+    artifact = Artifact.verify(tmp_path)
+    assert artifact.file("registered_model_meta", "test") is None  # outside the verified manifest
+    assert artifact.file("model.skops", "test") == tmp_path / "model.skops"
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "registered_model_meta").write_text("x")  # only the top-level file is MLflow's
+    assert artifact_sha256(tmp_path) != bare
