@@ -108,6 +108,7 @@ def demo(
     """
     from servingkit.demo import DemoError, DemoOptions, run_demo
     from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE
+    from servingkit.serve import PortInUseError
 
     options = DemoOptions(
         records=records,
@@ -131,4 +132,6 @@ def demo(
         code = run_demo(options)
     except DemoError as exc:
         raise CommandError(str(exc), prefix=None) from exc
+    except PortInUseError as exc:  # checked before the pipeline runs
+        raise CommandError(str(exc), exit_code=2) from exc
     raise SystemExit(code)

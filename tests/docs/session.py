@@ -37,13 +37,13 @@ set +e; trap - ERR
 DOCS_PWD=$PWD
 {
   for v in $(compgen -v); do
-    case " %s " in *" $v "*) continue;; esac
+    case " @BASH_OWN@ " in *" $v "*) continue;; esac
     case "$v" in BASH*|DOCS_STATE|DOCS_ROOT|DOCS_LINE) continue;; esac
     declare -p "$v" 2>/dev/null
   done
   declare -f
 } > "$DOCS_STATE.new" && mv "$DOCS_STATE.new" "$DOCS_STATE"
-""" % _BASH_OWN.replace("BASH* ", "")
+""".replace("@BASH_OWN@", _BASH_OWN.replace("BASH* ", ""))
 
 
 @dataclass
