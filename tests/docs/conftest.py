@@ -70,7 +70,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, emulator: str) -> Path:
     _copy_tracked(root)
     env = reader_env(root, emulator)
     done = subprocess.run(
-        [str(root / ".venv" / "bin" / "servingkit"), "train"],
+        [str(root / ".venv" / "bin" / "servingkit"), "train", "--rows", "20000"],  # make model's, smaller
         cwd=root,
         env=env,
         capture_output=True,
