@@ -1,8 +1,8 @@
 """The docs tier's world: a scratch copy of the tracked files, the demo model trained once, an emulator.
 
-Each document gets its own copy (a fresh checkout as a new user has it, with `.venv` and `node_modules`
-linked from this one and the model already trained), `.venv/bin` first on PATH, and the standard AWS
-variables pointing at an embedded moto server that the session starts and stops.
+Each document gets its own copy (a fresh checkout as a new user has it, with `.venv` linked and
+`node_modules` hard-linked from this one, and the model already trained), `.venv/bin` first on PATH, and the
+standard AWS variables pointing at an embedded moto server that the session starts and stops.
 """
 
 from __future__ import annotations
@@ -35,8 +35,23 @@ def _copy_tracked(dest: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target, follow_symlinks=False)
         os.utime(target, (OLD, OLD), follow_symlinks=False)
-    for link in (".venv", "node_modules"):
-        (dest / link).symlink_to((ROOT / link).resolve())
+    (dest / ".venv").symlink_to((ROOT / ".venv").resolve())
+    # node_modules is hard-linked, not symlinked: a doc's `npm ci` empties node_modules before installing,
+    # and through a link it would empty the checkout's own (npm follows it) under every other tier.
+    _link_node_modules(ROOT, dest)
+
+
+def _link_node_modules(src: Path, dest: Path) -> None:
+    """Files hard-linked (npm replaces files, never rewrites them in place), so a copy costs no space."""
+    if (src / "node_modules").is_dir():
+        shutil.copytree((src / "node_modules").resolve(), dest / "node_modules", symlinks=True, copy_function=_link)
+
+
+def _link(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
 
 
 def reader_env(root: Path, endpoint: str) -> dict[str, str]:
@@ -85,6 +100,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, emulator: str) -> Path:
 def checkout(template: Path, tmp_path: Path) -> Path:
     """A fresh copy of the trained scratch checkout for one document."""
     root = tmp_path / "checkout"
-    shutil.copytree(template, root, symlinks=True)
+    shutil.copytree(template, root, symlinks=True, ignore=shutil.ignore_patterns("node_modules"))
+    _link_node_modules(template, root)
     (root / "build" / "model" / "MLmodel").touch()  # newer than the venv's stamp: make keeps the model
     return root
