@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-py$(IMAGE_PYTHON)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv lock model demo serve check test lint complexity typecheck unit integration infra image-tests e2e localstack-tests \
+.PHONY: help venv lock model demo serve check test lint complexity typecheck unit integration infra image-tests e2e docs-tests localstack-tests \
         fuzz bench synth localstack clean
 
 help:
@@ -121,6 +121,11 @@ image-tests: $(STAMP) build/model/MLmodel ## the Lambda image built (stand-in ba
 e2e: $(STAMP) ## the whole pipeline on the embedded emulator
 	$(PY) -m pytest tests/e2e -m e2e -q
 
+# Every ```bash block of README.md and docs/*.md, run as written in a scratch copy of the tracked files with an
+# embedded emulator; markers above a fence skip (with a reason), shorten or background a block (docs/contributing.md).
+docs-tests: $(STAMP) ## the docs' commands run as a new user runs them (docs/contributing.md)
+	$(PY) -m pytest tests/docs -m docs -q -rA
+
 localstack-tests: $(STAMP) build/model/MLmodel ## the whole pipeline against LocalStack (installed and started by the tests)
 	$(VENV)/bin/servingkit localstack install
 	$(PY) -m pytest tests/localstack -m localstack -q
@@ -130,7 +135,7 @@ localstack: $(STAMP) ## LocalStack without Docker on 127.0.0.1:4566 in the foreg
 
 check: lint typecheck unit ## the fast gate: lint, types, unit tests (under a minute on a warm venv)
 
-test: lint typecheck unit integration infra image-tests e2e localstack-tests ## everything CI runs
+test: lint typecheck unit integration infra image-tests e2e docs-tests localstack-tests ## everything CI runs
 
 bench: $(STAMP) build/model/MLmodel ## benchmarks (print figures, last line JSON)
 	$(VENV)/bin/servingkit bench all

@@ -186,7 +186,7 @@ def _main_model(ctx: Mapping[str, Any]) -> ModelRef:
         return ModelRef(uri=None, key=key, sha256=_sha(Ctx.MODEL_SHA256, ctx.get(Ctx.MODEL_SHA256)))
     raise TopologyError(
         f"context {Ctx.MODEL_URI} (s3://bucket/key of the model) or {Ctx.MODEL_KEY} (key in the stack's model bucket)"
-        f" is required, with {Ctx.MODEL_SHA256}"
+        f" is required, with {Ctx.MODEL_SHA256}: -c {Ctx.MODEL_URI}=s3://... -c {Ctx.MODEL_SHA256}=..."
     )
 
 

@@ -31,6 +31,7 @@ from servingkit.localcloud.cloud import LocalCloud
 from servingkit.localcloud.emulator import endpoint_environment
 from servingkit.localcloud.faults import EmulatorFaultError
 from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ResourceError
+from servingkit.serve import ensure_port_free, port_in_use_error
 
 TARGETS = ("embedded", "localstack")
 
@@ -158,24 +159,40 @@ def table(s: PipelineSummary, cloud: LocalCloud, target: str) -> str:
     return "\n".join(lines)
 
 
+#: Where `--serve` writes the running cloud's names, for a shell to source (docs/local.md).
+SERVE_ENV = Path("build") / "demo-serve.env"
+
 CLI = """\
-Try the pipeline with the AWS CLI (fake credentials; nothing leaves this machine):
+Try the pipeline with the AWS CLI (fake credentials; nothing leaves this machine); these names are also
+in {env_file} (`. {env_file}` in another shell):
   export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={region}
-  RIDE='{{"ride_id": "r1", "ride": {{"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.3,
-        "pickup_datetime": "2026-03-02T08:15:00"}}}}'
-  aws --endpoint-url {endpoint} kinesis put-record --stream-name {input} --partition-key r1 \\
-    --cli-binary-format raw-in-base64-out --data "$RIDE"
-  SHARD=$(aws --endpoint-url {endpoint} kinesis list-shards --stream-name {output} \\
-    --query 'Shards[0].ShardId' --output text)
-  IT=$(aws --endpoint-url {endpoint} kinesis get-shard-iterator --stream-name {output} --shard-id $SHARD \\
-    --shard-iterator-type TRIM_HORIZON --query ShardIterator --output text)
-  aws --endpoint-url {endpoint} kinesis get-records --shard-iterator $IT --limit 3 \\
-    --query 'Records[].Data' --output text | tr '\\t' '\\n' | while read d; do echo "$d" | base64 -d; echo; done
-  aws --endpoint-url {endpoint} sqs receive-message --queue-url {dlq} --max-number-of-messages 1
+  printf '%s' '{{"ride_id": "my-ride-1", "ride": {{"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.3,
+    "pickup_datetime": "2026-03-02T08:15:00"}}}}' > ride.json
+  aws --endpoint-url {endpoint} kinesis put-record --stream-name {input} --partition-key my-ride-1 \\
+    --data fileb://ride.json
+  # your prediction, from every output shard (the demo's own records are there too: filter by your id)
+  for SHARD in $(aws --endpoint-url {endpoint} kinesis list-shards --stream-name {output} \\
+                   --query 'Shards[].ShardId' --output text); do
+    IT=$(aws --endpoint-url {endpoint} kinesis get-shard-iterator --stream-name {output} --shard-id "$SHARD" \\
+         --shard-iterator-type TRIM_HORIZON --query ShardIterator --output text)
+    aws --endpoint-url {endpoint} kinesis get-records --shard-iterator "$IT" --limit 10000 \\
+      --query 'Records[].Data' --output text | tr '\\t' '\\n' | while read -r d; do echo "$d" | base64 -d; echo; done
+  done | grep '"my-ride-1"'
+  # dead letters (with their reason) of your records: filter by your partition key
+  aws --endpoint-url {endpoint} sqs receive-message --queue-url {dlq} --max-number-of-messages 10 \\
+    --query 'Messages[].Body' --output text | tr '\\t' '\\n' | grep '"my-ride-1"'
 API (the same model, loaded from the emulator's S3):
   curl -s {url}/health
-  curl -s {url}/predict -H 'Content-Type: application/json' -d "$RIDE"
+  curl -s {url}/predict -H 'Content-Type: application/json' -d @ride.json
 Ctrl-C stops everything."""
+
+
+def write_serve_env(path: Path, values: dict[str, str]) -> None:
+    """The running cloud's names as shell assignments (`. build/demo-serve.env`)."""
+    import shlex
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
 
 
 def serve(cloud: LocalCloud, host: str, port: int, handler: Any = None) -> None:
@@ -185,9 +202,19 @@ def serve(cloud: LocalCloud, host: str, port: int, handler: Any = None) -> None:
     from servingkit.http_local import make_server
 
     assert cloud.resources is not None
-    server, url = make_server(handler, host=host, port=port)
+    with port_in_use_error(host, port):
+        http, url = make_server(handler, host=host, port=port)
+    names = {
+        "AWS_ENDPOINT": str(cloud.endpoint_url),
+        "INPUT_STREAM": cloud.topology.input_stream.name,
+        "OUTPUT_STREAM": cloud.topology.output_stream.name,
+        "DLQ_URL": cloud.resources.dlq_url,
+        "API_URL": url,
+    }
+    write_serve_env(SERVE_ENV, names)
     print(
         CLI.format(
+            env_file=SERVE_ENV,
             region=cloud.region,
             endpoint=cloud.endpoint_url,
             input=cloud.topology.input_stream.name,
@@ -199,11 +226,11 @@ def serve(cloud: LocalCloud, host: str, port: int, handler: Any = None) -> None:
     )
     print(f"serving the API on {url}; the poller keeps scoring {cloud.topology.input_stream.name}", flush=True)
     try:
-        server.serve_forever()
+        http.serve_forever()
     except KeyboardInterrupt:
         err("stopping ...")
     finally:
-        server.server_close()
+        http.server_close()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -215,6 +242,8 @@ def run_demo(opts: DemoOptions) -> int:
     started = time.perf_counter()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     ctx = dict(opts.context)
+    if opts.serve:  # before the whole pipeline runs, not after
+        ensure_port_free(opts.host, opts.port)
     ensure_model(opts.model_dir, opts.release)
     endpoint, target = resolve_endpoint(opts.target, opts.endpoint_url)
     if opts.drift:

@@ -8,10 +8,13 @@ stops either.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
 import warnings
-from contextlib import ExitStack, suppress
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 
 from servingkit.http_local import PayloadVersion, demo_environment, make_server
 
@@ -28,6 +31,33 @@ EXAMPLE = """\
   curl -s {url}/openapi.json"""
 
 
+class PortInUseError(Exception):
+    """The port asked for is taken: a person can fix it (another port, or stop what holds it)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"port {port} on {host} is in use: pass --port (another port, or 0 for any free one)")
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise PortInUseError now if `port` cannot be bound, before anything long runs (port 0 is always free)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, port_in_use_error(host, port):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds it
+        sock.bind((host, port))
+
+
+@contextmanager
+def port_in_use_error(host: str, port: int) -> Iterator[None]:
+    """Turn the OSError of binding a taken port into PortInUseError; other OSErrors pass."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise PortInUseError(host, port) from exc
+
+
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -40,7 +70,8 @@ def serve_local(host: str, port: int, payload: PayloadVersion, *, quiet: bool = 
     # With metrics disabled Powertools warns on every flush that nothing was published: noise, not news.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-    server, url = make_server(host=host, port=port, payload_version=payload, log=None if quiet else log)
+    with port_in_use_error(host, port):
+        server, url = make_server(host=host, port=port, payload_version=payload, log=None if quiet else log)
     print(f"serving {os.environ.get('MODEL_URI')} on {url} (API Gateway payload {payload}); Ctrl-C stops")
     print(EXAMPLE.format(url=url), flush=True)
     try:
@@ -62,6 +93,7 @@ def serve_image(host: str, port: int, payload: PayloadVersion, *, quiet: bool = 
     from servingkit.localcloud.image_session import image_session
     from servingkit.localcloud.resources import ExportedModel, provision
 
+    ensure_port_free(host, port)  # before the image is built
     with ExitStack() as stack:
         session = stack.enter_context(image_session(progress=log))
         emulator = stack.enter_context(start_emulator())
@@ -71,7 +103,8 @@ def serve_image(host: str, port: int, payload: PayloadVersion, *, quiet: bool = 
         resources = provision(topology(ctx), ExportedModel.load(), clients, os.environ.get("AWS_REGION", "us-east-1"))
         env = {**resources.environment, **endpoint_environment(emulator.endpoint_url)}
         api = stack.enter_context(session.api(env, ctx, name="serving-local-api"))
-        server, url = make_server(api, host=host, port=port, payload_version=payload, log=None if quiet else log)
+        with port_in_use_error(host, port):
+            server, url = make_server(api, host=host, port=port, payload_version=payload, log=None if quiet else log)
         stack.callback(server.server_close)
         print(f"serving {resources.model_uri} from the image {session.image.tag} on {url}; Ctrl-C stops")
         print(EXAMPLE.format(url=url), flush=True)

@@ -27,9 +27,9 @@ from lambda_fn.monitoring.quality_job import METRICS_FILE, metrics_file
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.release_reference import REFERENCE_FILE, sha256_hex
 from servingkit.taxi import rides
+from servingkit.tracking import resolve_tracking_uri
 
 MODEL_NAME = "taxi-ride-duration"
-DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 DEFAULT_EXPORT = Path("build/model")
 FEATURE_HOOK = "lambda_fn.hooks:taxi_features"
 FEATURES_FIELD = "ride"
@@ -121,8 +121,7 @@ def train(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="mlflow")
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     mlflow.set_experiment("taxi-ride-duration")
 
     frame, target = build_frame(rows, seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TIERS = ("unit", "integration", "infra", "image", "e2e", "localstack")
+TIERS = ("unit", "integration", "infra", "image", "e2e", "docs", "localstack")
 
 # Never reach AWS from a test: fake credentials and a fixed region for every boto3 client.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

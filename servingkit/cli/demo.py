@@ -121,6 +121,7 @@ def demo(
             "--drift replays rides in stream time in this process: it takes neither --serve nor --image"
         )
     from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE
+    from servingkit.serve import PortInUseError
 
     options = DemoOptions(
         records=records,
@@ -145,4 +146,6 @@ def demo(
         code = run_demo(options)
     except DemoError as exc:
         raise CommandError(str(exc), prefix=None) from exc
+    except PortInUseError as exc:  # checked before the pipeline runs
+        raise CommandError(str(exc), exit_code=2) from exc
     raise SystemExit(code)

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import click
 
-from servingkit.cli.errors import CommandError
+from servingkit.cli.errors import user_errors
+from servingkit.cli.options import tracking_uri_option
 
 # servingkit.publish.DEFAULT_PREFIX (not imported here: that module loads boto3 and MLflow's client).
 DEFAULT_PREFIX = "models"
-
-tracking_uri_option = click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    show_envvar=True,
-    help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI).",
-)
 
 
 @click.command()
@@ -59,7 +53,7 @@ def publish(
     as_json: bool,
     allow_env_mismatch: bool,
     reference_data: Path | None,
-    tracking_uri: str | None,
+    tracking_uri: str,
 ) -> None:
     """Copy a model into the bucket under its sha256, with a release manifest, and print the deploy command.
 
@@ -76,8 +70,9 @@ def publish(
         raise click.UsageError("give --bucket or set MODEL_BUCKET (the CDK stack outputs the model bucket name)")
     from servingkit.publish import PublishError
     from servingkit.publish import publish as publish_model
+    from servingkit.tracking import process_store
 
-    try:
+    with user_errors(PublishError), process_store(tracking_uri):
         result = publish_model(
             model_uri,
             bucket,
@@ -90,8 +85,6 @@ def publish(
             allow_env_mismatch=allow_env_mismatch,
             reference_data=reference_data,
         )
-    except PublishError as exc:
-        raise CommandError(str(exc)) from exc
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -116,7 +109,7 @@ def publish(
 @click.option("--champion", help="Version to serve.")
 @click.option("--challenger", help="Version to compare (shadow or A/B).")
 @tracking_uri_option
-def promote(name: str, champion: str | None, challenger: str | None, tracking_uri: str | None) -> None:
+def promote(name: str, champion: str | None, challenger: str | None, tracking_uri: str) -> None:
     """Point the champion and/or challenger alias of registered model NAME at registry versions.
 
     MLflow is reached with --tracking-uri or MLFLOW_TRACKING_URI. Exit status 1 when a version cannot be
@@ -127,13 +120,12 @@ def promote(name: str, champion: str | None, challenger: str | None, tracking_ur
     """
     from servingkit.publish import PublishError
     from servingkit.publish import promote as promote_versions
+    from servingkit.tracking import process_store
 
     aliases = {a: v for a, v in (("champion", champion), ("challenger", challenger)) if v}
-    try:
+    with user_errors(PublishError), process_store(tracking_uri):
         changes = promote_versions(name, aliases, tracking_uri=tracking_uri)
-    except PublishError as exc:
-        raise CommandError(str(exc)) from exc
     for alias, (old, new) in changes.items():
         click.echo(f"{name}@{alias}: {old or '(unset)'} -> {new}")
     if "champion" in changes:
-        click.echo(f"publish it with: servingkit publish 'models:/{name}@champion' --bucket <model bucket>")
+        click.echo(f"publish it with: servingkit publish 'models:/{name}@champion' --bucket \"$MODEL_BUCKET\"")

@@ -6,7 +6,7 @@ from typing import cast
 
 import click
 
-from servingkit.cli.errors import CommandError
+from servingkit.cli.errors import CommandError, user_errors
 
 
 @click.command()
@@ -26,23 +26,22 @@ def serve(host: str, port: int, payload: str, quiet: bool, image: bool) -> None:
     Requests become API Gateway events (REST v1 by default; --payload 2.0 for HTTP APIs, url for function
     URLs) and go to lambda_fn.handler.api_handler, the code that runs in Lambda. Serves the demo model
     (`make model`) unless MODEL_URI is set (the function's other variables, MODEL_SHA256, FEATURE_HOOK, ...,
-    are read too). Exit status 2 when there is no model or the image cannot be built.
+    are read too). Exit status 2 when there is no model, the port is in use or the image cannot be built.
     """
     from servingkit.http_local import PayloadVersion
-    from servingkit.serve import serve_image, serve_local
+    from servingkit.serve import PortInUseError, serve_image, serve_local
     from servingkit.train import MissingModelError
 
     version = cast(PayloadVersion, payload)
     if not image:
         try:
-            serve_local(host, port, version, quiet=quiet)
+            with user_errors(PortInUseError, exit_code=2):
+                serve_local(host, port, version, quiet=quiet)
         except MissingModelError as exc:
             raise CommandError(str(exc), exit_code=2, prefix=None) from exc
         return
     from servingkit.image.engine import EngineError
     from servingkit.localcloud.resources import ResourceError
 
-    try:
+    with user_errors(EngineError, ResourceError, PortInUseError, exit_code=2):
         serve_image(host, port, version, quiet=quiet)
-    except (EngineError, ResourceError) as exc:
-        raise CommandError(str(exc), exit_code=2) from exc

@@ -6,16 +6,13 @@ from pathlib import Path
 
 import click
 
+from servingkit.cli.options import tracking_uri_option
+
 
 @click.command()
 @click.option("--rows", type=click.IntRange(min=1), default=60_000, help="Generated rides (80% train, 20% test).")
 @click.option("--seed", type=int, default=42, help="Seed of the generated rides and of the model.")
-@click.option(
-    "--tracking-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    show_envvar=True,
-    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db).",
-)
+@tracking_uri_option
 @click.option(
     "--export-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -23,7 +20,7 @@ import click
     help="Where the MLflow model directory is exported (its release.json goes beside it).",
 )
 @click.option("--no-register", is_flag=True, help="Log the run without registering a model version.")
-def train(rows: int, seed: int, tracking_uri: str | None, export_dir: Path, no_register: bool) -> None:
+def train(rows: int, seed: int, tracking_uri: str, export_dir: Path, no_register: bool) -> None:
     """Train the demo taxi ride-duration model, log it to MLflow and export it for S3 (build/model).
 
     Offline and deterministic: generated rides, fixed seeds. `make model` runs it.
