@@ -100,7 +100,7 @@ def _emulated_cloud(batch: int) -> Iterator[tuple[dict[str, str], dict[str, str]
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _client_creds(creds: dict[str, str]) -> dict[str, str]:
+def _client_creds(creds: dict[str, str]) -> dict[str, Any]:
     return {"aws_access_key_id": creds["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": creds["AWS_SECRET_ACCESS_KEY"],
             "region_name": creds["AWS_DEFAULT_REGION"]}  # fmt: skip
 

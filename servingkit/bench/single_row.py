@@ -82,7 +82,11 @@ def run(repeats: int = 5, calls: int = 200, check_rows: int = 2000) -> dict[str,
         return call
 
     def many(fn: Callable[[], Any]) -> Callable[[], None]:
-        return lambda: [fn() for _ in range(calls)] and None
+        def repeated() -> None:
+            for _ in range(calls):
+                fn()
+
+        return repeated
 
     saved = runtime.get_model
     limits = threadpool_limits(limits=1, user_api="openmp")

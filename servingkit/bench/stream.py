@@ -15,6 +15,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -264,8 +265,8 @@ def powertools_pattern(model: Any, sink: Any) -> Callable[[dict[str, Any], Any],
         sink.put([Entry(len(sink.entries), json.dumps(out).encode(), str(payload[ID_FIELD]))])
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
+        return dict(
+            process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
         )
 
     return handler
@@ -334,7 +335,7 @@ def compare(
     try:
         for n in sizes:
             event = _event(n)
-            s = interleave({"kit": lambda e=event: kit(e), "floor": floor_of(event)}, repeats, progress=progress)
+            s = interleave({"kit": partial(kit, event), "floor": floor_of(event)}, repeats, progress=progress)
             ratio = ratio_of_minima(s["kit"], s["floor"])
             figures["sizes"][str(n)] = {name: x.summary() for name, x in s.items()} | {"kit_over_floor": ratio}
             if n == 10000:
@@ -345,7 +346,7 @@ def compare(
             max(1, repeats // 2),
             progress=progress,
         )
-        peers = {name: x.summary() for name, x in s.items()}
+        peers: dict[str, Any] = {name: x.summary() for name, x in s.items()}
         for peer in ("tutorial", "powertools"):
             over = ratio_of_minima(s[peer], s["kit"])
             peers[f"{peer}_over_kit"] = over

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,10 @@ RUNNERS: dict[str, Callable[[Plan, Callable[[str], None]], dict[str, Any]]] = {
 }
 
 
+def _postfix(bar: Any, section: str, line: str) -> None:
+    bar.set_postfix_str(f"{section}: {line}")
+
+
 def _targets(value: Any) -> list[Target]:
     """Every Target in a section's figures, nested sections included."""
     if isinstance(value, Target):
@@ -165,7 +170,7 @@ def run(out: Path, chart: Path, plan: Plan, sections: tuple[str, ...] = SECTIONS
     with tqdm(sections, desc="bench", unit="section", file=sys.stderr) as bar:
         for name in bar:
             bar.set_description(f"bench {name}")
-            figures = RUNNERS[name](plan, lambda line, name=name: bar.set_postfix_str(f"{name}: {line}"))
+            figures = RUNNERS[name](plan, partial(_postfix, bar, name))
             targets += _targets(figures)
             report["sections"][name] = _jsonable(figures)
     report["targets"] = [t.as_dict() for t in targets]
