@@ -186,6 +186,11 @@ def run(repeats: int = 3, requests: int = 200, peers: bool = True, progress: Pro
         if peers:
             pids["mlflow"] = stack.enter_context(_server(mlflow_cmd, "/ping", env, ports["mlflow"])).pid
         in_process = _in_process_call()
+        # One OpenMP thread in this process too, as in the servers (OMP_NUM_THREADS=1) and as deployed: numpy and
+        # scikit-learn may be loaded already (an earlier section), when the variable no longer takes effect.
+        from threadpoolctl import threadpool_limits
+
+        stack.enter_context(threadpool_limits(limits=1, user_api="openmp"))
         runs: dict[str, Callable[[], Sample | None]] = {}
         for mode, clients in MODES:
             for server in servers:
