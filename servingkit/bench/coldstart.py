@@ -138,6 +138,6 @@ def run(runs: int = 5, batch: int = 100, progress: Progress | None = None) -> di
         "floor": f.summary(scale=1.0) | {"peak_mib_median": round(statistics.median(peaks["floor"]), 1)},
         "cpu_ratio_of_minima": round(target.ratio, 3),
         "wall_ratio_of_minima": round(ratio_of_minima(k, f, clock="wall"), 3),
-        "targets": [target.as_dict()],
+        "targets": [target],
         "met": target.met,
     }

@@ -34,7 +34,9 @@ def _report(measure: Callable[[], dict[str, Any]], *, missing_model_exit: int = 
         raise CommandError(str(exc), exit_code=missing_model_exit, prefix=prefix) from exc
     except BenchError as exc:
         raise CommandError(str(exc), prefix=None) from exc
-    click.echo(json.dumps(figures))
+    from servingkit.bench.measure import Target
+
+    click.echo(json.dumps(figures, default=lambda o: o.as_dict() if isinstance(o, Target) else str(o)))
 
 
 @click.group()
