@@ -137,8 +137,8 @@ check: lint typecheck unit ## the fast gate: lint, types, unit tests (under a mi
 
 test: lint typecheck unit integration infra image-tests e2e docs-tests localstack-tests ## everything CI runs
 
-bench: $(STAMP) build/model/MLmodel ## benchmarks (print figures, last line JSON)
-	$(VENV)/bin/servingkit bench all
+bench: $(STAMP) build/model/MLmodel ## every benchmark against its peers and floors: build/bench/bench.json + .png (docs/benchmarks.md)
+	$(VENV)/bin/servingkit bench all --out build/bench/bench.json $(ARGS)
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

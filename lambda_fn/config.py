@@ -65,6 +65,8 @@ class Env:
     LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
     # OpenMP threads of the model (HistGradientBoosting etc.): one thread is fastest for single rows.
     OMP_NUM_THREADS = "OMP_NUM_THREADS"
+    # One-row predicts without pandas for ColumnTransformer(TargetEncoder) pipelines (lambda_fn.fast_path).
+    SINGLE_ROW_FAST_PATH = "SINGLE_ROW_FAST_PATH"
 
 
 class Metric:
@@ -250,6 +252,7 @@ class Settings(BaseModel):
     capture_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     monitor_reference_uri: str | None = None
     monitor_reference_sha256: str | None = None
+    single_row_fast_path: bool = False  # same outputs to the last bit (lambda_fn.fast_path); off until chosen
 
     @field_validator("model_uri", "shadow_model_uri", "monitor_reference_uri")
     @classmethod

@@ -90,6 +90,7 @@ class LoadedModel:
     feature_names: list[str] | None = None
     _predict: Callable[[Any], Any] | None = field(default=None, repr=False)
     env_warnings: list[str] = field(default_factory=list)  # recorded vs runtime versions (lambda_fn.model_env)
+    one_row: Callable[[Any], Any] | None = field(default=None, repr=False)  # SINGLE_ROW_FAST_PATH (fast_path)
 
     @property
     def identity(self) -> dict[str, str]:
@@ -97,6 +98,9 @@ class LoadedModel:
 
     def predict(self, frame: pd.DataFrame) -> list[Any]:
         """One call for the whole batch; returns plain Python values, one per row."""
+        out = self.one_row(frame) if self.one_row is not None and len(frame) == 1 else None
+        if out is not None:
+            return _to_python(out)
         if self._predict is not None:
             out = self._predict(frame)
         else:
@@ -314,6 +318,10 @@ def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
         _predict=loaded.predict,
         env_warnings=loaded.env_warnings,
     )
+    if settings.single_row_fast_path and loaded.predict is None:
+        from lambda_fn.fast_path import compile_one_row
+
+        model.one_row = compile_one_row(loaded.estimator)
     if local.is_dir():
         _self_check(artifact, loaded.mlmodel, model)
     model.load_seconds, model.loaded_at = time.perf_counter() - started, time.time()  # the self-check included

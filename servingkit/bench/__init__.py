@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The benchmarks `make bench` runs, in its order (`servingkit bench all`).
-DEFAULT_SET = ("stream", "coldstart", "rollout", "api", "batch")
+# `servingkit bench all` (`make bench`) is servingkit.bench.suite: every comparison measured by
+# servingkit.bench.measure, one JSON file and one chart.
 
 
 class BenchError(RuntimeError):

@@ -15,6 +15,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -238,3 +239,119 @@ def run(sizes: tuple[int, ...] = (100, 1000, 10000), repeats: int = 5, tutorial_
         and (results["targets"]["kit_vs_floor_at_10000_max_2x"] or 99) <= 2
     )
     return results
+
+
+# --------------------------------------------------------------------------- peers, interleaved (bench all)
+
+
+def powertools_pattern(model: Any, sink: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The handler the Powertools batch documentation teaches: `BatchProcessor` + `process_partial_response`
+    with a record handler that decodes one record and predicts one row, writing to `sink` (a MemorySink)."""
+    import pandas as pd
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+    from lambda_fn.hooks import taxi_features
+    from lambda_fn.sinks import Entry
+    from servingkit.train import FEATURES_FIELD, ID_FIELD
+
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+
+    def record_handler(record: KinesisStreamRecord) -> None:
+        payload = record.kinesis.data_as_json()
+        row = taxi_features([payload[FEATURES_FIELD]])
+        prediction = model.estimator.predict(pd.DataFrame(row))[0]
+        out = {"id": payload[ID_FIELD], "prediction": float(prediction), "model": model.identity}
+        sink.put([Entry(len(sink.entries), json.dumps(out).encode(), str(payload[ID_FIELD]))])
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return dict(
+            process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        )
+
+    return handler
+
+
+def compare(
+    sizes: tuple[int, ...] = (1000, 10000),
+    peer_size: int = 200,
+    repeats: int = 5,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Interleaved, CPU and wall, min and median (servingkit.bench.measure): the kit's handler against the floor
+    at each of `sizes`, and against the per-record tutorial loop and the Powertools BatchProcessor pattern at
+    `peer_size` records (one predict per record: about a second per 100 records, so they run on fewer).
+    Raises MissingModelError when the demo model is not trained."""
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from lambda_fn import handler, runtime
+    from lambda_fn.config import settings_from
+    from lambda_fn.hooks import taxi_features
+    from lambda_fn.model_store import load_model
+    from lambda_fn.sinks import Entry, MemorySink
+    from lambda_fn.stream import StreamRuntime
+    from servingkit.bench.measure import Target, interleave, ratio_of_minima
+    from servingkit.lambda_context import LambdaContext, function_arn
+    from servingkit.train import FEATURES_FIELD, ID_FIELD, demo_artifact
+
+    model_dir, release = demo_artifact()
+    model = load_model(settings_from({"MODEL_URI": str(model_dir), "MODEL_SHA256": release["sha256"]}))
+    ctx = LambdaContext(invoked_function_arn=function_arn("scorer", "live"), timeout_ms=300_000)
+
+    def kit(event: dict[str, Any]) -> None:
+        rt = StreamRuntime(model=lambda: model, output=MemorySink(), dlq=MemorySink(), hook=taxi_features,
+                           features_field=FEATURES_FIELD, id_field=ID_FIELD)  # fmt: skip
+        runtime.stream_runtime = lambda: rt  # type: ignore[assignment,method-assign]
+        assert handler.stream_handler(event, ctx) == {"batchItemFailures": []}
+        assert len(rt.output.entries) == len(event["Records"])  # type: ignore[attr-defined]
+
+    def floor_of(event: dict[str, Any]) -> Callable[[], None]:
+        datas = [base64.b64decode(r["kinesis"]["data"]) for r in event["Records"]]
+        prepared = pd.DataFrame(taxi_features([json.loads(d)[FEATURES_FIELD] for d in datas]))
+
+        def floor() -> None:
+            [json.loads(d) for d in datas]
+            model.estimator.predict(prepared)
+
+        return floor
+
+    def tutorial(event: dict[str, Any]) -> None:
+        sink = MemorySink()
+        for i, record in enumerate(event["Records"]):
+            payload = json.loads(base64.b64decode(record["kinesis"]["data"]))
+            prediction = model.estimator.predict(pd.DataFrame(taxi_features([payload[FEATURES_FIELD]])))[0]
+            out = {"id": payload[ID_FIELD], "prediction": float(prediction), "model": model.identity}
+            sink.put([Entry(i, json.dumps(out).encode(), str(payload[ID_FIELD]))])
+        assert len(sink.entries) == len(event["Records"])
+
+    def powertools(event: dict[str, Any]) -> None:
+        sink = MemorySink()
+        assert powertools_pattern(model, sink)(event, ctx) == {"batchItemFailures": []}
+        assert len(sink.entries) == len(event["Records"])
+
+    figures: dict[str, Any] = {"sizes": {}, "targets": []}
+    limits = threadpool_limits(limits=1, user_api="openmp")  # as deployed (infra sets OMP_NUM_THREADS=1)
+    try:
+        for n in sizes:
+            event = _event(n)
+            s = interleave({"kit": partial(kit, event), "floor": floor_of(event)}, repeats, progress=progress)
+            ratio = ratio_of_minima(s["kit"], s["floor"])
+            figures["sizes"][str(n)] = {name: x.summary() for name, x in s.items()} | {"kit_over_floor": ratio}
+            if n == 10000:
+                figures["targets"].append(Target("stream: kit / floor at 10,000 records (CPU)", ratio, 1.3))
+        event = _event(peer_size)
+        s = interleave(
+            {"kit": lambda: kit(event), "tutorial": lambda: tutorial(event), "powertools": lambda: powertools(event)},
+            max(1, repeats // 2),
+            progress=progress,
+        )
+        peers: dict[str, Any] = {name: x.summary() for name, x in s.items()}
+        for peer in ("tutorial", "powertools"):
+            over = ratio_of_minima(s[peer], s["kit"])
+            peers[f"{peer}_over_kit"] = over
+            figures["targets"].append(Target(f"stream: {peer} / kit at {peer_size} records (CPU)", over, 1.0, True))
+        figures["peers"] = {"records": peer_size, **peers}
+    finally:
+        limits.restore_original_limits()
+    return figures

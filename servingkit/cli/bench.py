@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from servingkit.bench.suite import SECTIONS
 from servingkit.cli.errors import CommandError
 
 
@@ -34,7 +34,9 @@ def _report(measure: Callable[[], dict[str, Any]], *, missing_model_exit: int = 
         raise CommandError(str(exc), exit_code=missing_model_exit, prefix=prefix) from exc
     except BenchError as exc:
         raise CommandError(str(exc), prefix=None) from exc
-    click.echo(json.dumps(figures))
+    from servingkit.bench.measure import Target
+
+    click.echo(json.dumps(figures, default=lambda o: o.as_dict() if isinstance(o, Target) else str(o)))
 
 
 @click.group()
@@ -210,12 +212,35 @@ def synth(runs: int, skip_tests: bool) -> None:
 
 
 @bench.command("all")
-def run_all() -> None:
-    """The set `make bench` runs, each with its defaults in a fresh process: stream, coldstart, rollout, api,
-    batch (stops at the first that fails, with its exit status)."""
-    from servingkit.bench import DEFAULT_SET
+@click.option("--repeats", type=click.IntRange(min=1), default=5, help="Interleaved rounds of each comparison.")
+@click.option("--quick", is_flag=True, help="The smoke run: tiny sizes, MLflow, Spark and the container left out.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("build/bench/bench.json"), show_default=True,
+    help="The JSON file of every figure (schema servingkit-bench/1).",
+)  # fmt: skip
+@click.option(
+    "--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="The PNG chart [default: the JSON's path with .png].",
+)  # fmt: skip
+@click.option(
+    "--section", "sections", type=click.Choice(SECTIONS), multiple=True,
+    help="Run only this section (repeat it; default: all).",
+)  # fmt: skip
+@click.option("--skip-container", is_flag=True, help="Leave out the cold start inside the image (Docker; minutes).")
+def run_all(
+    repeats: int, quick: bool, out: Path, chart: Path | None, sections: tuple[str, ...], skip_container: bool
+) -> None:
+    """Every comparison in one run: stream, cold start, sync API, batch, single row, each against its floor and
+    the tools a user would pick instead (MLflow's scoring server, `mlflow models predict`, `spark_udf`, the
+    Powertools BatchProcessor pattern), interleaved and repeated; CPU beside wall, min and median.
 
-    for name in DEFAULT_SET:
-        done = subprocess.run([sys.executable, "-m", "servingkit", "bench", name], check=False)
-        if done.returncode != 0:
-            raise CommandError(f"servingkit bench {name} failed ({done.returncode})", exit_code=done.returncode)
+    Writes one JSON file and one PNG chart, prints every target (CPU ratio of minima) met or missed with its
+    margin; progress on stderr. A Docker engine is needed for the container cold start (skipped, with the
+    reason, when it cannot start). Needs the demo model (`make model`).
+    """
+    from servingkit.bench.suite import Plan
+    from servingkit.bench.suite import run as run_suite
+
+    plan = Plan(repeats=repeats, quick=quick, container=not skip_container)
+    _report(lambda: {"out": str(out), "targets": run_suite(out, chart or out.with_suffix(".png"), plan,
+                                                            sections or SECTIONS)["targets"]})  # fmt: skip
