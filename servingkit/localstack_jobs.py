@@ -167,9 +167,9 @@ CLI_EXAMPLE = """\
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
   awsl() {{ aws --endpoint-url {endpoint} "$@"; }}   # AWS CLI v1 ignores AWS_ENDPOINT_URL for SQS
   ride='{{"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.3, "pickup_datetime": "2024-03-01T08:15:00"}}'
-  # AWS CLI v2 also needs: --cli-binary-format raw-in-base64-out
-  awsl kinesis put-record --stream-name {input} --partition-key r1 --data "{{\\"ride_id\\":\\"r1\\",\\"ride\\":$ride}}"
-  awsl kinesis put-record --stream-name {input} --partition-key r2 --data 'not json'   # goes to the DLQ
+  printf '%s' "{{\\"ride_id\\":\\"r1\\",\\"ride\\":$ride}}" > ride.json; printf 'not json' > bad.txt
+  awsl kinesis put-record --stream-name {input} --partition-key r1 --data fileb://ride.json   # fileb: v1 and v2 alike
+  awsl kinesis put-record --stream-name {input} --partition-key r2 --data fileb://bad.txt     # goes to the DLQ
   for shard in $(awsl kinesis list-shards --stream-name {output} --query 'Shards[].ShardId' --output text); do
     it=$(awsl kinesis get-shard-iterator --stream-name {output} --shard-id $shard \\
       --shard-iterator-type TRIM_HORIZON --query ShardIterator --output text)
