@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
+from infra.topology import topology
 from servingkit.image.build import DOCKER_PLATFORMS, BuiltImage, asset_context, build_function_image
 from servingkit.image.engine import DockerEngine, start_engine
 from servingkit.image.standin import build_standin
+from servingkit.localcloud.emulator import endpoint_environment, pointed_at, start_emulator
 from servingkit.localcloud.image_function import FunctionSpec, ImageFunction
 from servingkit.localcloud.image_session import host_architecture
+from servingkit.localcloud.resources import ExportedModel, Resources, provision
 from tests.infra.synth import Synth, synth
 
 STACK = "ServingKit-dev"
@@ -129,3 +133,22 @@ def run_function(engine: DockerEngine, function_image: BuiltImage, tmp_path: Pat
     finally:
         for image_fn in made:
             image_fn.stop()
+
+
+@dataclass
+class Provisioned:
+    release: ExportedModel
+    resources: Resources
+    clients: dict[str, Any]
+    environment: dict[str, str]
+
+
+@pytest.fixture
+def provisioned(release: tuple[Path, Path]) -> Iterator[Provisioned]:
+    """The stack's resources on a fresh emulator, the demo model uploaded; no event source mapping."""
+    the_release = ExportedModel.load(*release)
+    with start_emulator() as emulator, pointed_at(emulator.endpoint_url):
+        clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
+        resources = provision(topology({"stage": "local"}), the_release, clients, "us-east-1")
+        environment = {**resources.environment, **endpoint_environment(emulator.endpoint_url)}
+        yield Provisioned(the_release, resources, clients, environment)

@@ -7,44 +7,18 @@ memory; the handler CMD of each function comes from the synthesized template.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
-from infra.topology import topology
 from lambda_fn.config import Env
 from servingkit.http_local import serving
 from servingkit.localcloud.cloud import LocalCloud
-from servingkit.localcloud.emulator import endpoint_environment, pointed_at, start_emulator
 from servingkit.localcloud.poller import FunctionError
-from servingkit.localcloud.resources import ExportedModel, Resources, provision
 from tests.helpers import kinesis_event
-from tests.image.conftest import TemplateFunction
-
-
-@dataclass
-class Provisioned:
-    release: ExportedModel
-    resources: Resources
-    clients: dict[str, Any]
-    environment: dict[str, str]
-
-
-@pytest.fixture
-def provisioned(release: tuple[Path, Path]) -> Iterator[Provisioned]:
-    """The stack's resources on a fresh emulator, the demo model uploaded; no event source mapping."""
-    the_release = ExportedModel.load(*release)
-    with start_emulator() as emulator, pointed_at(emulator.endpoint_url):
-        clients = {name: boto3.client(name) for name in ("kinesis", "sqs", "s3")}
-        resources = provision(topology({"stage": "local"}), the_release, clients, "us-east-1")
-        environment = {**resources.environment, **endpoint_environment(emulator.endpoint_url)}
-        yield Provisioned(the_release, resources, clients, environment)
-
+from tests.image.conftest import Provisioned, TemplateFunction
 
 PAYLOAD = {
     "ride_id": "r1",
