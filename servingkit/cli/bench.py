@@ -212,6 +212,25 @@ def image(runs: int, batch: int, no_cold_build: bool) -> None:
         raise CommandError(str(exc)) from exc
 
 
+@bench.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The PNG chart to write; the merged JSON goes beside it (.json).")  # fmt: skip
+def chart(reports: tuple[Path, ...], out: Path) -> None:
+    """One chart (and one JSON) from the JSON files of several runs: a section of a later file replaces the
+    earlier one's, and each panel of the chart names the run (time, load average) its figures come from.
+    """
+    from servingkit.bench.chart import draw, merge
+
+    try:
+        merged = merge([json.loads(path.read_text()) for path in reports])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"cannot merge {', '.join(map(str, reports))}: {exc}") from exc
+    out.with_suffix(".json").write_text(json.dumps(merged, indent=1) + "\n")
+    draw(merged, out)
+    click.echo(json.dumps({"out": str(out), "sources": merged["sources"]}))
+
+
 FAULTS = ("pause", "stop", "kill", "restart")  # servingkit.localcloud.fault_injection.FAULTS, PHASES (a test checks)
 PHASES = ("producing", "reading back")
 

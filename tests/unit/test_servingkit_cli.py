@@ -28,7 +28,19 @@ COMMANDS = [
     ["bench"],
     *(
         ["bench", name]
-        for name in ("stream", "coldstart", "rollout", "api", "batch", "single-row", "image", "faults", "synth", "all")
+        for name in (
+            "stream",
+            "coldstart",
+            "rollout",
+            "api",
+            "batch",
+            "single-row",
+            "chart",
+            "image",
+            "faults",
+            "synth",
+            "all",
+        )
     ),
     ["monitor"],
     *(["monitor", name] for name in ("run", "backfill", "report")),
