@@ -215,8 +215,10 @@ def image(runs: int, batch: int, no_cold_build: bool) -> None:
 @bench.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The PNG chart to write; the merged JSON goes beside it (.json).")  # fmt: skip
-def chart(reports: tuple[Path, ...], out: Path) -> None:
+              help="The PNG chart to write.")  # fmt: skip
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The merged JSON [default: the chart's path with .json].")  # fmt: skip
+def chart(reports: tuple[Path, ...], out: Path, json_out: Path | None) -> None:
     """One chart (and one JSON) from the JSON files of several runs: a section of a later file replaces the
     earlier one's, and each panel of the chart names the run (time, load average) its figures come from.
     """
@@ -226,9 +228,11 @@ def chart(reports: tuple[Path, ...], out: Path) -> None:
         merged = merge([json.loads(path.read_text()) for path in reports])
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"cannot merge {', '.join(map(str, reports))}: {exc}") from exc
-    out.with_suffix(".json").write_text(json.dumps(merged, indent=1) + "\n")
+    json_out = json_out or out.with_suffix(".json")
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(merged, indent=1) + "\n")
     draw(merged, out)
-    click.echo(json.dumps({"out": str(out), "sources": merged["sources"]}))
+    click.echo(json.dumps({"out": str(out), "json": str(json_out), "sources": merged["sources"]}))
 
 
 FAULTS = ("pause", "stop", "kill", "restart")  # servingkit.localcloud.fault_injection.FAULTS, PHASES (a test checks)
