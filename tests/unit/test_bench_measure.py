@@ -122,7 +122,7 @@ def test_merged_reports_name_the_run_of_every_section_and_the_chart_says_so(tmp_
     rerun = {"created": "2026-12-01T16:07:20+00:00", "machine": {"cpus": 2, "load_average": [3.4, 1, 1]},
              "repeats": 6, "sections": {"api": new_api}}  # fmt: skip
     merged = merge([full, rerun])
-    assert merged["sections"]["api"] == rerun["sections"]["api"]  # the later run's section replaces the earlier
+    assert merged["sections"]["api"] == new_api  # the later run's section replaces the earlier
     assert merged["sources"]["stream"]["created"] == full["created"]
     assert merged["sources"]["api"] == {"created": rerun["created"], "load_average": [3.4, 1, 1], "repeats": 6}
     assert merged["targets"] == [met, api]  # the replaced section's targets are gone
