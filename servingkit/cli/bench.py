@@ -261,7 +261,7 @@ def faults(records: int, rate: float, pause: float, faults: tuple[str, ...], pha
 
 
 @bench.command()
-@click.option("--runs", type=click.IntRange(min=1), default=3, help="Fresh processes per configuration (median).")
+@click.option("--runs", type=click.IntRange(min=1), default=3, help="Interleaved runs of each (min, median).")
 @click.option("--skip-tests", is_flag=True, help="Do not time the infra test tier.")
 def synth(runs: int, skip_tests: bool) -> None:
     """Synth cost of the CDK app: cold and warm synth seconds, peak memory, and the infra tier's wall time.
