@@ -173,7 +173,10 @@ def run(repeats: int = 3, requests: int = 200, peers: bool = True, progress: Pro
     env = {**os.environ, **demo_environment(), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
            "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
            "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    os.environ.update({k: env[k] for k in demo_environment()} | {"OMP_NUM_THREADS": "1"})
+    # The in-process handler runs as the servers do: metrics off (else it prints an EMF line per request) and
+    # warnings only, whichever section ran before this one in the process (`--section api` alone included).
+    same = ("OMP_NUM_THREADS", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_LOG_LEVEL")
+    os.environ.update({k: env[k] for k in (*demo_environment(), *same)})
     body = _body()
     ports = {"mlflow": _free_port(), "kit-http": _free_port()}
     mlflow_cmd = [str(ROOT / ".venv" / "bin" / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager",

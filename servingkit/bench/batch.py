@@ -1,4 +1,5 @@
-"""`servingkit bench batch`: batch scoring throughput and peak memory: local and spark engines next to the pandas floor.
+"""`servingkit bench batch --memory`: batch scoring peak memory (and CPU, wall): local and spark engines next to the
+pandas floor. (`servingkit bench batch` without --memory is `bench all --section batch`: servingkit.bench.batch_peers.)
 
 On a generated taxi dataset (servingkit.taxi, default 1,000,000 rows) in the model's columns:
   floor       pandas.read_parquet + one predict on the whole file (no validation, no output written);
@@ -8,13 +9,10 @@ On a generated taxi dataset (servingkit.taxi, default 1,000,000 rows) in the mod
   local-4x    the local engine on four times the data: peak memory must not grow with the dataset
               (floor-4x: the floor on the same four files, whose memory does grow);
   spark       the spark engine on local[2] (mapInPandas, same core).
-Times are scoring times, after the model is loaded (and, for the local engine, after its worker
-processes have started and loaded it); `process_seconds` is each whole run, start-up included.
-Wall times depend on what else the machine runs, so CPU times (all threads of the measured process;
-the driver's only for Spark) are reported too. Each run is a separate process; peak memory is the
-peak resident set of its whole process tree (the JVM and Python workers included for Spark), sampled
-from /proc.
-The last line is one JSON object with the figures.
+Each run is a separate process, the runs interleaved (servingkit.bench.measure): CPU from wait4 (the process
+and the children it reaped: the local engine's workers, Spark's JVM) beside wall seconds spawn to exit, start-up
+and model load included, min and median. Peak memory is the peak resident set of its whole process tree (the JVM
+and Python workers included for Spark), sampled from /proc, min and median. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -22,13 +20,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from servingkit.bench import ROOT, BenchError
+from servingkit.bench.measure import Sample, interleave, ratio_of_minima
 from servingkit.bench.util import run_sampled
 
 FEATURES = ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"]
@@ -115,78 +117,69 @@ def child(kind: str, data: str, out: str, chunk: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- parent: run and sample memory
 
 
-def measure(kind: str, data: Path, work: Path, chunk: int) -> dict[str, Any]:
+def measure(kind: str, data: Path, work: Path, chunk: int, peaks: list[float]) -> Sample:
+    """One run in its own process: its CPU (wait4, its worker processes included) and wall seconds spawn to exit;
+    the peak RSS of its process tree (MiB, sampled from /proc) into `peaks`."""
     out = work / f"out-{kind}-{chunk}"
     cmd = [sys.executable, "-m", "servingkit.bench.batch", kind, str(data), str(out), str(chunk)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     run = run_sampled(cmd, env, cwd=ROOT)
     if run.returncode != 0:
         raise BenchError(f"{kind} failed:\n{run.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
-    result["rows_per_s"] = round(result["rows"] / result["seconds"])
-    result["seconds"] = round(result["seconds"], 2)
-    result["peak_mb"] = round(run.peak_kb / 1024)
-    # The whole process: interpreter, imports, model load (and worker start-up), data, results.
-    result["process_seconds"] = round(run.seconds, 2)
     shutil.rmtree(out, ignore_errors=True)
-    return result
+    peaks.append(run.peak_kb / 1024)
+    return Sample(run.rusage.ru_utime + run.rusage.ru_stime, run.seconds)
 
 
-def run(rows: int = 1_000_000, chunk_size: int = 50_000, repeat: int = 2, skip_spark: bool = False) -> dict[str, Any]:
-    """Every run of the module's docstring, each in a child process (`python -m servingkit.bench.batch`).
-    Raises BenchError when the demo release is missing or a run fails."""
+def run(rows: int = 1_000_000, chunk_size: int = 50_000, repeats: int = 2, skip_spark: bool = False) -> dict[str, Any]:
+    """Every run of the module's docstring, each in a child process (`python -m servingkit.bench.batch`),
+    interleaved `repeats` times (servingkit.bench.measure). Raises BenchError when the demo release is missing or
+    a run fails."""
     if not (ROOT / "build" / "release.json").exists():
         raise BenchError("build/release.json is missing: run `make model` first")
 
+    peaks: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
         files = make_dataset(rows, work)
         print(f"dataset: {rows:,} rows generated in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        runs = [
-            ("floor", files["model"], chunk_size),
-            ("local", files["model"], chunk_size),
-            ("local-small-chunks", files["model"], chunk_size // 4),
-            ("local-hook", files["raw"], chunk_size),
-            ("local-4x", files["model4"], chunk_size),
-            ("floor-4x", files["model4"], chunk_size),
+        plan = [
+            ("floor", "floor", files["model"], chunk_size),
+            ("local", "local", files["model"], chunk_size),
+            ("local-small-chunks", "local", files["model"], chunk_size // 4),
+            ("local-hook", "local-hook", files["raw"], chunk_size),
+            ("local-4x", "local", files["model4"], chunk_size),
+            ("floor-4x", "floor", files["model4"], chunk_size),
         ]
         if not skip_spark:
-            runs.append(("spark", files["model"], chunk_size))
-        results: dict[str, dict[str, Any]] = {}
-        for name, data, chunk in runs:
-            kind = "local" if name.startswith("local") and name != "local-hook" else name.removesuffix("-4x")
-            # The machine may be shared: the floor and the local engine take the best of `--repeat` runs.
-            repeat = repeat if name in ("floor", "local") else 1
-            tries = [measure(kind, data, work, chunk) for _ in range(repeat)]
-            results[name] = min(tries, key=lambda r: r["seconds"])
-            r = results[name]
-            print(
-                f"{name:<20} {r['rows']:>9,} rows {r['seconds']:>7.2f} s {r['rows_per_s']:>9,} rows/s "
-                f"cpu {r['cpu_seconds']:>7.2f} s peak {r['peak_mb']:>5} MB process {r['process_seconds']:>6.2f} s",
-                file=sys.stderr,
-            )
-    floor = results["floor"]
+            plan.append(("spark", "spark", files["model"], chunk_size))
+        runs: dict[str, Callable[[], Sample | None]] = {}
+        for name, kind, data, chunk in plan:
+            peaks[name] = []
+            runs[name] = partial(measure, kind, data, work, chunk, peaks[name])
+        series = interleave(runs, repeats, warmup=0, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    results = {name: s.summary(scale=1.0) | {"peak_mib": [round(min(p)), round(statistics.median(p))]}
+               for (name, s), p in zip(series.items(), peaks.values(), strict=True)}  # fmt: skip
+    print(f"\n{'batch, ' + format(rows, ',') + ' rows':24}{'cpu min':>9}{'median':>9}{'wall min':>9}{'median':>9}"
+          f"{'peak MiB min':>13}{'median':>8}", file=sys.stderr)  # fmt: skip
+    for name, r in results.items():
+        print(f"{name:24}{r['cpu_min']:>9.2f}{r['cpu_median']:>9.2f}{r['wall_min']:>9.2f}{r['wall_median']:>9.2f}"
+              f"{r['peak_mib'][0]:>13}{r['peak_mib'][1]:>8}", file=sys.stderr)  # fmt: skip
+    peak = {name: min(values) for name, values in peaks.items()}
     figures: dict[str, Any] = {
         "rows": rows,
         "chunk_size": chunk_size,
+        "repeats": repeats,
         "runs": results,
-        "local_time_vs_floor": round(results["local"]["seconds"] / floor["seconds"], 2),
-        # CPU time does not depend on what else the machine runs: the load-independent view of the same ratio.
-        "local_cpu_vs_floor": round(results["local"]["cpu_seconds"] / floor["cpu_seconds"], 2),
-        # Start to finish, start-up included (worker processes for the engine, the model load for both).
-        "local_process_vs_floor": round(results["local"]["process_seconds"] / floor["process_seconds"], 2),
-        "local_memory_4x_data_vs_1x": round(results["local-4x"]["peak_mb"] / results["local"]["peak_mb"], 2),
-        "local_memory_vs_floor": round(results["local"]["peak_mb"] / floor["peak_mb"], 2),
-        "floor_memory_4x_data_vs_1x": round(results["floor-4x"]["peak_mb"] / floor["peak_mb"], 2),
+        "local_cpu_vs_floor": round(ratio_of_minima(series["local"], series["floor"]), 3),
+        "local_memory_4x_data_vs_1x": round(peak["local-4x"] / peak["local"], 2),
+        "local_memory_vs_floor": round(peak["local"] / peak["floor"], 2),
+        "floor_memory_4x_data_vs_1x": round(peak["floor-4x"] / peak["floor"], 2),
     }
-    if "spark" in results:
-        figures["spark_time_vs_floor"] = round(results["spark"]["seconds"] / floor["seconds"], 2)
-    print(
-        f"local engine: {figures['local_time_vs_floor']}x the floor's time; peak memory on 4x the data: "
-        f"{figures['local_memory_4x_data_vs_1x']}x",
-        file=sys.stderr,
-    )
+    print(f"local engine: {figures['local_cpu_vs_floor']}x the floor's CPU (minima); peak memory on 4x the data: "
+          f"{figures['local_memory_4x_data_vs_1x']}x (floor: {figures['floor_memory_4x_data_vs_1x']}x)",
+          file=sys.stderr)  # fmt: skip
     return figures
 
 

@@ -1,10 +1,9 @@
-"""`servingkit bench stream`: the kit's stream handler vs the per-record tutorial pattern vs the floor.
+"""`servingkit bench stream` (= `bench all --section stream`): the kit's stream handler against the floor, the
+per-record tutorial loop and the Powertools BatchProcessor pattern (`compare`), and what capture + profiles add
+to the handler (`run_monitoring`, `bench stream --monitoring`). Both measured by servingkit.bench.measure.
 
-(a) `stream_handler` end to end on a real Kinesis event (output and DLQ to in-memory sinks);
-(b) the usual tutorial loop: per record decode, hook, predict one row, put one record;
-(c) the floor: JSON decode of the payloads plus one predict call on rows prepared beforehand.
-All three use the same demo model and the same realistic ride events, measured in this run.
-The last line is one JSON object with the figures.
+The floor: JSON decode of the payloads plus one predict call on rows prepared beforehand. All use the same demo
+model and the same realistic ride events, into in-memory sinks.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -27,15 +24,6 @@ def _event(n: int) -> dict[str, Any]:
     from servingkit.taxi import ride_events
 
     return kinesis_event(list(ride_events(n, seed=n)), start_seq=49_000_000, key_field="ride_id")
-
-
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 class MemoryS3:
@@ -65,16 +53,11 @@ def _reference(model_dir: Any, model: Any) -> Any:
     return Reference.build(frame, model.estimator.predict(frame))
 
 
-def _cpu(fn: Callable[[], Any]) -> tuple[float, float]:
-    """(CPU seconds of the whole process, wall seconds) of one call."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    fn()
-    return time.process_time() - cpu, time.perf_counter() - wall
-
-
 def run_monitoring(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 15, rate: float = 0.1) -> dict[str, Any]:
-    """The stream handler with capture + profiles on (in-memory S3) vs off: interleaved runs, CPU time
-    (`time.process_time`, every thread of the process: capture's workers too) minima and medians."""
+    """The stream handler with capture + profiles on (in-memory S3) vs off, interleaved (servingkit.bench.measure:
+    CPU of the whole process, capture's worker threads included, beside wall; min and median)."""
+    from threadpoolctl import threadpool_limits
+
     from lambda_fn import handler, runtime
     from lambda_fn.config import settings_from
     from lambda_fn.hooks import taxi_features
@@ -83,6 +66,7 @@ def run_monitoring(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 15, ra
     from lambda_fn.monitoring.sampling import Sampler
     from lambda_fn.sinks import MemorySink
     from lambda_fn.stream import StreamRuntime
+    from servingkit.bench.measure import interleave, ratio_of_minima
     from servingkit.lambda_context import LambdaContext, function_arn
     from servingkit.train import FEATURES_FIELD, ID_FIELD, demo_artifact
 
@@ -105,139 +89,32 @@ def run_monitoring(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 15, ra
                                "omp_threads": 1}  # fmt: skip
     # One OpenMP thread, as the deployed functions run (infra/environment.py sets OMP_NUM_THREADS=1): with more,
     # the model's idle OpenMP threads spin while capture's worker wants a core, and the spin is counted as CPU.
-    from threadpoolctl import threadpool_limits
-
     limits = threadpool_limits(limits=1, user_api="openmp")
     print(f"{'records':>8} {'off CPU min/median ms':>22} {'on CPU min/median ms':>21} {'on/off min':>10} "
-          f"{'on/off median':>13} {'captured':>9}")  # fmt: skip
+          f"{'captured':>9}")  # fmt: skip
     try:
         for n in sizes:
             event = _event(n)
-            call(event, None)  # warm
-            call(event, emitter)
-            off: list[float] = []
-            on: list[float] = []
             before = len(s3.objects)
-            for _ in range(repeats):  # interleaved: load on the shared machine hits both alike
-                off.append(_cpu(lambda event=event: call(event, None))[0])  # type: ignore[misc]
-                on.append(_cpu(lambda event=event: call(event, emitter))[0])  # type: ignore[misc]
+            runs = {"off": partial(call, event, None), "on": partial(call, event, emitter)}
+            series = interleave(runs, repeats)  # one warm-up round of each, then on and off take turns
+            off, on = series["off"], series["on"]
             entry: dict[str, Any] = {
-                "off_cpu_ms": [round(min(off) * 1000, 2), round(statistics.median(off) * 1000, 2)],
-                "on_cpu_ms": [round(min(on) * 1000, 2), round(statistics.median(on) * 1000, 2)],
-                "ratio_min": round(min(on) / min(off), 3),
-                "ratio_median": round(statistics.median(on) / statistics.median(off), 3),
-                "objects_per_batch": (len(s3.objects) - before) / repeats,
+                "off": off.summary(),
+                "on": on.summary(),
+                "ratio_min": round(ratio_of_minima(on, off), 3),
+                "objects_per_batch": (len(s3.objects) - before) / (repeats + 1),
             }
             results["sizes"][str(n)] = entry
-            print(f"{n:>8} {entry['off_cpu_ms'][0]:>10.1f} / {entry['off_cpu_ms'][1]:>9.1f} "
-                  f"{entry['on_cpu_ms'][0]:>9.1f} / {entry['on_cpu_ms'][1]:>9.1f} {entry['ratio_min']:>10.3f} "
-                  f"{entry['ratio_median']:>13.3f} {entry['objects_per_batch']:>9.1f}")  # fmt: skip
+            print(f"{n:>8} {off.cpu_min * 1000:>10.1f} / {off.cpu_median * 1000:>9.1f} "
+                  f"{on.cpu_min * 1000:>9.1f} / {on.cpu_median * 1000:>9.1f} {entry['ratio_min']:>10.3f} "
+                  f"{entry['objects_per_batch']:>9.1f}")  # fmt: skip
     finally:
         emitter.close()
         limits.restore_original_limits()
     ratios = [e["ratio_min"] for e in results["sizes"].values()]
     results["target_max"] = 1.1
     results["met"] = bool(ratios) and max(ratios) <= 1.1
-    return results
-
-
-def run(sizes: tuple[int, ...] = (100, 1000, 10000), repeats: int = 5, tutorial_max: int = 1000) -> dict[str, Any]:
-    """Median milliseconds per batch of each size for (a), (b) (up to `tutorial_max` records) and (c).
-    Raises MissingModelError when the demo model is not trained."""
-
-    import pandas as pd
-
-    from lambda_fn import handler, runtime
-    from lambda_fn.config import settings_from
-    from lambda_fn.hooks import taxi_features
-    from lambda_fn.model_store import load_model
-    from lambda_fn.records import strict_loads
-    from lambda_fn.sinks import MemorySink
-    from lambda_fn.stream import StreamRuntime
-    from servingkit.lambda_context import LambdaContext, function_arn
-    from servingkit.train import FEATURES_FIELD, ID_FIELD, demo_artifact
-
-    model_dir, release = demo_artifact()
-    model = load_model(settings_from({"MODEL_URI": str(model_dir), "MODEL_SHA256": release["sha256"]}))
-    ctx = LambdaContext(invoked_function_arn=function_arn("scorer", "live"), timeout_ms=300_000)
-
-    def kit(event: dict[str, Any]) -> None:
-        rt = StreamRuntime(
-            model=lambda: model,
-            output=MemorySink(),
-            dlq=MemorySink(),
-            hook=taxi_features,
-            features_field=FEATURES_FIELD,
-            id_field=ID_FIELD,
-        )
-        runtime.stream_runtime = lambda: rt  # type: ignore[assignment,method-assign]
-        resp = handler.stream_handler(event, ctx)
-        assert resp == {"batchItemFailures": []}
-        assert len(rt.output.entries) == len(event["Records"])  # type: ignore[attr-defined]
-
-    def tutorial(event: dict[str, Any]) -> None:
-        sink: list[dict[str, Any]] = []
-
-        def put_record(StreamName: str, Data: bytes, PartitionKey: str) -> None:  # noqa: N803
-            sink.append({"Data": Data, "PartitionKey": PartitionKey})
-
-        for record in event["Records"]:
-            payload = json.loads(base64.b64decode(record["kinesis"]["data"]))
-            row = taxi_features([payload[FEATURES_FIELD]])
-            prediction = model.estimator.predict(pd.DataFrame(row))[0]
-            out = {"id": payload[ID_FIELD], "prediction": float(prediction), "model": model.identity}
-            put_record(StreamName="out", Data=json.dumps(out).encode(), PartitionKey=str(payload[ID_FIELD]))
-        assert len(sink) == len(event["Records"])
-
-    results: dict[str, Any] = {"model": model.identity["name"], "repeats": repeats, "sizes": {}}
-    print(
-        f"{'records':>8} {'kit (a) ms':>11} {'tutorial (b) ms':>16} {'floor (c) ms':>13} {'b/a':>7} {'a/c':>6}"
-        f" {'a/c(fast json)':>15}"
-    )
-    for n in sizes:
-        event = _event(n)
-        datas = [base64.b64decode(r["kinesis"]["data"]) for r in event["Records"]]
-        prepared = pd.DataFrame(taxi_features([json.loads(d)[FEATURES_FIELD] for d in datas]))
-
-        def floor(datas: list[bytes] = datas, prepared: pd.DataFrame = prepared) -> None:
-            [json.loads(d) for d in datas]
-            model.estimator.predict(prepared)
-
-        def floor_fast(datas: list[bytes] = datas, prepared: pd.DataFrame = prepared) -> None:
-            [strict_loads(d) for d in datas]  # the kit's own faster JSON path, for a stricter comparison
-            model.estimator.predict(prepared)
-
-        kit(event)  # warm caches (first predict, imports)
-        a = _median_seconds(lambda event=event: kit(event), repeats)  # type: ignore[misc]
-        c = _median_seconds(floor, repeats)
-        c_fast = _median_seconds(floor_fast, repeats)
-        b = _median_seconds(lambda event=event: tutorial(event), 1) if n <= tutorial_max else None  # type: ignore[misc]
-        entry = {
-            "kit_ms": round(a * 1000, 2),
-            "tutorial_ms": round(b * 1000, 2) if b else None,
-            "floor_ms": round(c * 1000, 2),
-            "kit_records_per_s": round(n / a),
-            "tutorial_over_kit": round(b / a, 1) if b else None,
-            "kit_over_floor": round(a / c, 2),
-            "floor_fast_json_ms": round(c_fast * 1000, 2),
-            "kit_over_floor_fast_json": round(a / c_fast, 2),
-        }
-        results["sizes"][str(n)] = entry
-        b_txt = f"{entry['tutorial_ms']:>16.1f}" if b else f"{'(skipped)':>16}"
-        ratio = f"{entry['tutorial_over_kit']:>7.1f}" if b else f"{'-':>7}"
-        print(
-            f"{n:>8} {entry['kit_ms']:>11.1f} {b_txt} {entry['floor_ms']:>13.1f} {ratio}"
-            f" {entry['kit_over_floor']:>6.2f} {entry['kit_over_floor_fast_json']:>15.2f}"
-        )
-    s = results["sizes"]
-    results["targets"] = {
-        "kit_vs_tutorial_at_1000_min_30x": s.get("1000", {}).get("tutorial_over_kit"),
-        "kit_vs_floor_at_10000_max_2x": s.get("10000", {}).get("kit_over_floor"),
-    }
-    results["met"] = bool(
-        (results["targets"]["kit_vs_tutorial_at_1000_min_30x"] or 0) >= 30
-        and (results["targets"]["kit_vs_floor_at_10000_max_2x"] or 99) <= 2
-    )
     return results
 
 

@@ -39,12 +39,17 @@ class Plan:
     repeats: int = 5
     quick: bool = False
     container: bool = True  # the cold start inside the image (needs a Docker engine; minutes)
+    # Overrides for one section (`servingkit bench stream --sizes`, `bench batch --rows`, ...); None: the plan's.
+    sizes: tuple[int, ...] | None = None  # stream batch sizes (the 10,000-record target is judged when present)
+    rows: int | None = None  # batch rows
+    requests: int | None = None  # api requests per configuration and round
+    spark: bool = True  # batch: the Spark engine and spark_udf
 
     @property
     def stream(self) -> dict[str, Any]:
         if self.quick:
-            return {"sizes": (1000,), "peer_size": 10, "repeats": 2}
-        return {"sizes": (1000, 10000), "peer_size": 200, "repeats": self.repeats}
+            return {"sizes": self.sizes or (1000,), "peer_size": 10, "repeats": 2}
+        return {"sizes": self.sizes or (1000, 10000), "peer_size": 200, "repeats": self.repeats}
 
     @property
     def coldstart_runs(self) -> int:
@@ -53,14 +58,15 @@ class Plan:
     @property
     def api(self) -> dict[str, Any]:
         if self.quick:
-            return {"repeats": 1, "requests": 8, "peers": False}
-        return {"repeats": max(2, self.repeats // 2), "requests": 200, "peers": True}
+            return {"repeats": 1, "requests": self.requests or 8, "peers": False}
+        return {"repeats": max(2, self.repeats // 2), "requests": self.requests or 200, "peers": True}
 
     @property
     def batch(self) -> dict[str, Any]:
         if self.quick:
-            return {"rows": 2_000, "repeats": 1, "spark": False, "mlflow": False}
-        return {"rows": 1_000_000, "repeats": max(2, self.repeats // 2), "spark": True, "mlflow": True}
+            return {"rows": self.rows or 2_000, "repeats": 1, "spark": False, "mlflow": False}
+        return {"rows": self.rows or 1_000_000, "repeats": max(2, self.repeats // 2), "spark": self.spark,
+                "mlflow": True}  # fmt: skip
 
 
 def _stream(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:

@@ -43,63 +43,88 @@ def _report(measure: Callable[[], dict[str, Any]], *, missing_model_exit: int = 
 def bench() -> None:
     """Benchmarks: each prints its table, then one JSON object with the figures as the last line.
 
-    `make bench` runs `servingkit bench all`. Most need the demo model (`make model`).
+    `make bench` runs `servingkit bench all`; `bench stream|coldstart|api|batch|single-row` run one of its sections
+    (the same code, one JSON file and chart each). Most need the demo model (`make model`).
     """
 
 
+def _section_options(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options every single-section command shares with `bench all`: rounds, smoke run, where to write."""
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        fn = click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                          help="The PNG chart [default: the JSON's path with .png].")(fn)  # fmt: skip
+        fn = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                          default=Path(f"build/bench/{name}.json"), show_default=True,
+                          help="The JSON file of this section's figures (schema servingkit-bench/1).")(fn)  # fmt: skip
+        fn = click.option("--quick", is_flag=True, help="The smoke run's sizes (as `bench all --quick`).")(fn)
+        return click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
+                            help="Interleaved rounds (as `bench all --repeats`).")(fn)  # fmt: skip
+
+    return decorate
+
+
+def _run_sections(sections: tuple[str, ...], out: Path, chart: Path | None, **plan: Any) -> None:
+    """`bench all --section ...`: the one implementation every figure comes from."""
+    from servingkit.bench.suite import Plan
+    from servingkit.bench.suite import run as run_suite
+
+    _report(lambda: {"out": str(out), "targets": run_suite(out, chart or out.with_suffix(".png"), Plan(**plan),
+                                                            sections)["targets"]})  # fmt: skip
+
+
 @bench.command()
-@click.option("--sizes", default="100,1000,10000", callback=_sizes, help="Batch sizes, comma-separated.")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, help="Timed runs per size (median kept).")
-@click.option(
-    "--tutorial-max", type=click.IntRange(min=0), default=1000, help="Largest size for the slow per-record loop."
-)
+@_section_options("stream")
+@click.option("--sizes", default=None, callback=lambda c, p, v: None if v is None else _sizes(c, p, v),
+              help="Batch sizes of the kit-vs-floor runs, comma-separated [default: 1000,10000; --quick: 1000; "
+                   "with --monitoring: 1000,10000].")  # fmt: skip
 @click.option(
     "--monitoring",
     is_flag=True,
-    help="Instead: the handler with capture + profiles on (in-memory S3) vs off, interleaved, CPU min and median "
-    "(default sizes 1000,10000, 15 repeats).",
+    help="Instead: the handler with capture + profiles on (in-memory S3) vs off, interleaved, CPU and wall, "
+    "min and median (default 15 repeats).",
 )
 @click.option("--capture-rate", type=click.FloatRange(0, 1), default=0.1, help="With --monitoring: the sample rate.")
-def stream(sizes: tuple[int, ...], repeats: int, tutorial_max: int, monitoring: bool, capture_rate: float) -> None:
-    """Stream scoring throughput: the kit's handler vs the per-record tutorial pattern vs the floor.
+def stream(repeats: int, quick: bool, out: Path, chart: Path | None, sizes: tuple[int, ...] | None,
+           monitoring: bool, capture_rate: float) -> None:  # fmt: skip
+    """Stream scoring: `bench all --section stream` (the kit's handler vs the floor, vs the tutorial loop and the
+    Powertools BatchProcessor pattern), interleaved; CPU beside wall, min and median; one JSON file and chart.
 
-    (a) stream_handler end to end on a real Kinesis event (output and DLQ to in-memory sinks); (b) the usual
-    tutorial loop: per record decode, hook, predict one row, put one record; (c) the floor: JSON decode of
-    the payloads plus one predict call on rows prepared beforehand. Same demo model, same ride events.
+    The floor: JSON decode of the payloads plus one predict on rows prepared beforehand. `--monitoring` measures
+    instead what capture + profiles add to the handler (printed; its last line is the JSON).
     """
-    from servingkit.bench import stream as bench_stream
-
     if monitoring:
+        from servingkit.bench import stream as bench_stream
+
         ctx = click.get_current_context()
-        default = ctx.get_parameter_source("sizes") == click.core.ParameterSource.DEFAULT
-        chosen = (1000, 10000) if default else sizes
         runs = 15 if ctx.get_parameter_source("repeats") == click.core.ParameterSource.DEFAULT else repeats
+        chosen = sizes or (1000, 10000)
         _report(lambda: bench_stream.run_monitoring(sizes=chosen, repeats=runs, rate=capture_rate))
         return
-    _report(lambda: bench_stream.run(sizes=sizes, repeats=repeats, tutorial_max=tutorial_max))
+    _run_sections(("stream",), out, chart, repeats=repeats, quick=quick, sizes=sizes)
 
 
 @bench.command()
-@click.option("--runs", type=click.IntRange(min=1), default=5, help="Fresh processes of each kind (median kept).")
-@click.option("--batch", type=click.IntRange(min=1), default=100, help="Records in the first batch.")
-def coldstart(runs: int, batch: int) -> None:
-    """Cold start: a fresh process imports the handler, loads the model from an S3 emulator, scores a batch.
+@_section_options("coldstart")
+@click.option("--skip-container", is_flag=True, help="Leave out the cold start inside the image (Docker; minutes).")
+def coldstart(repeats: int, quick: bool, out: Path, chart: Path | None, skip_container: bool) -> None:
+    """Cold start: `bench all --section coldstart`. A fresh process imports the handler, loads the model from an
+    S3 emulator, scores a first batch of 100 records; against the floor, a fresh process that only imports
+    scikit-learn (and skops) and loads the same file. Interleaved; CPU (wait4) beside wall, min and median.
 
-    Compared with the floor: a fresh process that only imports scikit-learn (and skops) and loads the same
-    model file from local disk. Wall seconds spawn to exit and the child's peak RSS (wait4), medians.
+    Also inside the image (needs a Docker engine; skipped with the reason when none can start).
     """
-    from servingkit.bench import coldstart as bench_coldstart
-
-    _report(lambda: bench_coldstart.run(runs=runs, batch=batch))
+    _run_sections(("coldstart",), out, chart, repeats=repeats, quick=quick, container=not skip_container)
 
 
 @bench.command()
 @click.option("--sizes", default="500,5000", callback=_sizes, help="Batch sizes, comma-separated.")
-@click.option("--repeats", type=click.IntRange(min=1), default=7, help="Timed runs per setup and size (median).")
+@click.option("--repeats", type=click.IntRange(min=1), default=7, help="Interleaved rounds (min and median).")
 def rollout(sizes: tuple[int, ...], repeats: int) -> None:
     """What rollout costs a stream batch: primary only vs A/B (two variants) vs primary + shadow.
 
-    The same demo model, ride events and in-memory sinks for all three; ratios against primary only.
+    The same demo model, ride events and in-memory sinks for all three, interleaved; CPU beside wall, min and
+    median; ratios are CPU ratios of minima against primary only.
     """
     from servingkit.bench import rollout as bench_rollout
 
@@ -107,50 +132,64 @@ def rollout(sizes: tuple[int, ...], repeats: int) -> None:
 
 
 @bench.command()
-@click.option("--requests", type=click.IntRange(min=1), default=1000, help="Timed single-row requests in-process.")
-@click.option("--clients", type=click.IntRange(min=1), default=8, help="Concurrent HTTP clients.")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, help="Duration of the HTTP run.")
-@click.option("--cold-start", is_flag=True, help="Also measure router cold start (Powertools vs FastAPI + Mangum).")
-@click.option("--cold-runs", type=click.IntRange(min=1), default=5, help="Fresh processes per router (median).")
+@_section_options("api")
+@click.option("--requests", type=click.IntRange(min=1), default=None,
+              help="Requests per configuration and round [default: 200; --quick: 8].")  # fmt: skip
+@click.option("--cold-start", is_flag=True,
+              help="Instead: router cold start, Powertools vs FastAPI + Mangum (fresh processes, --repeats each, "
+                   "interleaved; printed, last line: JSON).")  # fmt: skip
 @click.option(
     "--mangum-path",
     type=click.Path(exists=True, file_okay=False),
-    help="A directory holding mangum (pip install --target DIR mangum).",
+    help="With --cold-start: a directory holding mangum (pip install --target DIR mangum).",
 )
-def api(requests: int, clients: int, seconds: float, cold_start: bool, cold_runs: int, mangum_path: str | None) -> None:
-    """Sync API latency in-process and throughput over HTTP, next to one predict call on a prepared row.
+def api(repeats: int, quick: bool, out: Path, chart: Path | None, requests: int | None, cold_start: bool,
+        mangum_path: str | None) -> None:  # fmt: skip
+    """Sync API: `bench all --section api`. Single-row `POST /invocations` to MLflow's scoring server, the kit's
+    local server and the in-process handler, 1 and 8 clients, keep-alive and new connection per request:
+    p50/p99, throughput, server CPU per request; rounds interleaved (half of --repeats, at least 2).
 
-    Serves the demo model unless MODEL_URI is set; OMP_NUM_THREADS defaults to 1 (set it to change that).
+    `--quick` leaves MLflow's server out. One OpenMP thread, as deployed.
     """
-    from servingkit.bench import api as bench_api
+    if cold_start:
+        from servingkit.bench import routers
 
-    _report(
-        lambda: bench_api.run(
-            requests=requests,
-            clients=clients,
-            seconds=seconds,
-            cold_start=cold_start,
-            cold_runs=cold_runs,
-            mangum_path=mangum_path,
-        )
-    )
+        _report(lambda: routers.run(runs=repeats, mangum_path=mangum_path))
+        return
+    _run_sections(("api",), out, chart, repeats=repeats, quick=quick, requests=requests)
 
 
 @bench.command()
-@click.option("--rows", type=click.IntRange(min=1), default=1_000_000, help="Generated rides.")
-@click.option("--chunk-size", type=click.IntRange(min=4), default=50_000, help="Rows per chunk.")
-@click.option(
-    "--repeat", type=click.IntRange(min=1), default=2, help="Runs of the floor and the local engine (best kept)."
-)
-@click.option("--skip-spark", is_flag=True, help="Do not run the spark engine.")
-def batch(rows: int, chunk_size: int, repeat: int, skip_spark: bool) -> None:
-    """Batch scoring throughput and peak memory: local and spark engines next to the pandas floor.
-
-    Each run is a separate process; peak memory is that of its whole process tree, sampled from /proc.
+@_section_options("batch")
+@click.option("--rows", type=click.IntRange(min=1), default=None,
+              help="Generated rides [default: 1,000,000; --quick: 2,000].")  # fmt: skip
+@click.option("--skip-spark", is_flag=True, help="Leave out the Spark engine and spark_udf.")
+@click.option("--memory", is_flag=True,
+              help="Instead: peak memory of each run's process tree (local engine at two chunk sizes and on 4x "
+                   "the data, the floor on 1x and 4x, the hook, Spark), interleaved (printed).")  # fmt: skip
+@click.option("--chunk-size", type=click.IntRange(min=4), default=50_000, help="With --memory: rows per chunk.")
+def batch(repeats: int, quick: bool, out: Path, chart: Path | None, rows: int | None, skip_spark: bool,
+          memory: bool, chunk_size: int) -> None:  # fmt: skip
+    """Batch scoring: `bench all --section batch`. The pandas floor, the local engine and `mlflow models predict`
+    as whole processes, the Spark engine and `spark_udf` on one local Spark session; interleaved (half of
+    --repeats, at least 2); CPU beside wall, min and median.
     """
-    from servingkit.bench import batch as bench_batch
+    if memory:
+        from servingkit.bench import batch as bench_batch
 
-    _report(lambda: bench_batch.run(rows=rows, chunk_size=chunk_size, repeat=repeat, skip_spark=skip_spark))
+        ctx = click.get_current_context()
+        runs = 2 if ctx.get_parameter_source("repeats") == click.core.ParameterSource.DEFAULT else repeats
+        _report(lambda: bench_batch.run(rows=rows or 1_000_000, chunk_size=chunk_size, repeats=runs,
+                                        skip_spark=skip_spark))  # fmt: skip
+        return
+    _run_sections(("batch",), out, chart, repeats=repeats, quick=quick, rows=rows, spark=not skip_spark)
+
+
+@bench.command("single-row")
+@_section_options("single_row")
+def single_row(repeats: int, quick: bool, out: Path, chart: Path | None) -> None:
+    """Where one single-row predict's time goes, and the fast path: `bench all --section single_row`."""
+    _run_sections(("single_row",), out, chart, repeats=repeats, quick=quick)
 
 
 @bench.command()
@@ -171,6 +210,29 @@ def image(runs: int, batch: int, no_cold_build: bool) -> None:
         _report(lambda: bench_image.run(runs=runs, batch=batch, cold_build=not no_cold_build))
     except EngineError as exc:
         raise CommandError(str(exc)) from exc
+
+
+@bench.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The PNG chart to write.")  # fmt: skip
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The merged JSON [default: the chart's path with .json].")  # fmt: skip
+def chart(reports: tuple[Path, ...], out: Path, json_out: Path | None) -> None:
+    """One chart (and one JSON) from the JSON files of several runs: a section of a later file replaces the
+    earlier one's, and each panel of the chart names the run (time, load average) its figures come from.
+    """
+    from servingkit.bench.chart import draw, merge
+
+    try:
+        merged = merge([json.loads(path.read_text()) for path in reports])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"cannot merge {', '.join(map(str, reports))}: {exc}") from exc
+    json_out = json_out or out.with_suffix(".json")
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(merged, indent=1) + "\n")
+    draw(merged, out)
+    click.echo(json.dumps({"out": str(out), "json": str(json_out), "sources": merged["sources"]}))
 
 
 FAULTS = ("pause", "stop", "kill", "restart")  # servingkit.localcloud.fault_injection.FAULTS, PHASES (a test checks)
@@ -199,7 +261,7 @@ def faults(records: int, rate: float, pause: float, faults: tuple[str, ...], pha
 
 
 @bench.command()
-@click.option("--runs", type=click.IntRange(min=1), default=3, help="Fresh processes per configuration (median).")
+@click.option("--runs", type=click.IntRange(min=1), default=3, help="Interleaved runs of each (min, median).")
 @click.option("--skip-tests", is_flag=True, help="Do not time the infra test tier.")
 def synth(runs: int, skip_tests: bool) -> None:
     """Synth cost of the CDK app: cold and warm synth seconds, peak memory, and the infra tier's wall time.
@@ -238,9 +300,4 @@ def run_all(
     margin; progress on stderr. A Docker engine is needed for the container cold start (skipped, with the
     reason, when it cannot start). Needs the demo model (`make model`).
     """
-    from servingkit.bench.suite import Plan
-    from servingkit.bench.suite import run as run_suite
-
-    plan = Plan(repeats=repeats, quick=quick, container=not skip_container)
-    _report(lambda: {"out": str(out), "targets": run_suite(out, chart or out.with_suffix(".png"), plan,
-                                                            sections or SECTIONS)["targets"]})  # fmt: skip
+    _run_sections(sections or SECTIONS, out, chart, repeats=repeats, quick=quick, container=not skip_container)

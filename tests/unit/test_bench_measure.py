@@ -105,3 +105,28 @@ def test_chart_is_drawn_from_a_report(tmp_path: Path) -> None:
                            "batch": {"rows": 10, "floor": s, "local": s}}}  # fmt: skip
     path = draw(report, tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merged_reports_name_the_run_of_every_section_and_the_chart_says_so(tmp_path: Path) -> None:
+    from servingkit.bench.chart import _bars, draw, merge
+
+    s = {"cpu_min": 1.0, "cpu_median": 1.5, "wall_min": 2.0, "wall_median": 2.5, "repeats": 3, "unit": "ms"}
+    met = {"name": "stream: kit / floor", "ratio": 1.2, "limit": 1.3, "at_least": False, "met": True, "margin": 0.1}
+    api = {"name": "api: mlflow / kit", "ratio": 1.1, "limit": 1.0, "at_least": True, "met": True, "margin": 0.1}
+    old_api = dict(api, ratio=0.6, met=False)
+    full = {"created": "2026-12-01T15:16:15+00:00", "machine": {"cpus": 2, "load_average": [12.5, 1, 1]},
+            "repeats": 4, "sections": {"stream": {"sizes": {"1000": {"kit": s, "floor": s}}, "targets": [met]},
+                                       "api": {"configurations": {}, "targets": [old_api]}}}  # fmt: skip
+    cpu = {"cpu_ms_per_request": [1.0, 2.0], "p50_ms": [3.0, 4.0]}
+    new_api = {"configurations": {"kit-http keepalive x1": cpu}, "targets": [api]}
+    rerun = {"created": "2026-12-01T16:07:20+00:00", "machine": {"cpus": 2, "load_average": [3.4, 1, 1]},
+             "repeats": 6, "sections": {"api": new_api}}  # fmt: skip
+    merged = merge([full, rerun])
+    assert merged["sections"]["api"] == new_api  # the later run's section replaces the earlier
+    assert merged["sources"]["stream"]["created"] == full["created"]
+    assert merged["sources"]["api"] == {"created": rerun["created"], "load_average": [3.4, 1, 1], "repeats": 6}
+    assert merged["targets"] == [met, api]  # the replaced section's targets are gone
+    titles = [title for title, _, _ in _bars(merged)]
+    assert titles[0].endswith("[run 2026-12-01 15:16 UTC, load 12.5]")
+    assert titles[-1].endswith("[run 2026-12-01 16:07 UTC, load 3.4]")
+    assert draw(merged, tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,19 @@ COMMANDS = [
     ["bench"],
     *(
         ["bench", name]
-        for name in ("stream", "coldstart", "rollout", "api", "batch", "image", "faults", "synth", "all")
+        for name in (
+            "stream",
+            "coldstart",
+            "rollout",
+            "api",
+            "batch",
+            "single-row",
+            "chart",
+            "image",
+            "faults",
+            "synth",
+            "all",
+        )
     ),
     ["monitor"],
     *(["monitor", name] for name in ("run", "backfill", "report")),
@@ -95,6 +108,38 @@ def test_a_bad_option_value_is_a_one_line_usage_error(argv: list[str], named: st
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and named in errors[0], result.output
     assert ("Traceback" not in result.output and result.exception is None) or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("argv", "section", "plan"),
+    [
+        (["stream", "--sizes", "100,10000", "--repeats", "3"], "stream", {"repeats": 3, "sizes": (100, 10000)}),
+        (["coldstart", "--skip-container"], "coldstart", {"container": False}),
+        (["api", "--requests", "40", "--quick"], "api", {"requests": 40, "quick": True}),
+        (["batch", "--rows", "5000", "--skip-spark"], "batch", {"rows": 5000, "spark": False}),
+        (["single-row", "--repeats", "2"], "single_row", {"repeats": 2}),
+    ],
+)
+def test_a_single_bench_command_is_its_section_of_bench_all(
+    argv: list[str], section: str, plan: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One implementation: `bench stream` etc. run `bench all --section NAME`'s code with the options as its plan."""
+    from servingkit.bench import suite
+
+    calls: list[tuple[Path, Path, suite.Plan, tuple[str, ...]]] = []
+
+    def fake_run(out: Path, chart: Path, p: suite.Plan, sections: tuple[str, ...]) -> dict[str, object]:
+        calls.append((out, chart, p, sections))
+        return {"targets": []}
+
+    monkeypatch.setattr(suite, "run", fake_run)
+    out = tmp_path / "one.json"
+    result = CliRunner().invoke(main, ["bench", *argv, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    [(written, chart, got, sections)] = calls
+    assert sections == (section,) and written == out and chart == out.with_suffix(".png")
+    assert got == suite.Plan(**plan)  # type: ignore[arg-type]
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"out": str(out), "targets": []}
 
 
 def test_publish_without_a_bucket_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
