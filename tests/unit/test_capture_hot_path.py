@@ -326,9 +326,39 @@ def test_record_lines_are_the_bytes_encode_line_writes() -> None:
     raws: list[Any] = [{"a": 1}, {"b": [1, 2]}, {"c": None}, {"d": "\u00e9"}, {"e": float("nan")}]
     ids, events = [f"id-{i}" for i in range(5)], [f"e-{i}" for i in range(5)]
     for raw in (None, raws):
-        lines = record_lines(columns, preds, ids, events, sources, raw, model, "v/1", at)
+        lines = record_lines(columns, preds, ids, events, sources, raw, model, "v/1", at).lines
+        assert len(lines) == 5
         for i, line in enumerate(lines):
             record = CaptureRecord(ids[i], events[i], {k: v[i] for k, v in columns.items()}, preds[i], model, "v/1",
                                    at, sources[i], None if raw is None else raw[i])  # fmt: skip
-            assert line.line == encode_line(record), i
-            json.loads(line.line)
+            assert line == encode_line(record), i
+            json.loads(line)
+
+
+def test_record_lines_of_uniform_columns_are_the_bytes_encode_line_writes() -> None:
+    """The one-pass column writers (only strings, only numbers, only booleans) and the `%` template: names,
+    model and variant holding `%`, NaN among floats, a lone surrogate in a string column, all as `encode_line`."""
+    from datetime import UTC, datetime
+
+    from lambda_fn.monitoring.capture import CaptureRecord, ModelIdentity, encode_line, record_lines
+
+    model = ModelIdentity("m%s 100%", "1", "cd" * 32)
+    at = datetime(2026, 12, 1, 11, 5, 9, tzinfo=UTC)
+    n = 6
+    columns: dict[str, list[Any]] = {
+        "PU_DO%s": [f"{i}_{i + 1}" for i in range(n)],
+        'q"%d': ["a", "b", "\ud800", "\u00e9", "%s", "x"],
+        "f": [0.1, 1e16, float("nan"), -0.0, 3.0, 1e-7],
+        "i": [0, -1, 2**70, 7, 8, 9],
+        "b": [True, False, True, True, False, True],
+    }
+    preds: list[Any] = [1.5, 2.5, 3.5, float("-inf"), 5.0, 6.0]
+    sources: list[Any] = [{"shard_id": "s%", "sequence_number": str(i), "sub_sequence_number": None} for i in range(n)]
+    ids, events = [f"id-{i}%" for i in range(n)], [f"e-{i}" for i in range(n)]
+    lines = record_lines(columns, preds, ids, events, sources, None, model, "v%1", at).lines
+    assert len(lines) == n
+    for i, line in enumerate(lines):
+        record = CaptureRecord(ids[i], events[i], {k: v[i] for k, v in columns.items()}, preds[i], model, "v%1",
+                               at, sources[i])  # fmt: skip
+        assert line == encode_line(record), i
+        assert json.loads(line)["captureData"]["endpointInput"]["data"]["PU_DO%s"] == f"{i}_{i + 1}"
