@@ -190,13 +190,22 @@ def _scalar(v: Any) -> str:
 _BOOL = {True: "true", False: "false"}
 
 
+def _orjson_writes_as_repr(values: Sequence[float]) -> bool:
+    """Whether orjson writes every float as `repr` does: finite, and 0 or 1e-4 <= |x| < 1e16, where both write the
+    shortest round-trip digits positionally (outside it their exponents differ: 1e+16 / 1e16); a test checks."""
+    mag = np.abs(np.array(values, dtype=np.float64))
+    return bool(np.all((mag == 0) | ((mag >= 1e-4) & (mag < 1e16))))
+
+
 def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) -> list[str | None]:
     """Each value as `json.dumps` writes it, None where `encode` refuses it (that record takes the slow path).
 
-    A column of only strings, only ints and floats, or only booleans is written by one C-level `map` (no Python
-    step per value); a mixed column value by value."""
+    A column of only floats (by orjson where it writes what `repr` does), only strings, only ints and floats, or
+    only booleans is written in one C-level pass (no Python step per value); a mixed column value by value."""
     types = set(map(type, values))
     try:
+        if types == {float} and encode is _scalar and _orjson_writes_as_repr(values):
+            return orjson.dumps(values)[1:-1].decode().split(",")  # one C call: the same text as repr, here
         if types <= {str} and encode is _scalar:
             return list(map(_quote, values))
         if types <= {int, float} and encode is _scalar:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lambda_fn.config import ConfigError, Metric, settings_from
 from lambda_fn.monitoring.capture import read_lines
@@ -362,3 +364,19 @@ def test_record_lines_of_uniform_columns_are_the_bytes_encode_line_writes() -> N
                                at, sources[i])  # fmt: skip
         assert line == encode_line(record), i
         assert json.loads(line)["captureData"]["endpointInput"]["data"]["PU_DO%s"] == f"{i}_{i + 1}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(), st.floats(1e-4, 1e16), st.floats(-1e16, -1e-4), st.sampled_from(
+    [0.0, -0.0, 1e-4, 9.999999999999998e15, 1e16, 1e-5, 0.1, 3.0])), min_size=1, max_size=20))  # fmt: skip
+def test_float_columns_are_written_as_encode_line_writes_them(values: list[float]) -> None:
+    """A float column (orjson where it writes what repr does, repr elsewhere; NaN and infinities the slow path)."""
+    from datetime import UTC, datetime
+
+    from lambda_fn.monitoring.capture import CaptureRecord, ModelIdentity, encode_line, record_lines
+
+    model, at, n = ModelIdentity("m", "1", "ef" * 32), datetime(2026, 12, 1, tzinfo=UTC), len(values)
+    ids = [f"id-{i}" for i in range(n)]
+    lines = record_lines({"f": values}, values, ids, ids, [None] * n, None, model, "primary", at).lines
+    for i, line in enumerate(lines):
+        assert line == encode_line(CaptureRecord(ids[i], ids[i], {"f": values[i]}, values[i], model, "primary", at))
