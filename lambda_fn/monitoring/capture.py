@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import numpy as np
@@ -197,7 +197,7 @@ def _orjson_writes_as_repr(values: Sequence[float]) -> bool:
     return bool(np.all((mag == 0) | ((mag >= 1e-4) & (mag < 1e16))))
 
 
-def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) -> list[str | None]:
+def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) -> Sequence[str | None]:
     """Each value as `json.dumps` writes it, None where `encode` refuses it (that record takes the slow path).
 
     A column of only floats (by orjson where it writes what `repr` does), only strings, only ints and floats, or
@@ -226,10 +226,11 @@ def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) ->
     return out
 
 
-def _source_fragments(sources: Sequence[Mapping[str, Any] | None]) -> list[str | None]:
+def _source_fragments(sources: Sequence[Mapping[str, Any] | None]) -> Sequence[str | None]:
     """`_fragments(sources, _plain_json)` in three C-level passes when every source is a flat dict of strings, ints,
     booleans and nulls (a stream's or a request's position): one type check over all their values, then orjson."""
-    if set(map(type, sources)) <= {dict} and set(map(type, chain.from_iterable(map(dict.values, sources)))) <= _PLAINS:
+    dicts = cast("Sequence[dict[str, Any]]", sources)  # checked on the next line
+    if set(map(type, sources)) <= {dict} and set(map(type, chain.from_iterable(map(dict.values, dicts)))) <= _PLAINS:
         try:
             return list(map(bytes.decode, map(orjson.dumps, sources)))
         except TypeError:  # orjson.JSONEncodeError: an int over 64 bits, a lone surrogate, a non-str key
@@ -290,7 +291,7 @@ def record_lines(
                 continue
             except UnicodeEncodeError:
                 pass
-        record = CaptureRecord(inference_ids[i], event_ids[i], {c: v[i] for c, v in zip(names, columns.values())},
+        record = CaptureRecord(inference_ids[i], event_ids[i], {c: v[i] for c, v in columns.items()},
                                predictions[i], model, variant, time, sources[i],
                                None if raws is None else raws[i])  # fmt: skip
         lines.append(encode_line(record))
