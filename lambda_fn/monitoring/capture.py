@@ -37,7 +37,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from itertools import chain
+from typing import Any, cast
 from urllib.parse import quote
 
 import numpy as np
@@ -137,18 +138,19 @@ def encode_line(record: CaptureRecord | Mapping[str, Any]) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedRecord:
-    """A capture record already encoded as its JSON line (`record_lines`), with what its key depends on."""
+class EncodedLines:
+    """The capture records of one model, variant and time already encoded as JSON lines (`record_lines`)."""
 
     model: ModelIdentity
     variant: str
     time: datetime
-    line: bytes
+    lines: list[bytes]
 
 
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what json.dumps(ensure_ascii=False) uses
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _PLAIN = (str, int, bool, type(None))
+_PLAINS = set(_PLAIN)
 
 
 def _plain_json(value: Any) -> str:
@@ -185,6 +187,71 @@ def _scalar(v: Any) -> str:
     raise TypeError(t.__name__)
 
 
+_BOOL = {True: "true", False: "false"}
+
+
+def _orjson_writes_as_repr(values: Sequence[float]) -> bool:
+    """Whether orjson writes every float as `repr` does: finite, and 0 or 1e-4 <= |x| < 1e16, where both write the
+    shortest round-trip digits positionally (outside it their exponents differ: 1e+16 / 1e16); a test checks."""
+    mag = np.abs(np.array(values, dtype=np.float64))
+    return bool(np.all((mag == 0) | ((mag >= 1e-4) & (mag < 1e16))))
+
+
+def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) -> Sequence[str | None]:
+    """Each value as `json.dumps` writes it, None where `encode` refuses it (that record takes the slow path).
+
+    A column of only floats (by orjson where it writes what `repr` does), only strings, only ints and floats, or
+    only booleans is written in one C-level pass (no Python step per value); a mixed column value by value."""
+    types = set(map(type, values))
+    try:
+        if types == {float} and encode is _scalar and _orjson_writes_as_repr(values):
+            return orjson.dumps(values)[1:-1].decode().split(",")  # one C call: the same text as repr, here
+        if types <= {str} and encode is _scalar:
+            return list(map(_quote, values))
+        if types <= {int, float} and encode is _scalar:
+            texts: list[str | None] = list(map(repr, values))  # int and float repr: what json.dumps writes
+            if float in types and not all(map(math.isfinite, values)):
+                return [t if math.isfinite(v) else None for t, v in zip(texts, values, strict=True)]
+            return texts
+        if types <= {bool} and encode is _scalar:
+            return list(map(_BOOL.__getitem__, values))
+    except ValueError:  # an int too long for repr
+        pass
+    out: list[str | None] = []
+    for v in values:
+        try:
+            out.append(encode(v))
+        except (TypeError, ValueError, UnicodeEncodeError):
+            out.append(None)
+    return out
+
+
+def _source_fragments(sources: Sequence[Mapping[str, Any] | None]) -> Sequence[str | None]:
+    """`_fragments(sources, _plain_json)` in three C-level passes when every source is a flat dict of strings, ints,
+    booleans and nulls (a stream's or a request's position): one type check over all their values, then orjson."""
+    dicts = cast("Sequence[dict[str, Any]]", sources)  # checked on the next line
+    if set(map(type, sources)) <= {dict} and set(map(type, chain.from_iterable(map(dict.values, dicts)))) <= _PLAINS:
+        try:
+            return list(map(bytes.decode, map(orjson.dumps, sources)))
+        except TypeError:  # orjson.JSONEncodeError: an int over 64 bits, a lone surrogate, a non-str key
+            pass
+    return _fragments(sources, _plain_json)
+
+
+def _template(names: Sequence[str], raw: bool, model: ModelIdentity, variant: str, time: datetime) -> str:
+    """One record's line as a `%` template: a `%s` per feature, the prediction, [raw,] event id, inference id and
+    source, in that order (every other text `%`-escaped)."""
+    model_json = _ENCODE({"name": model.name, "version": model.version, "sha256": model.sha256})
+    tail = f',"inferenceTime":{_quote(iso_time(time))}}},"eventVersion":"{EVENT_VERSION}","model":{model_json},'
+    tail += f'"variant":{_quote(variant)},"source":'
+    feats = ",".join(str(_quote(n)).replace("%", "%%") + ":%s" for n in names)
+    raw_part = f',"rawInput":{_INPUT}%s}}' if raw else ""
+    return (
+        f'{{"captureData":{{"endpointInput":{_INPUT}{{{feats}}}}},"endpointOutput":{_OUTPUT}%s}}{raw_part}}},'
+        f'"eventMetadata":{{"eventId":%s,"inferenceId":%s{tail.replace("%", "%%")}%s}}\n'
+    )
+
+
 def record_lines(
     columns: Mapping[str, Sequence[Any]],
     predictions: Sequence[Any],
@@ -195,31 +262,40 @@ def record_lines(
     model: ModelIdentity,
     variant: str,
     time: datetime,
-) -> list[EncodedRecord]:
-    """The JSON lines of many `CaptureRecord`s of one model, variant and time, built column-wise: the same bytes
-    as `encode_line` (a test checks), which a record holding anything but plain finite scalars goes through."""
-    names = [str(_quote(str(n))) + ":" for n in columns]
-    model_json = _ENCODE({"name": model.name, "version": model.version, "sha256": model.sha256})
-    tail = f',"inferenceTime":{_quote(iso_time(time))}}},"eventVersion":"{EVENT_VERSION}","model":{model_json},'
-    tail += f'"variant":{_quote(variant)},"source":'
-    out = []
-    for i, row in enumerate(zip(*columns.values(), strict=True) if names else [()] * len(predictions)):
+) -> EncodedLines:
+    """The JSON lines of many `CaptureRecord`s of one model, variant and time, built column by column (each
+    column's values written in one pass, then one `%` per line): the same bytes as `encode_line` (a test checks),
+    which a record holding anything but plain finite scalars goes through."""
+    names = [str(n) for n in columns]
+    parts = [_fragments(col) for col in columns.values()]
+    parts.append(_fragments(predictions))
+    if raws is not None:
+        parts.append(_fragments(raws, lambda v: str(_ENCODE(v))))
+    parts += [_fragments(event_ids), _fragments(inference_ids), _source_fragments(sources)]
+    template = _template(names, raws is not None, model, variant, time)
+    n = len(predictions)
+    if any(len(p) != n for p in parts):
+        raise ValueError("every column of the captured records must have one value per prediction")
+    slow = {i for p in parts for i, t in enumerate(p) if t is None} if any(None in p for p in parts) else set()
+    rows = zip(*parts, strict=True)
+    if not slow:
         try:
-            feats = ",".join([n + _scalar(v) for n, v in zip(names, row, strict=True)])
-            raw = "" if raws is None else f',"rawInput":{_INPUT}{_ENCODE(raws[i])}}}'
-            text = (
-                f'{{"captureData":{{"endpointInput":{_INPUT}{{{feats}}}}},"endpointOutput":{_OUTPUT}'
-                f'{_scalar(predictions[i])}}}{raw}}},"eventMetadata":{{"eventId":{_quote(event_ids[i])},'
-                f'"inferenceId":{_quote(inference_ids[i])}{tail}{_plain_json(sources[i])}}}\n'
-            )
-            line = text.encode("utf-8")
-        except (TypeError, ValueError, UnicodeEncodeError):
-            record = CaptureRecord(inference_ids[i], event_ids[i], dict(zip(columns, row, strict=True)),
-                                   predictions[i], model, variant, time, sources[i],
-                                   None if raws is None else raws[i])  # fmt: skip
-            line = encode_line(record)
-        out.append(EncodedRecord(model, variant, time, line))
-    return out
+            return EncodedLines(model, variant, time, [(template % row).encode("utf-8") for row in rows])
+        except UnicodeEncodeError:  # a lone surrogate: those records take the slow path
+            rows = zip(*parts, strict=True)
+    lines = []
+    for i, row in enumerate(rows):
+        if i not in slow:
+            try:
+                lines.append((template % row).encode("utf-8"))
+                continue
+            except UnicodeEncodeError:
+                pass
+        record = CaptureRecord(inference_ids[i], event_ids[i], {c: v[i] for c, v in columns.items()},
+                               predictions[i], model, variant, time, sources[i],
+                               None if raws is None else raws[i])  # fmt: skip
+        lines.append(encode_line(record))
+    return EncodedLines(model, variant, time, lines)
 
 
 def partition(value: str) -> str:
@@ -248,7 +324,7 @@ class CaptureObjects:
 
 
 def encode_objects(
-    records: Iterable[CaptureRecord | EncodedRecord],
+    records: Iterable[CaptureRecord | EncodedLines],
     prefix: str,
     *,
     max_bytes: int = MAX_OBJECT_BYTES,
@@ -268,23 +344,28 @@ def encode_objects(
     dropped = 0
     rows = 0
     hours: dict[datetime, tuple[datetime, str]] = {}  # a batch's records share one time: its hour computed once
+    limit = min(max_record_bytes, max_bytes)
     for r in records:
-        line = r.line if isinstance(r, EncodedRecord) else encode_line(r)
-        if len(line) > max_record_bytes or len(line) > max_bytes:
-            dropped += 1
+        lines = r.lines if isinstance(r, EncodedLines) else [encode_line(r)]
+        kept = lines if not lines or max(map(len, lines)) <= limit else [x for x in lines if len(x) <= limit]
+        dropped += len(lines) - len(kept)
+        if not kept:
             continue
         if r.time not in hours:
             t = r.time.astimezone(UTC) if r.time.tzinfo else r.time.replace(tzinfo=UTC)
             hours[r.time] = (t, f"{t:%Y-%m-%d %H}")
         t, hour = hours[r.time]
         g = (r.model, r.variant, hour)
-        groups.setdefault(g, []).append(line)
+        groups.setdefault(g, []).extend(kept)
         first.setdefault(g, t)
-        rows += 1
+        rows += len(kept)
     objects: list[tuple[str, bytes]] = []
     for g, lines in groups.items():
         model, variant, _ = g
         model = key_model or model
+        if len(lines) <= max_rows and sum(map(len, lines)) <= max_bytes:  # the usual batch: one object
+            objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(lines)))
+            continue
         chunk: list[bytes] = []
         size = 0
         for line in lines:

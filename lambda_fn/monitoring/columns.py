@@ -8,7 +8,7 @@ NaN or pandas' NA; a present value of another type is a type mismatch (counted, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any, Literal
 
 import numpy as np
@@ -19,15 +19,29 @@ MAX_CATEGORY_CHARS = 200  # a category is cut to this many characters before it 
 MAX_NAME_CHARS = 200  # an extra column's name as counted
 
 
-def columns_of(frame: Any) -> dict[str, np.ndarray]:
-    """The columns of a DataFrame or a mapping, as numpy arrays (pandas' own dtypes become numpy or object)."""
+def columns_of(frame: Any, skip: Container[str] = ()) -> dict[str, np.ndarray]:
+    """The columns of a DataFrame or a mapping, as numpy arrays (pandas' own dtypes become numpy or object), but
+    those named in `skip`."""
     names: Iterable[Any] = frame.columns if hasattr(frame, "columns") else frame.keys()
     out: dict[str, np.ndarray] = {}
     for name in names:
+        if str(name) in skip:
+            continue
         col = frame[name]
         arr = col.to_numpy() if hasattr(col, "to_numpy") else np.asarray(col)
         out[str(name)] = arr.reshape(-1) if arr.ndim != 1 else arr
     return out
+
+
+def string_codes(column: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A pandas string column's factorization (codes, -1 where missing; its distinct values as an object array),
+    None for anything else: a string feature is then binned once per distinct value, not per row. Duck-typed, so
+    this module imports no pandas."""
+    dtype = getattr(column, "dtype", None)
+    if type(dtype).__name__ != "StringDtype" or not hasattr(column, "factorize"):
+        return None
+    codes, uniques = column.factorize()
+    return np.asarray(codes), np.asarray(uniques, dtype=object)
 
 
 def _is_missing(v: Any) -> bool:

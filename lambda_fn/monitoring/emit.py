@@ -31,7 +31,7 @@ import numpy as np
 from aws_lambda_powertools import Logger
 
 from lambda_fn.config import Metric, service_name
-from lambda_fn.monitoring.capture import EncodedRecord, ModelIdentity, encode_objects, record_lines
+from lambda_fn.monitoring.capture import EncodedLines, ModelIdentity, encode_objects, record_lines
 from lambda_fn.monitoring.profile import Profile
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.s3_store import CAPTURE, Location, put_profile
@@ -257,13 +257,15 @@ class Emitter:
         cfg = self.config
         location = Location(cfg.bucket, cfg.prefix, deployment.get("name", ""), deployment.get("sha256", ""))
         profiles: dict[str, tuple[Profile, Mapping[str, str]]] = {}
-        records: list[EncodedRecord] = []
+        records: list[EncodedLines] = []
         for part in parts:
             try:
                 frame, positions = _scored_rows(part.result)
                 if cfg.reference is not None and positions:
                     _profile_into(profiles, cfg.reference, part, frame, positions)
-                records.extend(self._records(part, frame, positions, at))
+                lines = self._records(part, frame, positions, at)
+                if lines is not None:
+                    records.append(lines)
             except Exception as exc:  # noqa: BLE001 - one part's fault does not stop the others
                 report.fault(f"capture of variant {part.variant!r}", exc)
         self._write_records(records, _identity(deployment), report)
@@ -276,12 +278,14 @@ class Emitter:
         report.status = "ok" if not report.errors else "failed"
         return report
 
-    def _records(self, part: Scored, frame: Any, positions: list[int], at: datetime) -> list[EncodedRecord]:
+    def _records(self, part: Scored, frame: Any, positions: list[int], at: datetime) -> EncodedLines | None:
+        """The sampled rows' capture lines (None when none is sampled): only those rows are read or written."""
         keys = part.keys if len(positions) == len(part.keys) else [part.keys[i] for i in positions]
         picked = self.config.sampler.pick(keys).tolist()
         if not picked:
-            return []
-        columns = {str(c): frame[c].to_numpy()[picked].tolist() for c in frame.columns}
+            return None
+        sample = frame.iloc[picked]  # only the sampled rows leave the frame's (Arrow) columns
+        columns = {str(c): sample[c].tolist() for c in sample.columns}
         rows = [positions[j] for j in picked]
         preds = part.result.predictions
         sources = [part.sources[i] for i in rows] if part.sources is not None else [None] * len(rows)
@@ -299,7 +303,7 @@ class Emitter:
             at,
         )
 
-    def _write_records(self, records: list[EncodedRecord], deployment: ModelIdentity, report: CaptureReport) -> None:
+    def _write_records(self, records: list[EncodedLines], deployment: ModelIdentity, report: CaptureReport) -> None:
         if not records:
             return
         encoded = encode_objects(records, f"{self.config.prefix.rstrip('/')}/{CAPTURE}", key_model=deployment)

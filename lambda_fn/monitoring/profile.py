@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from lambda_fn.monitoring.columns import columns_of, cut_name
-from lambda_fn.monitoring.reference import FORMAT, PREDICTION, FeatureReference, Reference, canonical_json
+from lambda_fn.monitoring.columns import columns_of, cut_name, string_codes
+from lambda_fn.monitoring.reference import FORMAT, PREDICTION, Binned, FeatureReference, Reference, canonical_json
 
 MAX_EXTRA_PER_BATCH = 16
 
@@ -103,13 +103,17 @@ class Profile:
         ref = self.reference
         if ref is None:
             raise ProfileError("a profile read from JSON has no reference: pass reference= to from_dict to add")
-        cols = columns_of(frame_or_columns)
+        coded = _coded_strings(frame_or_columns, ref)
+        cols = columns_of(frame_or_columns, skip=coded)
         preds = np.asarray(predictions).reshape(-1)
         n = len(preds)
-        if any(len(c) != n for c in cols.values()):
+        if any(len(c) != n for c in cols.values()) or any(len(c) != n for c, _ in coded.values()):
             raise ProfileError("every column and the predictions must have the same length")
         for f in ref.features:
             counts = self.features[f.name]
+            if f.name in coded:
+                _count(counts, f.bin_coded(*coded[f.name]))
+                continue
             col = cols.get(f.name)
             if col is None:
                 self.missing_columns[f.name] = self.missing_columns.get(f.name, 0) + n
@@ -186,8 +190,25 @@ class Profile:
         return cls.from_dict(d, reference)
 
 
+def _coded_strings(frame: Any, ref: Reference) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The reference's string features that the batch holds as pandas string columns, factorized."""
+    if not hasattr(frame, "columns"):
+        return {}
+    names = {str(c): c for c in frame.columns}
+    out = {}
+    for f in ref.features:
+        if f.kind == "string" and f.name in names:
+            coded = string_codes(frame[names[f.name]])
+            if coded is not None:
+                out[f.name] = coded
+    return out
+
+
 def _add(counts: FeatureCounts, f: FeatureReference, column: np.ndarray) -> None:
-    b = f.bin(column)
+    _count(counts, f.bin(column))
+
+
+def _count(counts: FeatureCounts, b: Binned) -> None:
     counts.bins += b.bins
     counts.missing += b.missing
     counts.type_mismatch += b.type_mismatch

@@ -202,23 +202,40 @@ class FeatureReference:
         n_bins = self.n_bins
         if self.kind == "string":
             values, missing, mismatch = as_strings(column)
-            cats, order = self._sorted
-            k = len(cats)
-            if k == 0:
-                idx, rest = np.full(len(values), k, dtype=np.int64), np.arange(len(values))
-            else:
-                pos = np.minimum(np.searchsorted(cats, values), k - 1)
-                hit = cats[pos] == values
-                idx, rest = np.where(hit, order[pos], k), np.flatnonzero(~hit)
-            if self.known is not None and len(rest):
-                idx[rest[~self.known.contains(values[rest])]] = k + 1
-            bins = np.bincount(idx, minlength=n_bins).astype(np.int64)
-            return Binned(bins, int(missing.sum()), mismatch, int(bins[k + 1]))
+            bins = np.bincount(self._string_bins(values), minlength=n_bins).astype(np.int64)
+            return Binned(bins, int(missing.sum()), mismatch, int(bins[-1]))
         nums, missing, mismatch = as_numbers(column, self.kind)
         present = nums[~np.isnan(nums)]
         idx = np.searchsorted(self._cuts, present, side="right") if len(self._cuts) else np.zeros(len(present), int)
         bins = np.bincount(idx, minlength=n_bins)
         return Binned(bins.astype(np.int64), int(missing.sum()), mismatch, 0)
+
+    def bin_coded(self, codes: np.ndarray, uniques: np.ndarray) -> Binned:
+        """`bin` of a column of strings given as its factorization (`codes` into `uniques`, -1 for missing): each
+        distinct value is matched and looked up in the Bloom filter once, however often it repeats."""
+        if self.kind != "string":
+            raise ValueError(f"feature {self.name!r} is not a string feature")
+        values, _, mismatch = as_strings(np.asarray(uniques, dtype=object))
+        if mismatch or len(values) != len(uniques):
+            raise ValueError("uniques of a string column must be strings")
+        codes = np.asarray(codes)
+        present = codes[codes >= 0]
+        bins = np.bincount(self._string_bins(values)[present], minlength=self.n_bins).astype(np.int64)
+        return Binned(bins, int(len(codes) - len(present)), 0, int(bins[-1]))
+
+    def _string_bins(self, values: np.ndarray) -> np.ndarray:
+        """Each string's bin: its top-K category's, else "other" if the Bloom filter may know it, else "unseen"."""
+        cats, order = self._sorted
+        k = len(cats)
+        if k == 0:
+            idx, rest = np.full(len(values), k, dtype=np.int64), np.arange(len(values))
+        else:
+            pos = np.minimum(np.searchsorted(cats, values), k - 1)
+            hit = cats[pos] == values
+            idx, rest = np.where(hit, order[pos], k), np.flatnonzero(~hit)
+        if self.known is not None and len(rest):
+            idx[rest[~self.known.contains(values[rest])]] = k + 1
+        return idx
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lambda_fn.config import ConfigError, Metric, settings_from
 from lambda_fn.monitoring.capture import read_lines
@@ -326,9 +328,55 @@ def test_record_lines_are_the_bytes_encode_line_writes() -> None:
     raws: list[Any] = [{"a": 1}, {"b": [1, 2]}, {"c": None}, {"d": "\u00e9"}, {"e": float("nan")}]
     ids, events = [f"id-{i}" for i in range(5)], [f"e-{i}" for i in range(5)]
     for raw in (None, raws):
-        lines = record_lines(columns, preds, ids, events, sources, raw, model, "v/1", at)
+        lines = record_lines(columns, preds, ids, events, sources, raw, model, "v/1", at).lines
+        assert len(lines) == 5
         for i, line in enumerate(lines):
             record = CaptureRecord(ids[i], events[i], {k: v[i] for k, v in columns.items()}, preds[i], model, "v/1",
                                    at, sources[i], None if raw is None else raw[i])  # fmt: skip
-            assert line.line == encode_line(record), i
-            json.loads(line.line)
+            assert line == encode_line(record), i
+            json.loads(line)
+
+
+def test_record_lines_of_uniform_columns_are_the_bytes_encode_line_writes() -> None:
+    """The one-pass column writers (only strings, only numbers, only booleans) and the `%` template: names,
+    model and variant holding `%`, NaN among floats, a lone surrogate in a string column, all as `encode_line`."""
+    from datetime import UTC, datetime
+
+    from lambda_fn.monitoring.capture import CaptureRecord, ModelIdentity, encode_line, record_lines
+
+    model = ModelIdentity("m%s 100%", "1", "cd" * 32)
+    at = datetime(2026, 12, 1, 11, 5, 9, tzinfo=UTC)
+    n = 6
+    columns: dict[str, list[Any]] = {
+        "PU_DO%s": [f"{i}_{i + 1}" for i in range(n)],
+        'q"%d': ["a", "b", "\ud800", "\u00e9", "%s", "x"],
+        "f": [0.1, 1e16, float("nan"), -0.0, 3.0, 1e-7],
+        "i": [0, -1, 2**70, 7, 8, 9],
+        "b": [True, False, True, True, False, True],
+    }
+    preds: list[Any] = [1.5, 2.5, 3.5, float("-inf"), 5.0, 6.0]
+    sources: list[Any] = [{"shard_id": "s%", "sequence_number": str(i), "sub_sequence_number": None} for i in range(n)]
+    ids, events = [f"id-{i}%" for i in range(n)], [f"e-{i}" for i in range(n)]
+    lines = record_lines(columns, preds, ids, events, sources, None, model, "v%1", at).lines
+    assert len(lines) == n
+    for i, line in enumerate(lines):
+        record = CaptureRecord(ids[i], events[i], {k: v[i] for k, v in columns.items()}, preds[i], model, "v%1",
+                               at, sources[i])  # fmt: skip
+        assert line == encode_line(record), i
+        assert json.loads(line)["captureData"]["endpointInput"]["data"]["PU_DO%s"] == f"{i}_{i + 1}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(), st.floats(1e-4, 1e16), st.floats(-1e16, -1e-4), st.sampled_from(
+    [0.0, -0.0, 1e-4, 9.999999999999998e15, 1e16, 1e-5, 0.1, 3.0])), min_size=1, max_size=20))  # fmt: skip
+def test_float_columns_are_written_as_encode_line_writes_them(values: list[float]) -> None:
+    """A float column (orjson where it writes what repr does, repr elsewhere; NaN and infinities the slow path)."""
+    from datetime import UTC, datetime
+
+    from lambda_fn.monitoring.capture import CaptureRecord, ModelIdentity, encode_line, record_lines
+
+    model, at, n = ModelIdentity("m", "1", "ef" * 32), datetime(2026, 12, 1, tzinfo=UTC), len(values)
+    ids = [f"id-{i}" for i in range(n)]
+    lines = record_lines({"f": values}, values, ids, ids, [None] * n, None, model, "primary", at).lines
+    for i, line in enumerate(lines):
+        assert line == encode_line(CaptureRecord(ids[i], ids[i], {"f": values[i]}, values[i], model, "primary", at))

@@ -127,3 +127,19 @@ def test_adding_a_500_row_demo_batch_is_cheap() -> None:
     median = sorted(times)[len(times) // 2]
     print(f"profile add, 500-row DataFrame batch: min {min(times) * 1e6:.0f} µs, median {median * 1e6:.0f} µs")
     assert median < 0.02  # generous: a loaded CI machine; measured figures are in the report
+
+
+@settings(max_examples=60, deadline=None)
+@given(zones=st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d", "new", "<b>", "x" * 250, "x" * 260])),
+                      max_size=30))  # fmt: skip
+def test_a_pandas_string_column_bins_as_its_values_do(zones: list[str | None]) -> None:
+    """The factorized path (one match per distinct value of a pandas string column) counts what the per-row
+    path counts on the same values: bins, missing, unseen, long values cut alike."""
+    n = len(zones)
+    preds = [float(i) for i in range(n)]
+    coded = Profile.new(REF)
+    coded.add_batch(pd.DataFrame({"zone": pd.array(zones, dtype="str"), "distance": [1.0] * n}), preds)
+    rows = Profile.new(REF)
+    rows.add_batch({"zone": np.array(zones, dtype=object), "distance": [1.0] * n}, preds)
+    assert coded.to_dict() == rows.to_dict()
+    assert coded.features["zone"].missing == sum(z is None for z in zones)
