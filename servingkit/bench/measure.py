@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servingkit.bench.util import descendants
+
 SCHEMA = "servingkit-bench/1"
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -33,18 +35,12 @@ def cpu_seconds() -> float:
 def tree_cpu_seconds(pid: int) -> float:
     """CPU of a live process and all its live descendants (and what they reaped), from /proc (Linux): for a
     server the benchmark does not wait for, whose CPU getrusage only reports once it has exited."""
-    total, todo, seen = 0.0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
+    total = 0.0
+    for p in descendants(pid):
         try:
             stat = Path(f"/proc/{p}/stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
             total += sum(int(x) for x in fields[11:15]) / _TICK  # utime stime cutime cstime
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
             continue
     return total

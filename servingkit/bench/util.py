@@ -7,7 +7,7 @@ import resource
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -21,20 +21,33 @@ class Run(NamedTuple):
     rusage: resource.struct_rusage  # the child's own, from wait4 (ru_maxrss: its exact high-water mark, KiB)
 
 
-def tree_rss_kb(pid: int) -> int:
-    """RSS of a process and all its descendants, in KiB (Linux /proc); 0 once it has exited."""
-    total, todo, seen = 0, [pid], set()
+def descendants(pid: int) -> Iterator[int]:
+    """`pid` and every process below it, each once, a parent before its children (Linux /proc, read as the walk
+    goes): the one tree walk behind the memory and the CPU a benchmark charges to a process tree. A process that
+    has exited by the time the walk reaches it is left out, with what was below it; a pid that never was: nothing."""
+    todo, seen = [pid], set()
     while todo:
         p = todo.pop()
         if p in seen:
             continue
         seen.add(p)
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
+            children = [
+                int(c) for task in Path(f"/proc/{p}/task").iterdir() for c in (task / "children").read_text().split()
+            ]
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+        yield p
+        todo += children
+
+
+def tree_rss_kb(pid: int) -> int:
+    """RSS of a process and all its descendants, in KiB (Linux /proc); 0 once it has exited."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text().splitlines()
+            total += sum(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
         except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
             continue
     return total
