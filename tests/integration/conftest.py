@@ -1,9 +1,10 @@
-"""moto-backed AWS for the Lambda code: S3 model, output stream, dead-letter queue."""
+"""moto-backed AWS for the Lambda code: S3 model, output stream, dead-letter queue; the monitor's bucket."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,12 @@ import pytest
 from moto import mock_aws
 
 from lambda_fn import runtime
+from lambda_fn.config import MONITOR_ENV_FIELDS, get_monitor_settings
 from lambda_fn.model_store import artifact_sha256
+from lambda_fn.monitoring.reference import Reference
+from lambda_fn.monitoring.s3_store import Location
 from tests.helpers import save_mlflow_model, tiny_pipeline
+from tests.monitoring_data import reference
 
 BUCKET = "models-bucket"
 OUT_STREAM = "predictions"
@@ -95,3 +100,42 @@ def deployed(aws: Aws, tiny_mlflow_dir: Path, clean_env: pytest.MonkeyPatch) -> 
     clean_env.setenv("MODEL_URI", aws.upload_dir(tiny_mlflow_dir, "models/tiny/v1"))
     clean_env.setenv("MODEL_SHA256", artifact_sha256(tiny_mlflow_dir))
     return aws
+
+
+@dataclass(frozen=True)
+class MonitorBucket:
+    """The monitor's side of moto S3: its bucket, the model's pinned reference in it, and the MONITOR_* settings."""
+
+    s3: Any
+    reference: Reference
+    env: dict[str, str]  # also set in the process environment, every other MONITOR_* setting removed
+    location: Location  # where the profiles of the model go (prefix "monitoring")
+
+
+@contextmanager
+def monitor_bucket(env: pytest.MonkeyPatch, bucket: str, model: str, sha256: str) -> Iterator[MonitorBucket]:
+    """Inside moto: `bucket` with the reference of tests.monitoring_data under models/<model>/<sha256>/, and the
+    settings of a monitor of that model in the environment (the settings cache cleared on the way in and out)."""
+    for name in MONITOR_ENV_FIELDS:
+        env.delenv(name, raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=bucket)
+        ref = reference()
+        key = f"models/{model}/{sha256}/reference.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=ref.to_json())
+        settings = {
+            "MONITOR_BUCKET": bucket,
+            "MONITOR_PREFIX": "monitoring",
+            "MONITOR_MODEL_NAME": model,
+            "MONITOR_MODEL_SHA256": sha256,
+            "MONITOR_REFERENCE_URI": f"s3://{bucket}/{key}",
+            "MONITOR_REFERENCE_SHA256": ref.sha256,
+        }
+        for k, v in settings.items():
+            env.setenv(k, v)
+        get_monitor_settings.cache_clear()
+        try:
+            yield MonitorBucket(s3, ref, settings, Location(bucket, "monitoring", model, sha256))
+        finally:
+            get_monitor_settings.cache_clear()

@@ -8,17 +8,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from lambda_fn.config import MONITOR_ENV_FIELDS, get_monitor_settings, monitor_settings_from
+from lambda_fn.config import monitor_settings_from
 from lambda_fn.monitoring import job
 from lambda_fn.monitoring.compaction import SETTLE, compact
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.s3_store import Location, S3Store, put_profile
 from lambda_fn.monitoring.window import Target, Windows, evaluate
 from tests.helpers import FakeContext
+from tests.integration.conftest import monitor_bucket
 from tests.monitoring_data import profiles, reference
 
 BUCKET = "monitor-bucket"
@@ -47,30 +46,17 @@ class World:
 
 @pytest.fixture
 def world(clean_env: pytest.MonkeyPatch) -> Iterator[World]:
-    for name in MONITOR_ENV_FIELDS:
-        clean_env.delenv(name, raising=False)
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        ref = reference()
-        key = f"models/{MODEL}/{SHA}/reference.json"
-        s3.put_object(Bucket=BUCKET, Key=key, Body=ref.to_json())
-        env = {"MONITOR_BUCKET": BUCKET, "MONITOR_MODEL_NAME": MODEL, "MONITOR_MODEL_SHA256": SHA,
-               "MONITOR_REFERENCE_URI": f"s3://{BUCKET}/{key}", "MONITOR_REFERENCE_SHA256": ref.sha256}  # fmt: skip
-        for k, v in env.items():
-            clean_env.setenv(k, v)
-        get_monitor_settings.cache_clear()
-        world = World(s3, ref, Location(BUCKET, "monitoring", MODEL, SHA), env)
+    with monitor_bucket(clean_env, BUCKET, MODEL, SHA) as m:
+        world = World(m.s3, m.reference, m.location, m.env)
         # 25 hours of traffic, a profile every 20 minutes per variant, drift on `distance` from 12:00 on.
         for variant in ("primary", "shadow"):
             for hour in range(25):
                 start = T0 + timedelta(hours=hour, minutes=1)
                 shift = 4.0 if hour >= 12 else 0.0
-                for at, p in profiles(ref, start, count=3, rows=200, every=timedelta(minutes=20),
+                for at, p in profiles(world.ref, start, count=3, rows=200, every=timedelta(minutes=20),
                                       distance_shift=shift, seed=1000 * hour, variant=variant):  # fmt: skip
-                    put_profile(s3, world.location, p, model=IDENTITY, at=at)
+                    put_profile(m.s3, world.location, p, model=IDENTITY, at=at)
         yield world
-        get_monitor_settings.cache_clear()
 
 
 def _without_reads(summary: dict[str, Any]) -> dict[str, Any]:

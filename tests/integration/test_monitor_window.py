@@ -12,15 +12,15 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from lambda_fn.config import MONITOR_ENV_FIELDS, MonitorSettings, get_monitor_settings, monitor_settings_from
+from lambda_fn.config import MonitorSettings, monitor_settings_from
 from lambda_fn.monitoring import job
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.release_reference import ReferencePinError
 from lambda_fn.monitoring.s3_store import Location, S3Store, put_profile
 from tests.helpers import FakeContext, run_cli
-from tests.monitoring_data import profiles, reference
+from tests.integration.conftest import monitor_bucket
+from tests.monitoring_data import profiles
 
 BUCKET = "monitor-bucket"
 MODEL = "tiny"
@@ -51,27 +51,8 @@ class Monitor:
 
 @pytest.fixture
 def monitor(clean_env: pytest.MonkeyPatch) -> Iterator[Monitor]:
-    for name in MONITOR_ENV_FIELDS:
-        clean_env.delenv(name, raising=False)
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        ref = reference()
-        key = f"models/{MODEL}/{SHA}/reference.json"
-        s3.put_object(Bucket=BUCKET, Key=key, Body=ref.to_json())
-        env = {
-            "MONITOR_BUCKET": BUCKET,
-            "MONITOR_PREFIX": "monitoring",
-            "MONITOR_MODEL_NAME": MODEL,
-            "MONITOR_MODEL_SHA256": SHA,
-            "MONITOR_REFERENCE_URI": f"s3://{BUCKET}/{key}",
-            "MONITOR_REFERENCE_SHA256": ref.sha256,
-        }
-        for k, v in env.items():
-            clean_env.setenv(k, v)
-        get_monitor_settings.cache_clear()
-        yield Monitor(s3, boto3.client("cloudwatch"), ref, env, Location(BUCKET, "monitoring", MODEL, SHA))
-        get_monitor_settings.cache_clear()
+    with monitor_bucket(clean_env, BUCKET, MODEL, SHA) as m:
+        yield Monitor(m.s3, boto3.client("cloudwatch"), m.reference, m.env, m.location)
 
 
 def test_put_profile_layout(monitor: Monitor) -> None:
