@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -16,52 +15,18 @@ from lambda_fn.model_store import artifact_sha256
 from servingkit.publish import MANIFEST, PublishConflictError, PublishError, promote, publish
 from tests.helpers import FakeContext, kinesis_event, run_cli, tiny_frame, tiny_pipeline, tiny_row
 from tests.integration.conftest import BUCKET, Aws
+from tests.integration.registry import Registry, two_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "tiny"
 
 
-@dataclass(frozen=True)
-class Registry:
-    uri: str
-    run_ids: list[str]
-    root: Path
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """Two registered versions of `tiny` (different coefficients) and the champion alias on version 1."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        experiment = mlflow.create_experiment("tiny", artifact_location=(root / "artifacts").as_uri())
-        x, y = tiny_frame()
-        run_ids = []
-        for model in (tiny_pipeline(), tiny_pipeline().set_params(model__fit_intercept=False).fit(x, y)):
-            with mlflow.start_run(experiment_id=experiment) as run:
-                mlflow.log_metrics({"mae": 0.25, "rmse": 0.5, "baseline_rmse": 2.0})  # the release's training metrics
-                mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    signature=infer_signature(x.head(20), model.predict(x.head(20))),
-                    input_example=x.head(3),  # the release's smoke example (publish records its predictions)
-                    serialization_format="skops",
-                    pip_requirements=["scikit-learn", "skops"],  # skips MLflow's slow requirement inference
-                    registered_model_name=NAME,
-                    metadata={"name": NAME},
-                )
-            run_ids.append(run.info.run_id)
-        MlflowClient(uri, uri).set_registered_model_alias(NAME, "champion", "1")
-        yield Registry(uri, run_ids, root)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    """Two registered versions of `tiny` (different coefficients) and the champion alias on version 1, each with
+    the release's training metrics and smoke example."""
+    with two_versions(tmp_path_factory.mktemp("mlflow"), NAME, release_inputs=True) as reg:
+        yield reg
 
 
 def _manifest(aws: Aws, uri: str) -> dict[str, object]:

@@ -15,8 +15,9 @@ import pytest
 
 from servingkit.publish import MANIFEST
 from servingkit.release import ReleaseError, ReleaseRequest, registry_context, release
-from tests.helpers import run_cli, tiny_frame, tiny_pipeline
+from tests.helpers import run_cli
 from tests.integration.conftest import BUCKET, Aws
+from tests.integration.registry import two_versions
 
 NAME = "tiny-release"
 APP = "serving-dev"
@@ -26,32 +27,8 @@ GROUPS = ("ScorerDeployment", "ApiDeployment")
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Two registered versions of NAME; champion on version 1."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        experiment = mlflow.create_experiment("release", artifact_location=(root / "artifacts").as_uri())
-        x, y = tiny_frame()
-        for model in (tiny_pipeline(), tiny_pipeline().set_params(model__fit_intercept=False).fit(x, y)):
-            with mlflow.start_run(experiment_id=experiment):
-                mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    signature=infer_signature(x.head(20), model.predict(x.head(20))),
-                    serialization_format="skops",
-                    pip_requirements=["scikit-learn", "skops"],
-                    registered_model_name=NAME,
-                )
-        MlflowClient(uri, uri).set_registered_model_alias(NAME, "champion", "1")
-        yield uri
-    finally:
-        mlflow.set_tracking_uri(previous)
+    with two_versions(tmp_path_factory.mktemp("mlflow"), NAME) as reg:
+        yield reg.uri
 
 
 @dataclass
