@@ -82,8 +82,8 @@ lint: $(STAMP) ## ruff, and the complexity gate
 complexity: $(STAMP) ## xenon: no function above rank D, no module above B, average A
 	$(VENV)/bin/xenon --max-absolute D --max-modules B --max-average A lambda_fn servingkit infra app.py
 
-typecheck: $(STAMP) ## mypy
-	$(VENV)/bin/mypy lambda_fn servingkit infra app.py
+typecheck: $(STAMP) ## mypy --strict over the code and the tests (tests.* may leave defs unannotated)
+	$(VENV)/bin/mypy lambda_fn servingkit infra app.py tests
 
 unit: $(STAMP) ## unit tests (no AWS, no servers)
 	$(PY) -m pytest tests/unit -m unit -q

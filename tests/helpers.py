@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from servingkit.events import STREAM_ARN, kinesis_event, kinesis_record, kpl_agg
 from servingkit.lambda_context import LambdaContext, function_arn
 
 if TYPE_CHECKING:
+    import pytest
+    from aws_lambda_powertools.utilities.typing import LambdaContext as PowertoolsContext
+
     from lambda_fn.model_store import LoadedModel
 
 ARN = STREAM_ARN
@@ -110,7 +113,9 @@ def fake_model(estimator: Any, signature: Any = None, *, name: str = "m", sha256
     )
 
 
-def pin_local_model(env: Any, model_dir: Path, cache: Path, *, name: str = "tiny", version: str | None = None) -> Any:
+def pin_local_model(
+    env: pytest.MonkeyPatch, model_dir: Path, cache: Path, *, name: str = "tiny", version: str | None = None
+) -> pytest.MonkeyPatch:
     """Point the kit's settings at a local model directory, pinned by its checksum as a deployment would."""
     from lambda_fn.model_store import artifact_sha256
 
@@ -137,6 +142,12 @@ class FakeContext(LambdaContext):
             aws_request_id="00000000-0000-4000-8000-000000000000",
             timeout_ms=300_000,
         )
+
+
+def handler_context() -> PowertoolsContext:
+    """A FakeContext typed as the handlers' signatures name their context (Powertools' LambdaContext, used there
+    only as an annotation: the handlers and Powertools read just the attributes FakeContext has)."""
+    return cast("PowertoolsContext", FakeContext())
 
 
 def recorded_env_variant(src: Path, dst: Path, *, python: str | None = None, sklearn: str | None = None) -> Path:

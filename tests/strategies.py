@@ -131,7 +131,7 @@ def kpl(payloads: list[bytes], keys: list[str], shift: int = 0) -> bytes:
         rec = agg.records.add()
         rec.partition_key_index = (i + shift) % (len(keys) + 2) if keys else 0
         rec.data = data
-    body = agg.SerializeToString()
+    body: bytes = agg.SerializeToString()
     return KPL_MAGIC + body + hashlib.md5(body, usedforsecurity=False).digest()
 
 
@@ -193,7 +193,8 @@ partition_keys = st.one_of(st.text(min_size=1, max_size=20), st.just("p" * 256),
 def events(draw: st.DrawFn, max_records: int = 20) -> tuple[dict[str, Any], list[tuple[str, int | None]]]:
     """A Kinesis event and the user-record positions it holds, in order."""
     gens = draw(st.lists(records, min_size=1, max_size=max_records))
-    out, expected = [], []
+    out: list[dict[str, Any]] = []
+    expected: list[tuple[str, int | None]] = []
     for i, g in enumerate(gens):
         seq = 49_000_000_000 + 10 * i
         out.append(kinesis_record(g.data, seq, draw(partition_keys)))

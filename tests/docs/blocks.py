@@ -63,21 +63,23 @@ class Block:
 
 
 def _parse_markers(path: str, found: list[tuple[int, str, str]], code: str, line: int) -> dict[str, object]:
-    out: dict[str, object] = {"subs": [], "markers": []}
+    subs: list[tuple[str, str]] = []
+    markers: list[str] = []
+    out: dict[str, object] = {"subs": subs, "markers": markers}
     for at, name, arg in found:
         where = f"{path}:{at}"
         if name not in KINDS:
             raise MarkerError(f"{where}: unknown docs marker {name!r} (known: {', '.join(KINDS)})")
         if not arg:
             raise MarkerError(f"{where}: docs marker {name!r} needs {'a reason' if name == 'skip' else 'an argument'}")
-        out["markers"].append(f"{name} {arg}")  # type: ignore[union-attr]
+        markers.append(f"{name} {arg}")
         if name == "sub":
             old, sep, new = arg.partition(" => ")
             if not sep or not old:
                 raise MarkerError(f"{where}: docs marker sub wants 'OLD => NEW', got {arg!r}")
             if old not in code:
                 raise MarkerError(f"{where}: docs marker sub: {old!r} is not in the block at line {line}")
-            out["subs"].append((old, new))  # type: ignore[union-attr]
+            subs.append((old, new))
         elif name == "background":
             if not arg.isdigit():
                 raise MarkerError(f"{where}: docs marker background wants a port number, got {arg!r}")

@@ -105,13 +105,13 @@ class Session:
         server, rest = block.split_server()
         log = self.state.with_suffix(f".server-{block.line}.log")
         script = self._script(server, block.line + 1).replace(EPILOGUE, "")
-        with log.open("w") as out:
+        with log.open("w") as server_log:
             proc = subprocess.Popen(
                 ["bash", "-c", script],
                 cwd=self.root,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
-                stdout=out,
+                stdout=server_log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

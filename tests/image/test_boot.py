@@ -20,7 +20,7 @@ from servingkit.localcloud.poller import FunctionError
 from tests.helpers import kinesis_event
 from tests.image.conftest import Provisioned, TemplateFunction
 
-PAYLOAD = {
+PAYLOAD: dict[str, Any] = {
     "ride_id": "r1",
     "ride": {"PULocationID": 161, "DOLocationID": 236, "trip_distance": 2.3, "pickup_datetime": "2026-03-01T08:15:00"},
 }
@@ -82,12 +82,12 @@ def test_every_api_route_answers_from_the_image(
         csv = "PU_DO,trip_distance,pickup_hour,pickup_dow\n161_236,2.3,8,4\n"
         inv = requests.post(f"{url}/invocations", data=csv, headers={"Content-Type": "text/csv"}, timeout=30)
         assert inv.status_code == 200, inv.text
-        split = {"dataframe_split": {"columns": ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"],
+        split: dict[str, Any] = {"dataframe_split": {"columns": ["PU_DO", "trip_distance", "pickup_hour", "pickup_dow"],
                                      "data": [["161_236", 2.3, 8, 4]]}}  # fmt: skip
         assert requests.post(f"{url}/invocations", json=split, timeout=30).json()["predictions"]
         meta_v2 = requests.get(f"{url}/v2/models/{name}", timeout=30)
         assert meta_v2.status_code == 200 and meta_v2.json()["name"] == name
-        infer = {"inputs": [
+        infer: dict[str, Any] = {"inputs": [
             {"name": "PU_DO", "shape": [1], "datatype": "BYTES", "data": ["161_236"]},
             {"name": "trip_distance", "shape": [1], "datatype": "FP64", "data": [2.3]},
             {"name": "pickup_hour", "shape": [1], "datatype": "INT64", "data": [8]},

@@ -139,7 +139,7 @@ class Synth:
 
     def one(self, type_: str, **match: Any) -> dict[str, Any]:
         """The properties of the only resource of this type whose properties contain `match`."""
-        found = [
+        found: list[dict[str, Any]] = [
             v.get("Properties", {})
             for v in self.resources(type_).values()
             if all(v.get("Properties", {}).get(k) == m for k, m in match.items())

@@ -214,7 +214,7 @@ def flat(value: Any) -> str:
     if isinstance(value, str):
         return value
     if "Ref" in value:
-        return "${" + value["Ref"] + "}"
+        return "${" + str(value["Ref"]) + "}"
     sep, parts = value["Fn::Join"]
     return str(sep).join(flat(p) for p in parts)
 

@@ -247,7 +247,7 @@ def _method_paths(s: Synth) -> dict[tuple[str, str], dict[str, Any]]:
         if "Fn::GetAtt" in ref:
             return ""
         res = resources[ref["Ref"]]["Properties"]
-        return path(res["ParentId"]) + "/" + res["PathPart"]
+        return path(res["ParentId"]) + "/" + str(res["PathPart"])
 
     return {
         (m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"])): m["Properties"]

@@ -44,7 +44,7 @@ class Aws:
         return f"s3://{BUCKET}/{prefix}"
 
     def output_records(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         shards = self.kinesis.list_shards(StreamName=OUT_STREAM)["Shards"]
         for shard in shards:
             it = self.kinesis.get_shard_iterator(
@@ -59,7 +59,7 @@ class Aws:
         return out
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             resp = self.sqs.receive_message(
                 QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -73,7 +74,7 @@ def test_api_conforms_to_its_openapi_document(
             database=None,
             suppress_health_check=list(HealthCheck),  # a bounded smoke of the contract, not a search
         )
-        def run(case: schemathesis.Case) -> None:
+        def run(case: schemathesis.Case[Any]) -> None:
             response = case.call_and_validate(session=session, checks=CHECKS, timeout=30)
             statuses[response.status_code] += 1
 

@@ -81,8 +81,8 @@ def test_mlflow_scoring_client_calls_invocations(model_env: pytest.MonkeyPatch, 
     frame, _ = tiny_frame(25, seed=3)
     with serving() as base:
         parts = urlsplit(base)
-        client = ScoringServerClient(parts.hostname, parts.port)
-        client.wait_server_ready(timeout=10)  # polls GET /ping
+        client = ScoringServerClient(parts.hostname, parts.port)  # type: ignore[no-untyped-call]  # MLflow's, untyped
+        client.wait_server_ready(timeout=10)  # type: ignore[no-untyped-call]  # polls GET /ping
         response = client.invoke(frame)
     assert response.get_predictions().iloc[:, 0].tolist() == pytest.approx(mlflow_predictions(tiny_mlflow_dir, frame))
 
@@ -95,7 +95,7 @@ def test_mlflow_deployments_client_predicts_and_lists_the_endpoint(
 
     frame, _ = tiny_frame(12, seed=5)
     with serving() as base:
-        client = get_deploy_client(base)
+        client = get_deploy_client(base)  # type: ignore[no-untyped-call]  # MLflow's, untyped
         endpoints = client.list_endpoints()  # GET /api/2.0/endpoints/
         endpoint = client.get_endpoint("tiny")  # GET /api/2.0/endpoints/tiny
         split = client.predict(endpoint="tiny", inputs={"dataframe_split": frame.to_dict("split")})
@@ -116,7 +116,7 @@ def test_open_inference_protocol_over_http(url: str) -> None:
     assert requests.get(f"{url}/v2/health/live", timeout=10).json() == {"live": True}
     assert requests.get(f"{url}/v2/health/ready", timeout=10).json() == {"ready": True}
     assert requests.get(f"{url}/v2/models/tiny/versions/1/ready", timeout=10).json() == {"name": "tiny", "ready": True}
-    inputs = [
+    inputs: list[dict[str, Any]] = [
         {"name": "zone", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
         {"name": "distance", "shape": [2], "datatype": "FP64", "data": [1.5, 2.5]},
         {"name": "hour", "shape": [2], "datatype": "INT64", "data": [3, 4]},
@@ -148,7 +148,7 @@ def test_model_from_s3_and_stream_payload_mapping(deployed: Aws) -> None:
     with serving(payload_version="2.0") as base:
         info = requests.get(f"{base}/model", timeout=30).json()
         assert info["format"] == "mlflow-sklearn-skops"
-        payloads = [{"id": f"r{i}", "features": tiny_row(i)} for i in range(3)]
+        payloads: list[dict[str, Any]] = [{"id": f"r{i}", "features": tiny_row(i)} for i in range(3)]
         out = requests.post(f"{base}/predict", json={"instances": payloads}, timeout=30)
     assert out.status_code == 200, out.text
     assert out.json()["ids"] == ["r0", "r1", "r2"]

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -87,7 +88,7 @@ def models(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> dict
     }
 
 
-def _client_args(emulator: Emulator) -> dict[str, str]:
+def _client_args(emulator: Emulator) -> dict[str, Any]:
     env = endpoint_environment(emulator.endpoint_url)
     return {
         "endpoint_url": emulator.endpoint_url,

@@ -16,7 +16,7 @@ from lambda_fn.monitoring.compaction import SETTLE, compact
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.s3_store import Location, S3Store, put_profile
 from lambda_fn.monitoring.window import Target, Windows, evaluate
-from tests.helpers import FakeContext
+from tests.helpers import handler_context
 from tests.integration.conftest import monitor_bucket
 from tests.monitoring_data import profiles, reference
 
@@ -121,5 +121,5 @@ def test_the_monitor_run_compacts_its_long_window_and_reads_hourly(world: World)
 def test_the_handler_answers_what_it_compacted(world: World) -> None:
     from lambda_fn import handler
 
-    answer = handler.monitor_handler({"at": END.isoformat()}, FakeContext())
+    answer = handler.monitor_handler({"at": END.isoformat()}, handler_context())
     assert answer["compacted"]["written"] == 46

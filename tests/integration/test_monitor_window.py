@@ -18,7 +18,7 @@ from lambda_fn.monitoring import job
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.release_reference import ReferencePinError
 from lambda_fn.monitoring.s3_store import Location, S3Store, put_profile
-from tests.helpers import FakeContext, run_cli
+from tests.helpers import handler_context, run_cli
 from tests.integration.conftest import monitor_bucket
 from tests.monitoring_data import profiles
 
@@ -175,7 +175,7 @@ def test_monitor_handler(monitor: Monitor) -> None:
     from lambda_fn.handler import monitor_handler
 
     monitor.write(T0 + timedelta(minutes=16), shift=15.0)
-    answer = monitor_handler({"time": "2026-12-01T10:30:00Z", "source": "aws.scheduler"}, FakeContext())
+    answer = monitor_handler({"time": "2026-12-01T10:30:00Z", "source": "aws.scheduler"}, handler_context())
     assert answer["status"] == "alert"
     assert answer["drifted"] == {"primary": ["distance"]}
     assert answer["metrics"] == 7

@@ -24,7 +24,7 @@ from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.s3_labels import put_labels
 from lambda_fn.monitoring.sampling import hash_id
 from lambda_fn.monitoring.setup import key_from_secret
-from tests.helpers import FakeContext, kinesis_event, run_cli, tiny_frame, tiny_pipeline, tiny_row
+from tests.helpers import FakeContext, handler_context, kinesis_event, run_cli, tiny_frame, tiny_pipeline, tiny_row
 from tests.integration.conftest import Aws
 
 BUCKET = "monitoring-bucket"
@@ -178,7 +178,7 @@ def test_handler_and_cli_compute_quality(
     get_monitor_settings.cache_clear()
     at = (scored.scored_at + timedelta(minutes=40)).isoformat()
     try:
-        answer = monitor_handler({"at": at}, FakeContext())
+        answer = monitor_handler({"at": at}, handler_context())
     finally:
         get_monitor_settings.cache_clear()
     assert answer["labelled"] == len(expected["joined"])

@@ -43,7 +43,7 @@ class Cloud:
     def cdk(self, argv: list[str], check: bool = False) -> Any:
         """`cdk deploy` as CloudFormation runs it: a new version of each function, one deployment per alias."""
         from moto.codedeploy.models import codedeploy_backends
-        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.models import DEFAULT_ACCOUNT_ID
 
         self.deploys.append(argv)
         backend = codedeploy_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
+from servingkit.localcloud.emulator import LOCALHOST
 from servingkit.localcloud.runtime_api import (
     ERROR_RESPONSE_TOO_LARGE,
     ERROR_RUNTIME_EXIT,
     ERROR_TIMEOUT,
-    LOCALHOST,
     MAX_RESPONSE_BYTES,
     Invocation,
     RuntimeAPI,

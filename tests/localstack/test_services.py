@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import boto3
 
-from servingkit.localcloud import localstack as ls
 from servingkit.localcloud import processes
+from servingkit.localcloud.emulator import LOCALHOST
 
 
 def _name(prefix: str) -> str:
@@ -43,7 +43,7 @@ def test_kinesis_multi_shard_round_trip_keeps_every_record_once_and_in_order(aws
     assert resp["FailedRecordCount"] == 0
 
     got: list[bytes] = []
-    shards_used = Counter()
+    shards_used: Counter[str] = Counter()
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
         it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
             "ShardIterator"
@@ -79,10 +79,10 @@ def test_sqs_through_localstack_client_session(localstack, aws):
 
 def test_everything_listens_on_loopback_only(localstack):
     if localstack.instance is None:  # reusing $LOCALSTACK_ENDPOINT: its processes are not ours to inspect
-        assert urlsplit(localstack.endpoint).hostname in (ls.LOCALHOST, "localhost")
+        assert urlsplit(localstack.endpoint).hostname in (LOCALHOST, "localhost")
         return
     listeners = processes.listening_sockets(localstack.instance.pid)
     # The gateway plus kinesis-mock's two ports (plain and TLS), all on 127.0.0.1.
-    assert (ls.LOCALHOST, localstack.instance.port) in listeners
+    assert (LOCALHOST, localstack.instance.port) in listeners
     assert len(listeners) >= 3
     assert processes.exposed_listeners(localstack.instance.pid) == []

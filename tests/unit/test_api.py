@@ -118,7 +118,9 @@ def test_predict_uses_the_stream_payload_mapping_and_hook(env: pytest.MonkeyPatc
     env.setenv("FEATURES_FIELD", "trip")
     env.setenv("ID_FIELD", "trip_id")
     env.setenv("FEATURE_HOOK", "tests.unit.test_api:tiny_hook")
-    payloads = [{"trip_id": f"t{i}", "trip": {"area": "abc"[i % 3], "km": 2.0 + i, "hour": i}} for i in range(3)]
+    payloads: list[dict[str, Any]] = [
+        {"trip_id": f"t{i}", "trip": {"area": "abc"[i % 3], "km": 2.0 + i, "hour": i}} for i in range(3)
+    ]
     status, _, body = call("POST", "/predict", {"instances": payloads})
     assert status == 200
     assert body["ids"] == ["t0", "t1", "t2"]

@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(model_dir: Path, **extra: str) -> JobConfig:
-    return JobConfig(model_env(MODEL_URI=str(model_dir), ID_FIELD="id", **extra))
+    return JobConfig(model_env(None, release=None, MODEL_URI=str(model_dir), ID_FIELD="id", **extra))
 
 
 def run(*args: Any, **kwargs: Any) -> Summary:

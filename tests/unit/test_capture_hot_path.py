@@ -317,7 +317,7 @@ def test_record_lines_are_the_bytes_encode_line_writes() -> None:
 
     model = ModelIdentity("m\u00e9", "1", "ab" * 32)
     at = datetime(2026, 12, 1, 11, 5, 9, 123456, tzinfo=UTC)
-    columns = {
+    columns: dict[str, list[Any]] = {
         "s": ["a", '\u00fcber "q" \\ \n', "\ud800", None, "x"],
         "f": [1.5, float("nan"), 2.0, -0.0, 1e300],
         "i": [1, np.int64(7), 3, True, 2**70],

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def test_pointed_at_uses_only_standard_variables_and_restores_them(monkeypatch: 
     assert "AWS_ENDPOINT_URL" not in os.environ
 
 
-def _event(units: list) -> dict:
+def _event(units: list[Any]) -> dict[str, Any]:
     records = []
     for i, u in enumerate(units):
         records.append(

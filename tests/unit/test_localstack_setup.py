@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 
 from servingkit.localcloud import localstack as ls
 from servingkit.localcloud import processes
+from servingkit.localcloud.emulator import LOCALHOST
 
 BUNDLE = 'var a=1;return K8a(bc(),mja().Ce("0.0.0.0"),new x(()=>Mm("Invalid hostname")));var b=2;'
 
@@ -91,11 +93,11 @@ def test_wildcard_listeners_are_exposed_and_loopback_ones_are_not(monkeypatch):
 
 def test_this_process_listening_on_loopback_is_not_exposed():
     with socket.socket() as server:
-        server.bind((ls.LOCALHOST, 0))
+        server.bind((LOCALHOST, 0))
         server.listen()
         port = server.getsockname()[1]
-        assert (ls.LOCALHOST, port) in processes.listening_sockets(os.getpid())
-        assert (ls.LOCALHOST, port) not in processes.exposed_listeners(os.getpid())
+        assert (LOCALHOST, port) in processes.listening_sockets(os.getpid())
+        assert (LOCALHOST, port) not in processes.exposed_listeners(os.getpid())
 
 
 def test_a_killed_parent_leaves_no_child_behind():
@@ -128,8 +130,8 @@ def test_ensure_running_never_starts_anything_but_loopback():
 
 
 def test_install_without_node_says_kinesis_mock_needs_it(monkeypatch, tmp_path):
-    real_which = ls.shutil.which
-    monkeypatch.setattr(ls.shutil, "which", lambda name, *a, **k: None if name == "node" else real_which(name))
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "node" else real_which(name))
 
     with pytest.raises(ls.LocalStackError, match=r"needs Node\.js"):
         ls.install(ls.Layout(tmp_path))

@@ -16,7 +16,7 @@ from lambda_fn.monitoring import quality_job as qj
 from lambda_fn.monitoring.labels import Captured, Label, read_labels
 from lambda_fn.monitoring.s3_labels import label_key
 from lambda_fn.monitoring.sampling import hash_id
-from lambda_fn.monitoring.window import Target, run_window
+from lambda_fn.monitoring.window import MetricDatum, Target, run_window
 from tests.monitoring_data import profiles, reference
 from tests.unit.test_monitor_window import MemorySink, MemoryStore
 
@@ -173,7 +173,7 @@ def test_run_window_writes_quality_into_summary_report_and_metrics() -> None:
     labels = Labels({f"ride-{i}": _label(i, 12.0, i) for i in range(3)})
     config = qj.QualityConfig(delay=DELAY, span=SPAN, training={"mae": 1.0, "rmse": 1.0})
 
-    def step(end: datetime) -> tuple[dict[str, object], list[qj.MetricDatum]]:
+    def step(end: datetime) -> tuple[dict[str, object], list[MetricDatum]]:
         section = qj.evaluate(caps, labels, end, config)
         return section, qj.metric_data("m", section)
 

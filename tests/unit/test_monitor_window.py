@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,7 +56,7 @@ class MemorySink:
     def __init__(self) -> None:
         self.sent: list[tuple[datetime, list[MetricDatum]]] = []
 
-    def publish(self, data: list[MetricDatum], timestamp: datetime) -> int:  # type: ignore[override]
+    def publish(self, data: Sequence[MetricDatum], timestamp: datetime) -> int:
         self.sent.append((timestamp, list(data)))
         return len(data)
 

@@ -136,7 +136,12 @@ def test_batches_in_order_up_to_batch_size_and_checkpoint_at_the_end() -> None:
 
 def test_batching_window_waits_for_records_that_arrive_within_it() -> None:
     kin = FakeKinesis({SHARD: 3})
-    kin.on_read = [lambda: None, lambda: [kin.add(SHARD, f"late-{i}", time.time()) for i in range(4)]]
+
+    def arrive_late() -> None:
+        for i in range(4):
+            kin.add(SHARD, f"late-{i}", time.time())
+
+    kin.on_read = [lambda: None, arrive_late]
     handler = Recorder()
     poller, _ = make(kin, handler, batch_size=100, batching_window_seconds=1)
     assert poller.shards[SHARD].step() == 7

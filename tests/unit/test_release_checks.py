@@ -137,7 +137,8 @@ def test_the_smoke_answer_scores_and_names_the_model(model: LoadedModel) -> None
 
 class FakeLambda:
     def __init__(self, body: bytes, function_error: str | None = None) -> None:
-        self.body, self.function_error, self.calls = body, function_error, []
+        self.body, self.function_error = body, function_error
+        self.calls: list[dict[str, Any]] = []
 
     def invoke(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(kwargs)
@@ -159,7 +160,8 @@ def test_lambda_invoker_maps_function_errors() -> None:
 
 class FakeCloudWatch:
     def __init__(self, states: dict[str, str], errors: list[float]) -> None:
-        self.states, self.errors, self.queries = states, errors, []
+        self.states, self.errors = states, errors
+        self.queries: list[dict[str, Any]] = []
 
     def describe_alarms(self, AlarmNames: list[str]) -> dict[str, Any]:
         return {"MetricAlarms": [{"AlarmName": n, "StateValue": self.states[n]} for n in AlarmNames]}

@@ -125,7 +125,9 @@ def test_sqs_entries_refused_for_their_content_are_returned_not_retried() -> Non
 
         def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
             self.sent += [e["Id"] for e in Entries]
-            failed = [{"Id": "1", "SenderFault": True, "Code": "InvalidMessageContents", "Message": "bad char"}]
+            failed: list[dict[str, Any]] = [
+                {"Id": "1", "SenderFault": True, "Code": "InvalidMessageContents", "Message": "bad char"}
+            ]
             if len(Entries) == 3:
                 failed.append({"Id": "2", "SenderFault": False, "Code": "InternalError", "Message": "later"})
             return {"Successful": [], "Failed": [f for f in failed if int(f["Id"]) < len(Entries)]}
