@@ -1,10 +1,10 @@
 """The whole pipeline on this machine, no AWS account (`servingkit demo`, `make demo`).
 
-Trains the demo model if needed, starts an AWS emulator on 127.0.0.1 (moto, embedded) or uses
-LocalStack (`target="localstack"`) or any endpoint in $AWS_ENDPOINT_URL, creates the stack's resources
-from infra.topology, uploads the model, runs the local Kinesis poller with the real handler, produces
-rides (1% malformed) and accounts for every one. `serve=True` then keeps it all running with the API on a
-printed URL until Ctrl-C. The last output line is one JSON object.
+Trains the demo model if it is missing or stale (the default build only), starts an AWS emulator on 127.0.0.1
+(moto, embedded) or uses LocalStack (`target="localstack"`) or any endpoint in $AWS_ENDPOINT_URL, creates the
+stack's resources from infra.topology, uploads the model, runs the local Kinesis poller with the real handler,
+produces rides (1% malformed) and accounts for every one. `serve=True` then keeps it all running with the API on
+a printed URL until Ctrl-C. The last output line is one JSON object.
 
 Whatever happens to the emulator (stopped, killed, restarted empty), the run ends with its ledger (in,
 predicted, dead-lettered, lost) and a one-line reason, never a bare traceback. Exit status: 0 when
@@ -30,7 +30,7 @@ from servingkit.localcloud.accounting import PipelineSummary
 from servingkit.localcloud.cloud import LocalCloud
 from servingkit.localcloud.emulator import endpoint_environment
 from servingkit.localcloud.faults import EmulatorFaultError
-from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ResourceError
+from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ExportedModel, ResourceError
 from servingkit.serve import ensure_port_free, port_in_use_error
 
 TARGETS = ("embedded", "localstack")
@@ -66,15 +66,33 @@ def err(line: str) -> None:
 
 
 def ensure_model(model_dir: Path, release: Path) -> None:
-    if (model_dir / "MLmodel").is_file() and release.is_file():
+    """Train the demo model when the default build (build/model + build/release.json) is missing or stale: its
+    release.json pins a sha256 the directory no longer has (written under an older digest rule, or half
+    rewritten). A model the user named is never overwritten: a mismatch there stays LocalCloud's one-line error."""
+    built = (model_dir / "MLmodel").is_file() and release.is_file()
+    if model_dir != DEFAULT_MODEL_DIR or release != DEFAULT_RELEASE:
+        if not built:
+            raise DemoError(f"{model_dir} is not a model directory (or {release} is missing)")
         return
-    if model_dir != DEFAULT_MODEL_DIR:
-        raise DemoError(f"{model_dir} is not a model directory (or {release} is missing)")
-    err(f"{model_dir} is missing: training the demo model first (about 10 s) ...")
+    if not built:
+        err(f"{model_dir} is missing: training the demo model first (about 10 s) ...")
+    elif _matches(model_dir, release):
+        return
+    else:
+        err(f"{model_dir} is stale (not what {release} pins): retraining the demo model (about 10 s) ...")
     from servingkit.train import train
 
     result = train(export_dir=model_dir)
     err(f"trained: rmse {result.rmse:.2f} min, sha256 {result.sha256}")
+
+
+def _matches(model_dir: Path, release: Path) -> bool:
+    """The check the local cloud makes before it uploads the model: the directory has the sha256 the release pins."""
+    try:
+        ExportedModel.load(model_dir, release)
+    except (ResourceError, ValueError, KeyError):  # a digest that differs, or a release.json that pins none
+        return False
+    return True
 
 
 def resolve_endpoint(target: str, endpoint: str | None) -> tuple[str | None, str]:

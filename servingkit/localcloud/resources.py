@@ -46,9 +46,8 @@ class ExportedModel:
         meta = json.loads(release.read_text())
         actual = artifact_sha256(model_dir)
         if actual != meta["sha256"]:
-            raise ResourceError(
-                f"{model_dir} has sha256 {actual} but {release} pins {meta['sha256']}: re-run `make model`"
-            )
+            fix = "re-run `make model`" if model_dir == DEFAULT_MODEL_DIR else "give the release.json exported with it"
+            raise ResourceError(f"{model_dir} has sha256 {actual} but {release} pins {meta['sha256']}: {fix}")
         return cls(model_dir, str(meta["name"]), str(meta["version"]), actual)
 
 
