@@ -3,6 +3,8 @@ alias; the monitor (issue 14) runs the same image as a plain `ImageFunction`, in
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 from aws_cdk import CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -31,6 +33,19 @@ RETENTION = dict(
 )  # fmt: skip
 
 
+class ImageFunctionProps(TypedDict):
+    """`ImageFunction`'s keyword arguments, declared once: `ServingFunction` takes and forwards the same."""
+
+    function_name: str
+    description: str
+    handler: str
+    architecture: str
+    base_image: str | None
+    sizing: FunctionSizing
+    environment: dict[str, str]
+    log_retention_days: int
+
+
 class ImageFunction(Construct):
     """A function of the kit's container image (its CMD the handler) with a least-privilege role.
 
@@ -38,26 +53,14 @@ class ImageFunction(Construct):
     other permission is added by the stack (stream read, stream write, queue send, model read).
     """
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        function_name: str,
-        description: str,
-        handler: str,
-        architecture: str,
-        base_image: str | None,
-        sizing: FunctionSizing,
-        environment: dict[str, str],
-        log_retention_days: int,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, **props: Unpack[ImageFunctionProps]) -> None:
         super().__init__(scope, construct_id)
+        function_name, sizing, architecture = props["function_name"], props["sizing"], props["architecture"]
         self.log_group = logs.LogGroup(
             self,
             "Logs",
             log_group_name=f"/aws/lambda/{function_name}",
-            retention=RETENTION[log_retention_days],
+            retention=RETENTION[props["log_retention_days"]],
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.role = iam.Role(
@@ -71,14 +74,14 @@ class ImageFunction(Construct):
             self,
             "Function",
             function_name=function_name,
-            description=description,
-            code=image_code(handler, architecture, base_image),
+            description=props["description"],
+            code=image_code(props["handler"], architecture, props["base_image"]),
             architecture=lambda_.Architecture.ARM_64 if architecture == "arm64" else lambda_.Architecture.X86_64,
             memory_size=sizing.memory_mb,
             timeout=Duration.seconds(sizing.timeout_seconds),
             reserved_concurrent_executions=sizing.reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
-            environment=environment,
+            environment=props["environment"],
             role=self.role,
             log_group=self.log_group,
         )
@@ -107,28 +110,10 @@ class ServingFunction(ImageFunction):
         scope: Construct,
         construct_id: str,
         *,
-        function_name: str,
-        description: str,
-        handler: str,
-        architecture: str,
-        base_image: str | None,
-        sizing: FunctionSizing,
-        environment: dict[str, str],
-        log_retention_days: int,
         provisioned_concurrency: int = 0,
+        **props: Unpack[ImageFunctionProps],
     ) -> None:
-        super().__init__(
-            scope,
-            construct_id,
-            function_name=function_name,
-            description=description,
-            handler=handler,
-            architecture=architecture,
-            base_image=base_image,
-            sizing=sizing,
-            environment=environment,
-            log_retention_days=log_retention_days,
-        )
+        super().__init__(scope, construct_id, **props)
         # CodeDeploy shifts the alias between the old and the new version; callers only ever see `live`.
         self.alias = lambda_.Alias(
             self,
