@@ -24,7 +24,7 @@ from constructs import Construct
 from infra.environment import labels_environment
 from infra.functions import ImageFunction
 from infra.nag import acknowledge, acknowledge_resource
-from infra.settings import DeploySettings, FunctionSizing
+from infra.settings import DeploySettings
 from infra.topology import LABELS_DIR, LABELS_HANDLER
 
 LABELS_MEMORY_MB = 512
@@ -72,17 +72,16 @@ class LabelStream(Construct):
             "AwsSolutions-SQS3",
             "This queue is itself the failure destination of the labels stream (batch metadata to replay from).",
         )
-        self.function = ImageFunction(
+        self.function = ImageFunction.of_stack(
             self,
             "Labels",
-            function_name=f"{prefix}-labels",
+            settings=settings,
+            name="labels",
             description="Labels stream -> one gzip JSON-lines object per batch under the monitoring bucket's labels/",
             handler=LABELS_HANDLER,
-            architecture=settings.architecture,
-            base_image=settings.base_image,
-            sizing=FunctionSizing(LABELS_MEMORY_MB, LABELS_TIMEOUT_SECONDS, reserved_concurrency=None),
+            memory_mb=LABELS_MEMORY_MB,
+            timeout_seconds=LABELS_TIMEOUT_SECONDS,
             environment=labels_environment(settings, bucket=bucket.bucket_name),
-            log_retention_days=settings.log_retention_days,
         )
         labels_arn = bucket.arn_for_objects(f"{m.prefix}/{LABELS_DIR}/*")
         self.function.role.add_to_principal_policy(

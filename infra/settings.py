@@ -99,6 +99,7 @@ class MonitoringSettings:
     label_days: int = 30
     labels_stream: bool = False
     quality_degradation_ratio: float = 1.2
+    quality_min_labels: int = 100  # LabelledRows below this: the degradation alarm does not judge the window
 
 
 @dataclass(frozen=True)
@@ -353,6 +354,8 @@ def _labels(ctx: Mapping[str, Any], capture_days: int) -> dict[str, Any]:
         "label_days": label_days,
         "labels_stream": stream,
         "quality_degradation_ratio": number,
+        # Fewer labels make the ratio noise (an RMSE over 10 rows): no alarm below this count (metric math).
+        "quality_min_labels": context_int(ctx, Ctx.MONITORING_QUALITY_MIN_LABELS, 100, 1, 10_000_000),
     }
 
 

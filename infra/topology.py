@@ -96,6 +96,7 @@ class Ctx:
     MONITORING_LABEL_DAYS = "monitoring_label_days"  # expiry of labels/
     MONITORING_LABELS_STREAM = "monitoring_labels_stream"  # true: a Kinesis labels stream and its function
     MONITORING_QUALITY_DEGRADATION_RATIO = "monitoring_quality_degradation_ratio"  # alarm above this ratio
+    MONITORING_QUALITY_MIN_LABELS = "monitoring_quality_min_labels"  # the degradation alarm needs this many labels
     MODEL_TRAINING_METRICS = "model_training_metrics"  # the release manifest's metrics (JSON object)
     MODEL_REFERENCE_URI = "model_reference_uri"  # the release manifest's reference.uri
     MODEL_REFERENCE_SHA256 = "model_reference_sha256"  # the release manifest's reference.sha256
