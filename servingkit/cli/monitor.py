@@ -1,4 +1,4 @@
-"""`servingkit monitor run | backfill | report`: the monitor function's window job, run from a shell.
+"""`servingkit monitor run | backfill | compact | report`: the monitor function's window job, run from a shell.
 
 The same code as the Lambda (`lambda_fn.monitoring.job`), with the same settings: each option defaults to the
 monitor function's environment variable (MONITOR_*), or `--release` fills the model and its reference from a
@@ -184,6 +184,39 @@ def backfill(start: str, end: str, step: str, metrics: bool, **options: Any) -> 
     for result in results:
         _echo_result(result)
     click.echo(f"{len(results)} windows")
+
+
+@monitor.command("compact")
+@settings_options
+@click.option(
+    "--start", help="Compact the complete hours from this time (ISO 8601); default --end minus the long window."
+)
+@click.option("--end", help="... up to this time (ISO 8601); default now. Hours ending under 15 minutes before wait.")
+@click.option("--force", is_flag=True, help="Rewrite hourly objects already present (e.g. after late profiles).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+def compact(start: str | None, end: str | None, force: bool, as_json: bool, **options: Any) -> None:
+    """Merge each complete hour's per-batch profiles into one hourly profile per variant (what every monitor run
+    does for its long window), over [START, END): backfill the hourly objects of history, or redo them with --force.
+
+    Environment: as `servingkit monitor run` (MONITOR_*, AWS_ENDPOINT_URL, ...).
+    """
+    from lambda_fn.monitoring import job
+
+    settings = settings_from_options(options)
+    last = parse_time(end) or datetime.now(UTC)
+    first = parse_time(start) or last - timedelta(hours=settings.monitor_long_window_hours)
+    stats = _guarded(lambda: job.compact_range(settings, first, last, force=force))
+    if as_json:
+        click.echo(json.dumps({"start": first.isoformat(), "end": last.isoformat(), **stats.to_dict(),
+                               "keys": stats.written}))  # fmt: skip
+        return
+    for key in stats.written:
+        click.echo(f"s3://{settings.monitor_bucket}/{key}")
+    click.echo(
+        f"compacted the complete hours in [{first.isoformat()}, {last.isoformat()}): {len(stats.written)} written, "
+        f"{stats.present} already present, {stats.empty} without profiles; {stats.sources} per-batch profiles "
+        f"merged, {stats.skipped} skipped"
+    )
 
 
 @monitor.command("report")
