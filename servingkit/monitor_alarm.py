@@ -39,7 +39,8 @@ class AlarmRule:
         return value > self.threshold if self.strict else value >= self.threshold
 
     def describe(self) -> str:
-        return (f"Maximum {'>' if self.strict else '>='} {self.threshold:g} in {self.datapoints_to_alarm} of {self.evaluation_periods} "
+        sign = ">" if self.strict else ">="
+        return (f"Maximum {sign} {self.threshold:g} in {self.datapoints_to_alarm} of {self.evaluation_periods} "
                 f"period(s) of {self.period.total_seconds() / 60:g} min, missing data not breaching")  # fmt: skip
 
 
