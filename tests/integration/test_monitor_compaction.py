@@ -163,10 +163,14 @@ def test_cli_compact_backfills_hourly_objects_of_a_range(world: World, capsys: p
     assert run_cli([*argv, "--force", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["written"] == 6
     assert world.keys("monitoring/profiles-hourly/") == keys
-    # The window reader prefers them: the long window ending at 05:20 reads 3 hourly objects per variant.
+    # The job function the command calls finds them present.
     settings = monitor_settings_from(world.env)
     stats = job.compact_range(settings, T0 + timedelta(hours=2), T0 + timedelta(hours=5, minutes=20))
     assert stats.written == [] and stats.present == 6
+    # An explicit compaction runs whatever MONITOR_COMPACT says (off: the scheduled runs neither write nor read them).
+    off = monitor_settings_from({**world.env, "MONITOR_COMPACT": "false"})
+    forced = job.compact_range(off, T0 + timedelta(hours=2), T0 + timedelta(hours=5, minutes=20), force=True)
+    assert len(forced.written) == 6
 
 
 @pytest.mark.parametrize(
