@@ -24,6 +24,24 @@ from lambda_fn.config import (
     settings_from,
 )
 
+# The runtime's names and parsers this module builds and checks the environments with, exported with its builders:
+# a test of the environments imports all of them from here, the one place infra takes them from.
+__all__ = [
+    "CaptureTarget",
+    "ConfigError",
+    "Env",
+    "LabelsEnv",
+    "Metric",
+    "MonitorEnv",
+    "api_environment",
+    "labels_environment",
+    "labels_settings_from",
+    "monitor_environment",
+    "monitor_settings_from",
+    "scorer_environment",
+    "settings_from",
+]
+
 # A CDK token (a bucket name or ARN known at deploy time) as it appears in a string at synth.
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
 # Shape-valid stand-ins for tokens while the runtime's parser checks an environment at synth.

@@ -1,5 +1,6 @@
 """Functions: one image, two serving functions (stream scorer, API), each with its own role, logs, sizing and `live`
-alias; the monitor (issue 14) runs the same image as a plain `ImageFunction`, invoked by its schedule."""
+alias; the monitor and the labels function (issue 14) run the same image as plain `ImageFunction`s
+(`ImageFunction.of_stack`), invoked by their schedule and their stream."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from constructs import Construct
 
 from infra.image import image_code
 from infra.nag import acknowledge
-from infra.settings import LOG_RETENTION_DAYS, FunctionSizing
+from infra.settings import LOG_RETENTION_DAYS, DeploySettings, FunctionSizing
 
 LIVE_ALIAS = "live"
 
@@ -99,6 +100,35 @@ class ImageFunction(Construct):
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions (tracing is on).",
+        )
+
+    @classmethod
+    def of_stack(
+        cls,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: DeploySettings,
+        name: str,
+        description: str,
+        handler: str,
+        memory_mb: int,
+        timeout_seconds: int,
+        environment: dict[str, str],
+    ) -> ImageFunction:
+        """A helper function of the stack (`<prefix>-<name>`): the stack's image, architecture and log retention,
+        no reserved concurrency (its trigger bounds it: a schedule, a stream's shards)."""
+        return cls(
+            scope,
+            construct_id,
+            function_name=f"{settings.topology.prefix}-{name}",
+            description=description,
+            handler=handler,
+            architecture=settings.architecture,
+            base_image=settings.base_image,
+            sizing=FunctionSizing(memory_mb, timeout_seconds, reserved_concurrency=None),
+            environment=environment,
+            log_retention_days=settings.log_retention_days,
         )
 
 

@@ -24,16 +24,11 @@ from constructs import Construct
 from infra.environment import labels_environment
 from infra.functions import ImageFunction
 from infra.nag import acknowledge, acknowledge_resource
-from infra.settings import DeploySettings, FunctionSizing
-from infra.topology import LABELS_DIR, LABELS_HANDLER
+from infra.settings import DeploySettings
+from infra.topology import LABELS_DIR, LABELS_HANDLER, LABELS_TRIGGER
 
 LABELS_MEMORY_MB = 512
 LABELS_TIMEOUT_SECONDS = 60
-LABELS_RETENTION_HOURS = 24
-LABELS_BATCH_SIZE = 1000  # one S3 object per batch: larger batches, fewer objects for the quality job to read
-LABELS_BATCHING_WINDOW_SECONDS = 10
-LABELS_RETRY_ATTEMPTS = 10  # an S3 outage: retried for a while, then the batch's metadata to the on-failure queue
-LABELS_MAX_RECORD_AGE_SECONDS = 6 * 3600
 
 
 class LabelStream(Construct):
@@ -50,19 +45,19 @@ class LabelStream(Construct):
         super().__init__(scope, construct_id)
         m = settings.monitoring
         assert m is not None, "LabelStream needs monitoring settings"
-        prefix = settings.topology.prefix
+        topo = settings.topology  # the names and the event source the local cloud uses too
         self.stream = kinesis.Stream(
             self,
             "Stream",
-            stream_name=f"{prefix}-labels",
+            stream_name=topo.labels_stream.name,
             stream_mode=kinesis.StreamMode.ON_DEMAND,
-            retention_period=Duration.hours(LABELS_RETENTION_HOURS),
+            retention_period=Duration.hours(topo.labels_stream.retention_hours),
             encryption=kinesis.StreamEncryption.MANAGED,  # aws/kinesis: no key policy for producers to maintain
         )
         self.on_failure = sqs.Queue(
             self,
             "Failures",
-            queue_name=f"{prefix}-labels-failures",
+            queue_name=topo.labels_failures_queue_name,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
@@ -72,17 +67,16 @@ class LabelStream(Construct):
             "AwsSolutions-SQS3",
             "This queue is itself the failure destination of the labels stream (batch metadata to replay from).",
         )
-        self.function = ImageFunction(
+        self.function = ImageFunction.of_stack(
             self,
             "Labels",
-            function_name=f"{prefix}-labels",
+            settings=settings,
+            name="labels",
             description="Labels stream -> one gzip JSON-lines object per batch under the monitoring bucket's labels/",
             handler=LABELS_HANDLER,
-            architecture=settings.architecture,
-            base_image=settings.base_image,
-            sizing=FunctionSizing(LABELS_MEMORY_MB, LABELS_TIMEOUT_SECONDS, reserved_concurrency=None),
+            memory_mb=LABELS_MEMORY_MB,
+            timeout_seconds=LABELS_TIMEOUT_SECONDS,
             environment=labels_environment(settings, bucket=bucket.bucket_name),
-            log_retention_days=settings.log_retention_days,
         )
         labels_arn = bucket.arn_for_objects(f"{m.prefix}/{LABELS_DIR}/*")
         self.function.role.add_to_principal_policy(
@@ -96,13 +90,13 @@ class LabelStream(Construct):
         self.function.function.add_event_source(
             sources.KinesisEventSource(
                 self.stream,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=LABELS_BATCH_SIZE,
-                max_batching_window=Duration.seconds(LABELS_BATCHING_WINDOW_SECONDS),
-                bisect_batch_on_error=False,
+                starting_position=lambda_.StartingPosition(LABELS_TRIGGER.starting_position),
+                batch_size=LABELS_TRIGGER.batch_size,
+                max_batching_window=Duration.seconds(LABELS_TRIGGER.batching_window_seconds),
+                bisect_batch_on_error=LABELS_TRIGGER.bisect_on_error,
                 report_batch_item_failures=True,
-                retry_attempts=LABELS_RETRY_ATTEMPTS,
-                max_record_age=Duration.seconds(LABELS_MAX_RECORD_AGE_SECONDS),
+                retry_attempts=LABELS_TRIGGER.retry_attempts,
+                max_record_age=Duration.seconds(LABELS_TRIGGER.max_record_age_seconds),
                 on_failure=sources.SqsDlq(self.on_failure),
             )
         )

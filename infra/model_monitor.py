@@ -31,7 +31,7 @@ from infra.environment import CaptureTarget, monitor_environment
 from infra.functions import ImageFunction
 from infra.label_stream import LabelStream
 from infra.nag import acknowledge, acknowledge_resource
-from infra.settings import DeploySettings, FunctionSizing, MonitoringSettings
+from infra.settings import DeploySettings, MonitoringSettings
 from infra.topology import CAPTURE_DIR, HOURLY_DIR, LABELS_DIR, MONITOR_HANDLER, PROFILES_DIR, REPORTS_DIR
 from lambda_fn.config import Metric
 
@@ -82,23 +82,20 @@ class ModelMonitor(Construct):
                 "The id-hashing key is not rotated on a schedule: a new key hashes the same id differently, so "
                 "captured predictions would no longer join their late labels nor match across windows.",
             )
-        self.function = ImageFunction(
+        self.function = ImageFunction.of_stack(
             self,
             "Monitor",
-            function_name=f"{settings.topology.prefix}-monitor",
+            settings=settings,
+            name="monitor",
             description="Monitor windows: profiles and the release's reference -> drift, quality, report, metrics",
             handler=MONITOR_HANDLER,
-            architecture=settings.architecture,
-            base_image=settings.base_image,
-            sizing=FunctionSizing(
-                MONITOR_MEMORY_MB, min(MONITOR_TIMEOUT_SECONDS, 60 * m.schedule_minutes), reserved_concurrency=None
-            ),
+            memory_mb=MONITOR_MEMORY_MB,
+            timeout_seconds=min(MONITOR_TIMEOUT_SECONDS, 60 * m.schedule_minutes),
             environment=monitor_environment(
                 settings,
                 bucket=self.bucket.bucket_name,
                 id_key_secret_arn=self.id_key.secret_arn if self.id_key and m.labels else None,
             ),
-            log_retention_days=settings.log_retention_days,
         )
         self._grant_monitor(self.function.role)
         if m.labels:

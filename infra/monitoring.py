@@ -21,6 +21,28 @@ from infra.topology import CAPTURE_ERRORS_METRIC, PSI_ALERT, PSI_WARN
 from lambda_fn.config import Metric
 
 ONE_MINUTE = Duration.minutes(1)
+# Metric math ids of the QualityDegradation alarm (lower-case first, as CloudWatch requires).
+DEGRADATION_ID, LABELLED_ID = "degradation", "labelled"
+
+
+def degradation_expression(min_labels: int) -> str:
+    """The degradation ratio, or 0 when the window joined fewer than `min_labels` labels (the ratio is then noise)."""
+    return f"IF({LABELLED_ID} >= {min_labels}, {DEGRADATION_ID}, 0)"
+
+
+def gated_degradation(
+    model_metric: Callable[[str, str], cloudwatch.Metric], variant: str, min_labels: int, period: Duration
+) -> cloudwatch.MathExpression:
+    """`QualityDegradation` gated by `LabelledRows` of the same run (both published with one timestamp)."""
+    return cloudwatch.MathExpression(
+        expression=degradation_expression(min_labels),
+        using_metrics={
+            DEGRADATION_ID: model_metric(Metric.QUALITY_DEGRADATION, variant),
+            LABELLED_ID: model_metric(Metric.LABELLED_ROWS, variant),
+        },
+        label=f"degradation with >= {min_labels} labels ({variant})",
+        period=period,
+    )
 
 
 class Monitoring(Construct):
@@ -270,6 +292,8 @@ class Monitoring(Construct):
         quality_alarm_violations: int,
         reports: str,
         quality_degradation_ratio: float | None = None,
+        quality_min_labels: int = 100,
+        labels_failures: sqs.IQueue | None = None,
     ) -> None:
         """Prediction monitoring (issue 14): drift and quality alarms per variant, the monitor's errors, widgets.
 
@@ -277,7 +301,8 @@ class Monitoring(Construct):
         period is that of the schedule; no datapoint (no run, or an insufficient window) is not breaching.
         `reports` is where the window reports are (s3://bucket/prefix), named in every alarm's description.
         With `quality_degradation_ratio` (model quality from late labels on), also a `QualityDegradation` alarm per
-        variant above that ratio to the release's training metrics, and the quality widgets.
+        variant above that ratio to the release's training metrics once the window has `quality_min_labels` labelled
+        rows, and the quality widgets; with `labels_failures` (the labels stream's on-failure queue), an alarm on it.
         """
         period = Duration.minutes(schedule_minutes)
 
@@ -314,15 +339,27 @@ class Monitoring(Construct):
             if quality_degradation_ratio is not None:
                 self.alarm(
                     f"QualityDegradation-{variant}",
-                    model_metric(Metric.QUALITY_DEGRADATION, variant),
+                    gated_degradation(model_metric, variant, quality_min_labels, period),
                     threshold=quality_degradation_ratio,
                     comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                     description=(
-                        f"{model_name} ({variant}): on the late labels of the last window its worst metric is more "
-                        f"than {quality_degradation_ratio}x its training value (MAE/RMSE: current / training; "
+                        f"{model_name} ({variant}): on the late labels of the last window (at least "
+                        f"{quality_min_labels} labelled rows) its worst metric is more than "
+                        f"{quality_degradation_ratio}x its training value (MAE/RMSE: current / training; "
                         f"accuracy/F1/AUC: training / current). Reports: {reports}"
                     ),
                 )
+        if labels_failures is not None:
+            self.alarm(
+                "LabelsBatchFailures",
+                labels_failures.metric_approximate_number_of_messages_visible(period=ONE_MINUTE, statistic="Maximum"),
+                threshold=1,
+                description=(
+                    "The labels stream's event source gave up on a batch (S3 writes failing past the retries or the "
+                    "record age): its labels are not in S3. The queue holds the batch's position: replay it from the "
+                    "labels stream before its 24-hour retention ends."
+                ),
+            )
         self.alarm(
             "MonitorErrors",
             monitor_function.metric_errors(period=period, statistic="Sum"),

@@ -27,6 +27,7 @@ from infra.topology import (
     context_bool,
     context_int,
     context_opt,
+    labels_stream_on,
     topology,
 )
 from lambda_fn.config import MonitorSettings, Settings, parse_training_metrics, parse_variants
@@ -99,6 +100,7 @@ class MonitoringSettings:
     label_days: int = 30
     labels_stream: bool = False
     quality_degradation_ratio: float = 1.2
+    quality_min_labels: int = 100  # LabelledRows below this: the degradation alarm does not judge the window
 
 
 @dataclass(frozen=True)
@@ -338,12 +340,7 @@ def _labels(ctx: Mapping[str, Any], capture_days: int) -> dict[str, Any]:
             "worst metric's ratio to training, > 1 worse; 1.2 = 20 % worse)"
         )
     labels = context_bool(ctx, Ctx.MONITORING_LABELS, bool(MonitorSettings.model_fields["monitor_labels"].default))
-    stream = context_bool(ctx, Ctx.MONITORING_LABELS_STREAM, False)
-    if stream and not labels:
-        raise TopologyError(
-            f"context {Ctx.MONITORING_LABELS_STREAM}=true needs {Ctx.MONITORING_LABELS}=true: nothing would read "
-            "the labels it files"
-        )
+    stream = labels_stream_on(ctx)  # the topology's (the local cloud's too)
     return {
         "labels": labels,
         "label_delay_minutes": delay,
@@ -353,6 +350,8 @@ def _labels(ctx: Mapping[str, Any], capture_days: int) -> dict[str, Any]:
         "label_days": label_days,
         "labels_stream": stream,
         "quality_degradation_ratio": number,
+        # Fewer labels make the ratio noise (an RMSE over 10 rows): no alarm below this count (metric math).
+        "quality_min_labels": context_int(ctx, Ctx.MONITORING_QUALITY_MIN_LABELS, 100, 1, 10_000_000),
     }
 
 

@@ -196,6 +196,8 @@ def _watch_models(monitor: ModelMonitor, monitoring: Monitoring) -> dict[str, st
         quality_alarm_violations=m.quality_alarm_violations,
         reports=reports,
         quality_degradation_ratio=m.quality_degradation_ratio if m.labels else None,
+        quality_min_labels=m.quality_min_labels,
+        labels_failures=monitor.labels.on_failure if monitor.labels is not None else None,
     )
     outputs = {
         "MonitoringBucketName": monitor.bucket.bucket_name,

@@ -96,6 +96,7 @@ class Ctx:
     MONITORING_LABEL_DAYS = "monitoring_label_days"  # expiry of labels/
     MONITORING_LABELS_STREAM = "monitoring_labels_stream"  # true: a Kinesis labels stream and its function
     MONITORING_QUALITY_DEGRADATION_RATIO = "monitoring_quality_degradation_ratio"  # alarm above this ratio
+    MONITORING_QUALITY_MIN_LABELS = "monitoring_quality_min_labels"  # the degradation alarm needs this many labels
     MODEL_TRAINING_METRICS = "model_training_metrics"  # the release manifest's metrics (JSON object)
     MODEL_REFERENCE_URI = "model_reference_uri"  # the release manifest's reference.uri
     MODEL_REFERENCE_SHA256 = "model_reference_sha256"  # the release manifest's reference.sha256
@@ -157,6 +158,16 @@ class TriggerSpec:
     starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
 
 
+# The labels stream (infra/label_stream.py) and its event source, which the local poller honours too: larger batches
+# make fewer objects for the quality job to read; an S3 outage is retried for a while, then the batch's metadata goes
+# to the on-failure queue; no bisection (a malformed record is dropped, never fails alone).
+LABELS_RETENTION_HOURS = 24
+LABELS_TRIGGER = TriggerSpec(
+    batch_size=1000, batching_window_seconds=10, retry_attempts=10, max_record_age_seconds=6 * 3600,
+    bisect_on_error=False,
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Topology:
     stage: str
@@ -167,6 +178,17 @@ class Topology:
     features_field: str | None = "ride"
     id_field: str | None = "ride_id"
     feature_hook: str | None = "lambda_fn.hooks:taxi_features"
+    labels: bool = False  # monitoring_labels_stream=true: the labels stream, its function and on-failure queue
+
+    @property
+    def labels_stream(self) -> StreamSpec:
+        """Late ground truth (issue 14): one label per record, filed in S3 by the labels function."""
+        return StreamSpec(f"{self.prefix}-labels", "on-demand", 1, LABELS_RETENTION_HOURS)
+
+    @property
+    def labels_failures_queue_name(self) -> str:
+        """The labels stream's on-failure destination (batch metadata to replay from)."""
+        return f"{self.prefix}-labels-failures"
 
     @property
     def model_bucket(self) -> str:
@@ -269,4 +291,16 @@ def topology(ctx: Mapping[str, Any] | None = None) -> Topology:
         features_field=context_opt(ctx, Ctx.FEATURES_FIELD, "ride"),
         id_field=context_opt(ctx, Ctx.ID_FIELD, "ride_id"),
         feature_hook=context_opt(ctx, Ctx.FEATURE_HOOK, "lambda_fn.hooks:taxi_features"),
+        labels=labels_stream_on(ctx),
     )
+
+
+def labels_stream_on(ctx: Mapping[str, Any]) -> bool:
+    """`monitoring_labels_stream`, which needs `monitoring_labels` (the monitor reads what the stream files)."""
+    stream = context_bool(ctx, Ctx.MONITORING_LABELS_STREAM, False)
+    if stream and not context_bool(ctx, Ctx.MONITORING_LABELS, False):
+        raise TopologyError(
+            f"context {Ctx.MONITORING_LABELS_STREAM}=true needs {Ctx.MONITORING_LABELS}=true: nothing would read "
+            "the labels it files"
+        )
+    return stream

@@ -20,7 +20,7 @@ from lambda_fn.monitoring.quality_job import QualityConfig
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.release_reference import load_reference
 from lambda_fn.monitoring.s3_labels import S3Captures, S3Labels
-from lambda_fn.monitoring.s3_store import CloudWatchSink, Location, S3Store, read_s3_uri, s3_client
+from lambda_fn.monitoring.s3_store import CloudWatchSink, Location, S3Store, read_s3_uri, s3_client, utc
 from lambda_fn.monitoring.window import MetricDatum, QualityStep, Target, WindowResult, Windows, backfill, run_window
 
 
@@ -48,6 +48,17 @@ def compact(
     if not settings.monitor_compact:
         return None
     return compaction.compact(st, tg.reference, tg.identity(), start, end).to_dict()
+
+
+def compact_range(
+    settings: MonitorSettings, start: datetime, end: datetime, *, force: bool = False, s3: Any | None = None
+) -> compaction.CompactionStats:
+    """Hourly profiles for the complete, settled hours in [start, end), whatever MONITOR_COMPACT says (an explicit
+    `servingkit monitor compact`, e.g. to backfill the hourly objects of history); `force` rewrites present ones."""
+    if utc(start) >= utc(end):
+        raise ValueError(f"compaction: the start {start.isoformat()} is not before the end {end.isoformat()}")
+    tg = target(settings)
+    return compaction.compact(store(settings, s3), tg.reference, tg.identity(), start, end, force=force)
 
 
 def windows(settings: MonitorSettings) -> Windows:

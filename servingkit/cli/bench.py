@@ -192,6 +192,34 @@ def single_row(repeats: int, quick: bool, out: Path, chart: Path | None) -> None
     _run_sections(("single_row",), out, chart, repeats=repeats, quick=quick)
 
 
+@bench.command("monitor")
+@click.option("--rows", type=click.IntRange(min=1000), default=1_000_000, show_default=True,
+              help="Captured rows the window merges.")  # fmt: skip
+@click.option("--profile-rows", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Rows per profile object (one per scored batch).")  # fmt: skip
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Interleaved rounds.")
+@click.option("--seeds", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Same-distribution windows for the false-positive rate.")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures there as JSON.")  # fmt: skip
+def monitor_bench(rows: int, profile_rows: int, repeats: int, seeds: int, out: Path | None) -> None:
+    """The monitor's window over ROWS captured rows (parse the profile objects, merge, drift, data quality; and
+    from memory), interleaved, CPU beside wall, min and median; its peak traced memory; and the false-positive
+    rate of drift and quality on same-distribution traffic over SEEDS windows. No model or emulator needed.
+    """
+    from servingkit.bench import monitor as bench_monitor
+
+    def measure() -> dict[str, Any]:
+        figures = bench_monitor.run(rows=rows, profile_rows=profile_rows, repeats=repeats, seeds=seeds)
+        click.echo(bench_monitor.table(figures))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(figures, indent=1) + "\n")
+        return figures
+
+    _report(measure)
+
+
 @bench.command()
 @click.option("--runs", type=click.IntRange(min=1), default=5, help="Interleaved runs of each (min and median).")
 @click.option("--batch", type=click.IntRange(min=1), default=100, help="Records in the first batch.")

@@ -1,4 +1,4 @@
-"""`servingkit monitor run | backfill | report`: the monitor function's window job, run from a shell.
+"""`servingkit monitor run | backfill | compact | report`: the monitor function's window job, run from a shell.
 
 The same code as the Lambda (`lambda_fn.monitoring.job`), with the same settings: each option defaults to the
 monitor function's environment variable (MONITOR_*), or `--release` fills the model and its reference from a
@@ -186,6 +186,39 @@ def backfill(start: str, end: str, step: str, metrics: bool, **options: Any) -> 
     click.echo(f"{len(results)} windows")
 
 
+@monitor.command("compact")
+@settings_options
+@click.option(
+    "--start", help="Compact the complete hours from this time (ISO 8601); default --end minus the long window."
+)
+@click.option("--end", help="... up to this time (ISO 8601); default now. Hours ending under 15 minutes before wait.")
+@click.option("--force", is_flag=True, help="Rewrite hourly objects already present (e.g. after late profiles).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+def compact(start: str | None, end: str | None, force: bool, as_json: bool, **options: Any) -> None:
+    """Merge each complete hour's per-batch profiles into one hourly profile per variant (what every monitor run
+    does for its long window), over [START, END): backfill the hourly objects of history, or redo them with --force.
+
+    Environment: as `servingkit monitor run` (MONITOR_*, AWS_ENDPOINT_URL, ...).
+    """
+    from lambda_fn.monitoring import job
+
+    settings = settings_from_options(options)
+    last = parse_time(end) or datetime.now(UTC)
+    first = parse_time(start) or last - timedelta(hours=settings.monitor_long_window_hours)
+    stats = _guarded(lambda: job.compact_range(settings, first, last, force=force))
+    if as_json:
+        click.echo(json.dumps({"start": first.isoformat(), "end": last.isoformat(), **stats.to_dict(),
+                               "keys": stats.written}))  # fmt: skip
+        return
+    for key in stats.written:
+        click.echo(f"s3://{settings.monitor_bucket}/{key}")
+    click.echo(
+        f"compacted the complete hours in [{first.isoformat()}, {last.isoformat()}): {len(stats.written)} written, "
+        f"{stats.present} already present, {stats.empty} without profiles; {stats.sources} per-batch profiles "
+        f"merged, {stats.skipped} skipped"
+    )
+
+
 @monitor.command("report")
 @settings_options
 @click.option("--at", help="The report of the window ending at this time; default the latest (last two days).")
@@ -227,20 +260,49 @@ def labels() -> None:
 
 @labels.command("put")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--bucket", envvar="MONITOR_BUCKET", show_envvar=True, required=True, help="The monitoring bucket.")
+@click.option("--bucket", envvar="MONITOR_BUCKET", show_envvar=True, help="The monitoring bucket (S3 label files).")
 @click.option("--prefix", envvar="MONITOR_PREFIX", show_envvar=True, default="monitoring", help="Its key prefix.")
 @click.option("--at", help="The labels' arrival hour (ISO 8601); default now.")
-def labels_put(file: Path, bucket: str, prefix: str, at: str | None) -> None:
-    """Upload a label file (JSON lines, .jsonl or .jsonl.gz) to <prefix>/labels/date=/hour=/ of its arrival.
+@click.option(
+    "--stream",
+    envvar="LABELS_STREAM",
+    show_envvar=True,
+    help="Put each line on this labels stream instead (the stack's LabelsStreamName, or the local cloud's).",
+)
+def labels_put(file: Path, bucket: str | None, prefix: str, at: str | None, stream: str | None) -> None:
+    """Upload a label file (JSON lines, .jsonl or .jsonl.gz) to <prefix>/labels/date=/hour=/ of its arrival, or with
+    --stream put one record per line on the labels stream, which the labels function files there.
 
     Lines: {"id": ..., "label": ..., "time": ...} (the record's raw ID_FIELD value; time optional, else the
-    upload's) or SageMaker's ground truth ({"groundTruthData": {...}, "eventMetadata": {"eventId": ...}}).
+    upload's, or on a stream the record's arrival) or SageMaker's ground truth ({"groundTruthData": {...},
+    "eventMetadata": {"eventId": ...}}).
 
-    Environment: MONITOR_BUCKET, MONITOR_PREFIX; AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3.
+    Environment: MONITOR_BUCKET, MONITOR_PREFIX, LABELS_STREAM; AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
+    AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_KINESIS.
     """
+    if stream:
+        _send_labels(file, stream, at)
+        return
+    if not bucket:
+        raise CommandError("give --bucket (MONITOR_BUCKET) for S3 label files, or --stream (LABELS_STREAM)")
     from lambda_fn.monitoring.s3_labels import put_labels
     from lambda_fn.monitoring.s3_store import s3_client
 
     when = parse_time(at)
     key = _guarded(lambda: put_labels(s3_client(), bucket, prefix.strip("/"), file.name, file.read_bytes(), when))
     click.echo(f"s3://{bucket}/{key}")
+
+
+def _send_labels(file: Path, stream: str, at: str | None) -> None:
+    import boto3
+
+    from servingkit.label_sender import LabelSendError, label_lines, send_labels
+
+    if at is not None:
+        raise CommandError("--at files labels in S3; on a stream a label arrives when it is put (give its time)")
+    try:
+        lines = label_lines(file)
+    except (LabelSendError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    sent = _guarded(lambda: send_labels(boto3.client("kinesis"), stream, lines))
+    click.echo(f"{sent} labels put on {stream}")

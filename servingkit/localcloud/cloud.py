@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from infra.topology import Ctx, Topology, topology
+from infra.topology import LABELS_TRIGGER, Ctx, Topology, topology
 from lambda_fn.config import ENV_FIELDS, Env
 from servingkit.localcloud.accounting import PipelineSummary
 from servingkit.localcloud.collector import Collector, read_arrivals
@@ -35,7 +35,14 @@ from servingkit.localcloud.emulator import (
 )
 from servingkit.localcloud.faults import EmulatorFaultError, client_config, emulator_fault
 from servingkit.localcloud.poller import KinesisPoller
-from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ExportedModel, Resources, provision
+from servingkit.localcloud.resources import (
+    DEFAULT_MODEL_DIR,
+    DEFAULT_RELEASE,
+    ExportedModel,
+    LabelsResources,
+    Resources,
+    provision,
+)
 from servingkit.localcloud.traffic import Ledger, Progress, make_units, produce
 
 
@@ -78,6 +85,7 @@ class LocalCloud:
         self.model_load_seconds: float | None = None
         self.resources: Resources | None = None
         self.poller: KinesisPoller | None = None
+        self.labels_poller: KinesisPoller | None = None  # with monitoring_labels_stream=true
         self.clients: dict[str, Any] = {}
         self.notes: list[str] = []  # what went wrong while shutting down after another error
         self.last_stopped: str | None = None  # why the last run ended early (None: it completed)
@@ -104,6 +112,8 @@ class LocalCloud:
         self._stack.enter_context(pointed_at(self.endpoint_url, self.region))
         self.clients = {name: boto3.client(name, config=client_config()) for name in ("kinesis", "sqs", "s3")}
         self.resources = provision(self.topology, self.release, self.clients, self.region)
+        if self.resources.labels is not None:
+            self._start_labels(self.resources.labels)
         if self.function is not None:
             # Its own process: the scorer's settings and the emulator's endpoint, nothing of this process.
             image = self.function(
@@ -136,6 +146,33 @@ class LocalCloud:
             self._start_poller(stream_handler)
         else:
             self._start_poller(self.handler)
+
+    def _start_labels(self, labels: LabelsResources) -> None:
+        """The labels function (`labels_handler`, in this process) on the labels stream, with the stack's event
+        source: each batch of labels one object under `<prefix>/labels/` of the (model) bucket."""
+        from lambda_fn.config import get_labels_settings
+        from lambda_fn.handler import labels_handler
+        from lambda_fn.monitoring import label_stream
+
+        metrics_off = os.environ.get("POWERTOOLS_METRICS_DISABLED", "true")
+        self._stack.enter_context(patched_environ({**labels.environment, "POWERTOOLS_METRICS_DISABLED": metrics_off}))
+        for cached in (get_labels_settings, label_stream.labels_s3):
+            clear = getattr(cached, "cache_clear", None)
+            if clear is not None:
+                clear()
+                self._stack.callback(clear)
+        self.labels_poller = KinesisPoller(
+            kinesis=self.clients["kinesis"],
+            stream_arn=labels.stream_arn,
+            handler=labels_handler,
+            trigger=LABELS_TRIGGER,
+            sqs=self.clients["sqs"],
+            on_failure_url=labels.on_failure_url,
+            function_name="local-labels",
+            region=self.region,
+        )
+        self.labels_poller.start()
+        self._stack.callback(self.labels_poller.stop)
 
     def _start_poller(self, handler: Callable[[dict[str, Any], Any], Any]) -> None:
         assert self.resources is not None

@@ -2,7 +2,9 @@
 
 Streams (with their shard counts and retention), the versioned model bucket, the dead-letter queue and
 the on-failure queue of the event source mapping; then the model is uploaded with its sha256 and the
-scorer's environment is returned under the names of `lambda_fn.config.Env`.
+scorer's environment is returned under the names of `lambda_fn.config.Env`. With `monitoring_labels_stream=true`
+(the topology's `labels`) also the labels stream and its on-failure queue, and the labels function's environment
+(`lambda_fn.config.LabelsEnv`): locally the monitoring bucket is the model bucket, under `monitoring/` as deployed.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.topology import StreamSpec, Topology
-from lambda_fn.config import Env, Metric
+from infra.topology import LABELS_DIR, MONITORING_PREFIX, StreamSpec, Topology
+from lambda_fn.config import Env, LabelsEnv, Metric
 from lambda_fn.model_store import artifact_sha256
 
 _ACTIVE_WAIT_S = 60.0
@@ -64,6 +66,28 @@ class Resources:
     on_failure_url: str
     on_failure_arn: str
     environment: dict[str, str] = field(default_factory=dict)
+    labels: LabelsResources | None = None
+
+
+@dataclass(frozen=True)
+class LabelsResources:
+    """The labels stream, its on-failure queue and where the labels function files them (as the stack has them)."""
+
+    stream_arn: str
+    stream_name: str
+    on_failure_url: str
+    on_failure_arn: str
+    bucket: str
+    prefix: str = MONITORING_PREFIX
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The labels function's environment (`LABELS_BUCKET`, `LABELS_PREFIX`)."""
+        return {LabelsEnv.LABELS_BUCKET: self.bucket, LabelsEnv.LABELS_PREFIX: self.prefix}
+
+    @property
+    def labels_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}/{LABELS_DIR}/"
 
 
 def _stream(kinesis: Any, spec: StreamSpec) -> str:
@@ -139,7 +163,14 @@ def provision(topo: Topology, release: ExportedModel, clients: Mapping[str, Any]
         Env.POWERTOOLS_METRICS_NAMESPACE: Metric.NAMESPACE,
         **topo.lambda_environment(),
     }
+    labels = None
+    if topo.labels:
+        failures_url, failures_arn = _queue(sqs, topo.labels_failures_queue_name)
+        labels = LabelsResources(
+            _stream(kinesis, topo.labels_stream), topo.labels_stream.name, failures_url, failures_arn, topo.model_bucket
+        )
     return Resources(
+        labels=labels,
         topology=topo,
         input_stream_arn=input_arn,
         output_stream_arn=output_arn,

@@ -95,6 +95,7 @@ MONITORED: dict[str, dict[str, Any]] = {
         "monitoring_label_days": 14,
         "monitoring_labels_stream": "true",
         "monitoring_quality_degradation_ratio": 1.5,
+        "monitoring_quality_min_labels": 50,
         "model_training_metrics": json.dumps({"accuracy": 0.91, "auc": 0.95, "f1": 0.88}),
         "shadow_model_uri": "s3://example-models/taxi/3",
         "shadow_model_sha256": OTHER_SHA,

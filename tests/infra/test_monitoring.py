@@ -9,12 +9,19 @@ from typing import Any
 
 import pytest
 
-from infra.environment import (
+from infra.environment import (  # the runtime's names and parsers, as the environments are built and checked
     CaptureTarget,
+    Env,
+    LabelsEnv,
+    Metric,
+    MonitorEnv,
     api_environment,
     labels_environment,
+    labels_settings_from,
     monitor_environment,
+    monitor_settings_from,
     scorer_environment,
+    settings_from,
 )
 from infra.image import API_HANDLER, STREAM_HANDLER
 from infra.settings import deploy_settings
@@ -35,15 +42,6 @@ from infra.topology import (
     CaptureEnv,
     Ctx,
     TopologyError,
-)
-from lambda_fn.config import (
-    Env,
-    LabelsEnv,
-    Metric,
-    MonitorEnv,
-    labels_settings_from,
-    monitor_settings_from,
-    settings_from,
 )
 from tests.infra.synth import BASE, MONITORED, MONITORED_BASE, OTHER_SHA, REF_SHA, SHA, Synth
 
@@ -413,22 +411,39 @@ def test_labels_event_source_reports_item_failures_and_keeps_failed_batches(moni
     )
 
 
-def test_quality_degradation_alarm_and_widgets(monitored_ab: Synth, monitored: Synth) -> None:
+def _gated_alarm(s: Synth, name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str]:
+    """The alarm, its metric-math inputs by id (each metric's MetricStat) and its expression."""
+    a = alarms(s)[name]
+    assert not {"MetricName", "Namespace", "Statistic"} & set(a)  # metric math, not one metric
+    (expression,) = [m for m in a["Metrics"] if "Expression" in m]
+    assert expression["ReturnData"] is True
+    stats = {m["Id"]: m["MetricStat"] for m in a["Metrics"] if "MetricStat" in m}
+    assert all(m.get("ReturnData") is False for m in a["Metrics"] if "MetricStat" in m)
+    return a, stats, expression["Expression"]
+
+
+def test_quality_degradation_alarm_needs_the_minimum_of_labelled_rows(monitored_ab: Synth, monitored: Synth) -> None:
     assert not {a for a in alarms(monitored) if "QualityDegradation" in a}
-    a = alarms(monitored_ab)["serving-ab-QualityDegradation-a"]
-    assert (a["Namespace"], a["MetricName"], a["Statistic"], a["Period"]) == (
-        Metric.NAMESPACE,
-        Metric.QUALITY_DEGRADATION,
-        "Maximum",
-        300,
-    )
-    assert a["Dimensions"] == [{"Name": "model", "Value": "taxi"}, {"Name": "variant", "Value": "a"}]
-    assert (a["Threshold"], a["ComparisonOperator"], a["TreatMissingData"]) == (
+    a, stats, expression = _gated_alarm(monitored_ab, "serving-ab-QualityDegradation-a")
+    assert expression == "IF(labelled >= 50, degradation, 0)"  # monitoring_quality_min_labels=50
+    assert {k: v["Metric"]["MetricName"] for k, v in stats.items()} == {
+        "degradation": Metric.QUALITY_DEGRADATION,
+        "labelled": Metric.LABELLED_ROWS,
+    }
+    for stat in stats.values():
+        assert stat["Metric"]["Namespace"] == Metric.NAMESPACE
+        assert stat["Metric"]["Dimensions"] == [{"Name": "model", "Value": "taxi"}, {"Name": "variant", "Value": "a"}]
+        assert (stat["Stat"], stat["Period"]) == ("Maximum", 300)
+    assert (a["Threshold"], a["ComparisonOperator"], a["TreatMissingData"], a["EvaluationPeriods"]) == (
         1.5,
         "GreaterThanThreshold",
         "notBreaching",
+        1,
     )
+    topic = one_id(monitored_ab, "AWS::SNS::Topic", "MonitoringAlarms")
+    assert a["AlarmActions"] == a["OKActions"] == [{"Ref": topic}]
     assert "/monitoring/reports/model=taxi/" in render(a["AlarmDescription"])
+    assert "at least 50 labelled rows" in render(a["AlarmDescription"])
     body = render(monitored_ab.one("AWS::CloudWatch::Dashboard", DashboardName="serving-ab")["DashboardBody"])
     assert f'MetricName=\\"{Metric.MODEL_QUALITY}\\" model=\\"taxi\\"' in body
     for name in (Metric.QUALITY_DEGRADATION, Metric.LABELLED_ROWS):
@@ -438,9 +453,56 @@ def test_quality_degradation_alarm_and_widgets(monitored_ab: Synth, monitored: S
     assert Metric.LABELLED_ROWS not in plain
 
 
+def test_quality_degradation_alarm_evaluated_in_process(monitored_ab: Synth) -> None:
+    """The synthesized alarm's rule on datapoints as the monitor publishes them (moto never evaluates alarms): a
+    large ratio on few labels stays OK, a ratio above the threshold on enough labels alarms."""
+    from datetime import UTC, datetime, timedelta
+
+    from servingkit.monitor_alarm import AlarmRule, first_alarm, gated
+
+    a, stats, expression = _gated_alarm(monitored_ab, "serving-ab-QualityDegradation-a")
+    match = re.fullmatch(r"IF\((\w+) >= (\d+), (\w+), 0\)", expression)
+    assert match is not None
+    gate, minimum, value = match.group(1), int(match.group(2)), match.group(3)
+    assert stats[gate]["Metric"]["MetricName"] == Metric.LABELLED_ROWS
+    assert stats[value]["Metric"]["MetricName"] == Metric.QUALITY_DEGRADATION
+    period = timedelta(seconds=stats[value]["Period"])
+    rule = AlarmRule(period, threshold=a["Threshold"], strict=a["ComparisonOperator"] == "GreaterThanThreshold")
+    t0 = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)
+    runs = [t0 + period * i for i in range(4)]
+    ratio = list(zip(runs, [9.0, 9.0, 1.4, 1.6], strict=True))
+    labelled = list(zip(runs, [3.0, minimum - 1.0, 500.0, float(minimum)], strict=True))
+    series = gated(ratio, labelled, minimum, period)
+    assert [v for _, v in series] == [0.0, 0.0, 1.4, 1.6]
+    assert first_alarm(series, rule) == runs[3] + period  # 1.4 is under 1.5; 1.6 with exactly the minimum
+    assert first_alarm(gated(ratio[:2], labelled[:2], minimum, period), rule) is None
+
+
+def test_labels_failure_queue_has_an_alarm(monitored_ab: Synth, monitored: Synth) -> None:
+    assert not {a for a in alarms(monitored) if "Labels" in a}
+    a = alarms(monitored_ab)["serving-ab-LabelsBatchFailures"]
+    queue = one_id(monitored_ab, "AWS::SQS::Queue", "ModelMonitorLabelStreamFailures")
+    assert (a["Namespace"], a["MetricName"], a["Statistic"], a["Period"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        "Maximum",
+        60,
+    )
+    assert a["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+    assert (a["Threshold"], a["ComparisonOperator"], a["TreatMissingData"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+        "notBreaching",
+    )
+    topic = one_id(monitored_ab, "AWS::SNS::Topic", "MonitoringAlarms")
+    assert a["AlarmActions"] == a["OKActions"] == [{"Ref": topic}]
+    assert "replay" in a["AlarmDescription"]
+
+
 def test_default_degradation_ratio_is_1_2() -> None:
     m = deploy_settings({**MON, "monitoring_labels": "true"}).monitoring
     assert m is not None and m.quality_degradation_ratio == 1.2 and not m.labels_stream
+    assert m.quality_min_labels == 100
     assert (m.label_days, m.training_metrics) == (m.capture_days, None)
 
 
@@ -705,6 +767,9 @@ MON = MONITORED_BASE
         ({**MON, "monitoring_labels_stream": "true"}, Ctx.MONITORING_LABELS_STREAM),  # without monitoring_labels
         ({**MON, "monitoring_quality_degradation_ratio": 0.9}, Ctx.MONITORING_QUALITY_DEGRADATION_RATIO),
         ({**MON, "monitoring_quality_degradation_ratio": "worse"}, Ctx.MONITORING_QUALITY_DEGRADATION_RATIO),
+        ({**MON, "monitoring_quality_min_labels": 0}, Ctx.MONITORING_QUALITY_MIN_LABELS),
+        ({**MON, "monitoring_quality_min_labels": "plenty"}, Ctx.MONITORING_QUALITY_MIN_LABELS),
+        ({**BASE, "monitoring_quality_min_labels": -5}, Ctx.MONITORING_QUALITY_MIN_LABELS),  # checked with it off
         ({**MON, "model_training_metrics": "[1, 2]"}, Ctx.MODEL_TRAINING_METRICS),
         ({**MON, "model_training_metrics": '{"mae": "small"}'}, Ctx.MODEL_TRAINING_METRICS),
         ({**MON, "model_training_metrics": "{not json"}, Ctx.MODEL_TRAINING_METRICS),

@@ -3,6 +3,7 @@ is idempotent and keeps its sources, only settled complete hours are compacted, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -123,3 +124,55 @@ def test_the_handler_answers_what_it_compacted(world: World) -> None:
 
     answer = handler.monitor_handler({"at": END.isoformat()}, handler_context())
     assert answer["compacted"]["written"] == 46
+
+
+def test_cli_compact_backfills_hourly_objects_of_a_range(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """`servingkit monitor compact`: the complete, settled hours of [start, end), whatever MONITOR_COMPACT says."""
+    from tests.helpers import run_cli
+
+    argv = ["monitor", "compact", "--start", "2026-12-01T02:00Z", "--end", "2026-12-01T05:20Z"]
+    assert run_cli(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    written = [line for line in lines if line.startswith("s3://")]
+    # Hours 02, 03 and 04 (04 ended 20 minutes before the end: settled), two variants; hour 05 is not complete.
+    assert len(written) == 6 and all("/profiles-hourly/" in u for u in written)
+    assert {u.rsplit("/", 1)[-1] for u in written} == {"hour=02.json", "hour=03.json", "hour=04.json"}
+    assert lines[-1].endswith(
+        "6 written, 0 already present, 0 without profiles; 18 per-batch profiles merged, 0 skipped"
+    )
+    keys = world.keys("monitoring/profiles-hourly/")
+    assert sorted(f"s3://{BUCKET}/{k}" for k in keys) == sorted(written)
+    # Again: nothing to do; --force rewrites the same bytes.
+    assert run_cli([*argv, "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["written"], again["present"], again["keys"]) == (0, 6, [])
+    assert run_cli([*argv, "--force", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 6
+    assert world.keys("monitoring/profiles-hourly/") == keys
+    # The job function the command calls finds them present.
+    settings = monitor_settings_from(world.env)
+    stats = job.compact_range(settings, T0 + timedelta(hours=2), T0 + timedelta(hours=5, minutes=20))
+    assert stats.written == [] and stats.present == 6
+    # An explicit compaction runs whatever MONITOR_COMPACT says (off: the scheduled runs neither write nor read them).
+    off = monitor_settings_from({**world.env, "MONITOR_COMPACT": "false"})
+    forced = job.compact_range(off, T0 + timedelta(hours=2), T0 + timedelta(hours=5, minutes=20), force=True)
+    assert len(forced.written) == 6
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--start", "2026-12-01T05:00Z", "--end", "2026-12-01T02:00Z"], "is not before the end"),
+        (["--start", "yesterday"], "is not an ISO 8601 time"),
+        (["--reference-sha256", "nope"], "MONITOR_REFERENCE_SHA256"),
+    ],
+)
+def test_cli_compact_errors_are_one_line(
+    world: World, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    from tests.helpers import run_cli
+
+    assert run_cli(["monitor", "compact", *argv]) in (1, 2)
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not world.keys("monitoring/profiles-hourly/")

@@ -189,3 +189,32 @@ def test_handler_and_cli_compute_quality(
     assert "vs training {'primary': 2.0" in out
     assert run_cli(["monitor", "run", "--at", at, "--no-metrics", "--labels", "false"]) == 0
     assert "labels:" not in capsys.readouterr().out  # the option overrides MONITOR_LABELS
+
+
+def test_the_degradation_alarm_rule_on_the_published_datapoints(scored: Scored, tmp_path: Path) -> None:
+    """The stack's QualityDegradation alarm, IF(LabelledRows >= N, QualityDegradation, 0) > ratio, evaluated
+    in-process (moto never evaluates alarms) on what the run published: a 2x ratio alarms once the run has N
+    labelled rows, and never on fewer."""
+    from servingkit.monitor_alarm import AlarmRule, first_alarm, gated
+
+    expected = _upload_labels(scored, tmp_path)
+    cw = boto3.client("cloudwatch")
+    result = job.run(monitor_settings_from(scored.env), scored.scored_at + timedelta(minutes=40), cloudwatch=cw)
+    dims = [{"Name": "model", "Value": "tiny"}, {"Name": "variant", "Value": "primary"}]
+    period = timedelta(minutes=15)
+
+    def points(name: str) -> list[tuple[datetime, float]]:
+        metric = {"Namespace": "ServingKit", "MetricName": name, "Dimensions": dims}
+        resp = cw.get_metric_data(
+            MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": metric, "Period": 900, "Stat": "Maximum"}}],
+            StartTime=result.end - period, EndTime=result.end + period,
+        )  # fmt: skip
+        (r,) = resp["MetricDataResults"]
+        return list(zip(r["Timestamps"], (float(v) for v in r["Values"]), strict=True))
+
+    ratio, labelled = points("QualityDegradation"), points("LabelledRows")
+    joined = len(expected["joined"])
+    assert [v for _, v in labelled] == [float(joined)] and [v for _, v in ratio] == [pytest.approx(2.0)]
+    rule = AlarmRule(period, threshold=1.2, strict=True)
+    assert first_alarm(gated(ratio, labelled, joined, period), rule) is not None
+    assert first_alarm(gated(ratio, labelled, joined + 1, period), rule) is None
