@@ -131,7 +131,7 @@ def _common_columns(
     if not recs or {type(p) for p in predictions} != {float} or not math.isfinite(sum(predictions)):
         return None  # a sum is finite only if every term is
     rids = [r.record_id for r in recs]
-    if {type(r) for r in rids} != {str} or any(r.sub_sequence_number is not None for r in recs):
+    if {type(r) for r in rids} != {str} or {r.sub_sequence_number for r in recs} != {None}:
         return None
     route = rids if keys is None else keys
     pks = [r.partition_key for r in recs]

@@ -14,6 +14,8 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -21,6 +23,7 @@ import orjson
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 _DIGEST = 16
 _a2b = binascii.a2b_base64
+_strict_a2b = partial(binascii.a2b_base64, strict_mode=True)
 # JSON nested deeper than this is refused at decode (RFC 8259 section 9 lets a parser limit depth; serde_json
 # uses 128): every later step that walks a value (the decoder itself, repr, copies, encoders) then stays far
 # from Python's recursion limit, so a deep record is one dead letter, never a RecursionError.
@@ -121,12 +124,39 @@ def _deaggregate(data: bytes) -> list[tuple[str | None, bytes]] | str:
 def decode_event(event: Mapping[str, Any]) -> list[UserRecord]:
     """Flatten a Kinesis event into user records with raw data decoded (no JSON yet).
 
-    One loop and one positional `UserRecord` per record (tens of thousands per batch): the common record,
-    valid base64 and no KPL aggregate, costs one `a2b_base64` and a few dict reads.
+    The common batch (every record valid base64, no KPL aggregate) is decoded a column at a time: the fields
+    read by comprehensions, the data by one `map` of the strict base64 decoder, the records made by one `map`.
+    Any other batch goes record by record (`_decode_each`), with the same result.
     """
+    records = list(event.get("Records") or ())
+    kins = [record.get("kinesis") or {} for record in records]
+    raws = [kin.get("data", "") for kin in kins]
+    try:
+        datas = list(map(_strict_a2b, raws))
+    except (binascii.Error, ValueError, TypeError):  # a record is not base64: it fails alone, below
+        return _decode_each(records)
+    if KPL_MAGIC in {data[:4] for data in datas}:  # an aggregate (or what starts like one)
+        return _decode_each(records)
+    return list(
+        map(
+            UserRecord,
+            [str(record.get("eventSourceARN", "")) for record in records],
+            [str(record.get("eventID", "")).partition(":")[0] for record in records],  # the shard id
+            [str(kin.get("sequenceNumber", "")) for kin in kins],
+            repeat(None),
+            [str(kin.get("partitionKey", "")) for kin in kins],
+            [kin.get("approximateArrivalTimestamp") for kin in kins],
+            raws,
+            datas,
+        )
+    )
+
+
+def _decode_each(records: Iterable[Mapping[str, Any]]) -> list[UserRecord]:
+    """`decode_event` record by record: a record that is not base64 is marked, a KPL aggregate unpacked."""
     out: list[UserRecord] = []
     append = out.append
-    for record in event.get("Records") or ():
+    for record in records:
         kin = record.get("kinesis") or {}
         raw = kin.get("data", "")
         base = UserRecord(
