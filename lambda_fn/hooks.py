@@ -73,5 +73,69 @@ def taxi_features(rides: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     A ride with fields missing or unreadable raises `FeatureError` naming all of them; the scorer then
     re-runs the hook ride by ride and rejects only the rides that fail.
+
+    By columns: the pickup times of the rides in the plain form (a JSON object with integer location ids and a
+    `YYYY-MM-DDTHH:MM:SS` time, `T` or a space between) are read as one array (`_plain_pickups`); every other
+    ride, and every plain one whose date or time is out of range, goes through `_taxi_row` as before, so what a
+    ride yields, or the FeatureError it raises, does not depend on the rides beside it.
     """
-    return [_taxi_row(ride) for ride in rides]
+    rows: list[dict[str, Any] | None] = [None] * len(rides)
+    for i, hour, weekday in _plain_pickups(rides):
+        ride = rides[i]
+        rows[i] = {
+            "PU_DO": f"{ride['PULocationID']}_{ride['DOLocationID']}",
+            "trip_distance": ride["trip_distance"],
+            "pickup_hour": hour,
+            "pickup_dow": weekday,
+        }
+    return [_taxi_row(ride) if row is None else row for row, ride in zip(rows, rides, strict=True)]
+
+
+_PLAIN_LENGTH = 19  # YYYY-MM-DDTHH:MM:SS
+_DIGIT_AT = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
+_MONTH_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_OFFSET = (0, 0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4)  # Sakamoto's weekday offsets, by month
+
+
+def _plain_pickups(rides: list[Any]) -> list[tuple[int, int, int]]:
+    """(index, hour, weekday) of each plain ride whose pickup `datetime.fromisoformat` reads, as it reads it.
+
+    One pass of numpy over the times' characters: the layout checked, the fields read and checked against
+    the calendar (year 1-9999, the month's days, leap years, hour < 24, minute and second < 60) and the
+    weekday computed by Sakamoto's rule. A ride left out is read by `_taxi_row`.
+    """
+    import numpy as np
+
+    at = [
+        i
+        for i, r in enumerate(rides)
+        if type(r) is dict
+        and type(r.get("PULocationID")) is int
+        and type(r.get("DOLocationID")) is int
+        and type(when := r.get("pickup_datetime")) is str
+        and len(when) == _PLAIN_LENGTH
+        and "trip_distance" in r
+    ]
+    if not at:
+        return []
+    text = "".join([rides[i]["pickup_datetime"] for i in at]).encode("ascii", "replace")  # one byte a character
+    c = np.frombuffer(text, dtype=np.uint8).reshape(len(at), _PLAIN_LENGTH).astype(np.int64) - ord("0")
+    digits = c[:, _DIGIT_AT]
+    ok = np.all((digits >= 0) & (digits <= 9), axis=1)
+    ok &= (c[:, 4] == ord("-") - ord("0")) & (c[:, 7] == ord("-") - ord("0"))
+    ok &= (c[:, 10] == ord("T") - ord("0")) | (c[:, 10] == ord(" ") - ord("0"))
+    ok &= (c[:, 13] == ord(":") - ord("0")) & (c[:, 16] == ord(":") - ord("0"))
+    year = c[:, 0] * 1000 + c[:, 1] * 100 + c[:, 2] * 10 + c[:, 3]
+    month = c[:, 5] * 10 + c[:, 6]
+    day = c[:, 8] * 10 + c[:, 9]
+    hour = c[:, 11] * 10 + c[:, 12]
+    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+    ok &= (hour < 24) & (c[:, 14] * 10 + c[:, 15] < 60) & (c[:, 17] * 10 + c[:, 18] < 60)
+    month = np.where(ok, month, 1)  # a row out of range indexes no table below (and is not used)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    ok &= day <= np.asarray(_MONTH_DAYS)[month] + ((month == 2) & leap)
+    y = year - (month < 3)
+    sunday_first = (y + y // 4 - y // 100 + y // 400 + np.asarray(_MONTH_OFFSET)[month] + day) % 7
+    weekday = (sunday_first + 6) % 7  # Monday 0, as datetime.weekday()
+    keep = np.flatnonzero(ok)
+    return list(zip(np.asarray(at)[keep].tolist(), hour[keep].tolist(), weekday[keep].tolist(), strict=True))

@@ -11,14 +11,20 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
+
+import orjson
 
 from lambda_fn.records import Reason, UserRecord
 from lambda_fn.scoring import RowError, describe
 from lambda_fn.sinks import SQS_MAX_BYTES, Entry
 from lambda_fn.wire import (
+    ID_MAX_BYTES,
+    MAX_PARTITION_KEY_CHARS,
+    TEXT_MAX_BYTES,
     bounded_json,
     bounded_text,
     encode_json,
@@ -71,6 +77,91 @@ def prediction_entry(i: int, rec: UserRecord, prediction: Any, model_json: str, 
         f'"sub_sequence_number":{sub},"partition_key":{fit_text(rec.partition_key)[1]}}}}}'
     )
     return Entry(ref=i, data=data.encode(), key=partition_key(route_key, seq))
+
+
+_new_entry = partial(tuple.__new__, Entry)  # Entry._make without its Python frame: one C call per record
+_PREDICTION = (
+    '{"id":%s,"prediction":%s,"model":%s,"source":{"shard_id":%s,"sequence_number":%s,'
+    '"sub_sequence_number":null,"partition_key":%s}}'
+)
+
+
+def prediction_entries(
+    refs: Sequence[int],
+    recs: Sequence[UserRecord],
+    predictions: Sequence[Any],
+    models: str | Sequence[str],
+    keys: Sequence[str] | None,
+) -> list[Entry] | None:
+    """The entries `prediction_entry` builds for these records, built a column at a time; None when the batch is
+    not the common case, and then the caller builds them one by one.
+
+    The common case: every prediction a finite float, every id a string, ids, partition keys, sequence numbers
+    and routing keys ASCII, no KPL sub-records, ids and partition keys within their bounds, routing keys
+    1-256 characters. Then each field's literal is what the record-by-record path writes (`_quote` of the text,
+    `repr` of the float, the key unchanged) and each record one `%` of one template: the same bytes, in C-level
+    passes over the columns. `models` is the model JSON of every record, or of each; `keys` the routing keys
+    (None: each record's id, which `stream._route_key` is for an id that is a non-empty string; an empty one
+    is left to the record-by-record path by the length check).
+    """
+    columns = _common_columns(recs, predictions, keys)
+    if columns is None:
+        return None
+    rid_lits, pk_lits, seqs, route = columns
+    shards = {r.shard_id for r in recs}
+    seq_lits = map(_quote, seqs)  # ASCII: the digits quoted, as prediction_entry writes them
+    if isinstance(models, str) and len(shards) == 1:  # one model and one shard: both are part of the template
+        template = _PREDICTION % ("%s", "%s", _literal(models), _literal(_quote(shards.pop())), "%s", "%s")
+        rows: Any = zip(rid_lits, float_texts(predictions), seq_lits, pk_lits, strict=True)
+    else:
+        template = _PREDICTION
+        shard_lits = {shard: _quote(shard) for shard in shards}
+        each = [models] * len(recs) if isinstance(models, str) else models
+        shard_col = [shard_lits[r.shard_id] for r in recs]
+        rows = zip(rid_lits, float_texts(predictions), each, shard_col, seq_lits, pk_lits, strict=True)
+    datas = list(map(str.encode, map(template.__mod__, rows)))
+    return list(map(_new_entry, zip(refs, datas, route, strict=True)))
+
+
+def _common_columns(
+    recs: Sequence[UserRecord], predictions: Sequence[Any], keys: Sequence[str] | None
+) -> tuple[list[str], list[str], list[str], Sequence[str]] | None:
+    """(id literals, partition key literals, sequence numbers, routing keys) when the batch is the common case,
+    each condition checked over a whole column (C-level passes), else None."""
+    if not recs or {type(p) for p in predictions} != {float} or not math.isfinite(sum(predictions)):
+        return None  # a sum is finite only if every term is
+    rids = [r.record_id for r in recs]
+    if {type(r) for r in rids} != {str} or {r.sub_sequence_number for r in recs} != {None}:
+        return None
+    route = rids if keys is None else keys
+    pks = [r.partition_key for r in recs]
+    seqs = [r.sequence_number for r in recs]
+    if not all("".join(column).isascii() for column in (rids, pks, seqs, route)):
+        return None  # ASCII: nothing to clean (lone surrogates) and each character one byte of its key
+    if min(map(len, route)) == 0 or max(map(len, route)) > MAX_PARTITION_KEY_CHARS:
+        return None
+    rid_lits = list(map(_quote, rids))
+    pk_lits = list(map(_quote, pks))
+    if max(map(len, rid_lits)) > ID_MAX_BYTES or max(map(len, pk_lits)) > TEXT_MAX_BYTES:
+        return None
+    return rid_lits, pk_lits, seqs, route
+
+
+def _literal(text: str) -> str:
+    """`text` as a fixed part of a `%` template."""
+    return text.replace("%", "%%")
+
+
+def float_texts(values: Sequence[float]) -> list[str]:
+    """`repr` of each of these finite floats: by one orjson call where it writes what repr does (0, or
+    1e-4 <= |x| < 1e16: the shortest round-trip digits, positionally; outside it the exponents differ, 1e16
+    against 1e+16), else by repr."""
+    import numpy as np
+
+    mag = np.abs(np.asarray(values, dtype=np.float64))
+    if bool(np.all((mag == 0) | ((mag >= 1e-4) & (mag < 1e16)))):
+        return orjson.dumps(values)[1:-1].decode().split(",")
+    return list(map(repr, values))
 
 
 # --------------------------------------------------------------------------- dead letters

@@ -12,16 +12,26 @@ import binascii
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
 from typing import Any
+
+import orjson
 
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 _DIGEST = 16
+_a2b = binascii.a2b_base64
+_strict_a2b = partial(binascii.a2b_base64, strict_mode=True)
 # JSON nested deeper than this is refused at decode (RFC 8259 section 9 lets a parser limit depth; serde_json
 # uses 128): every later step that walks a value (the decoder itself, repr, copies, encoders) then stays far
 # from Python's recursion limit, so a deep record is one dead letter, never a RecursionError.
 MAX_JSON_DEPTH = 128
+# A run of this many digits may be an integer beyond 64 bits: orjson would read it as a float (json: an int).
+_LONG_DIGIT_RUN = b"0" * 19
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_UNREAD = object()
 
 
 class Reason:
@@ -63,11 +73,6 @@ class UserRecord:
     def position(self) -> str:
         sub = "" if self.sub_sequence_number is None else f"/{self.sub_sequence_number}"
         return f"{self.shard_id}:{self.sequence_number}{sub}"
-
-
-def _shard_of(record: Mapping[str, Any]) -> str:
-    event_id = str(record.get("eventID", ""))
-    return event_id.split(":", 1)[0] if ":" in event_id else event_id
 
 
 def aggregated_record_class() -> Any:
@@ -117,50 +122,85 @@ def _deaggregate(data: bytes) -> list[tuple[str | None, bytes]] | str:
 
 
 def decode_event(event: Mapping[str, Any]) -> list[UserRecord]:
-    """Flatten a Kinesis event into user records with raw data decoded (no JSON yet)."""
+    """Flatten a Kinesis event into user records with raw data decoded (no JSON yet).
+
+    The common batch (every record valid base64, no KPL aggregate) is decoded a column at a time: the fields
+    read by comprehensions, the data by one `map` of the strict base64 decoder, the records made by one `map`.
+    Any other batch goes record by record (`_decode_each`), with the same result.
+    """
+    records = list(event.get("Records") or ())
+    kins = [record.get("kinesis") or {} for record in records]
+    raws = [kin.get("data", "") for kin in kins]
+    try:
+        datas = list(map(_strict_a2b, raws))
+    except (binascii.Error, ValueError, TypeError):  # a record is not base64: it fails alone, below
+        return _decode_each(records)
+    if KPL_MAGIC in {data[:4] for data in datas}:  # an aggregate (or what starts like one)
+        return _decode_each(records)
+    return list(
+        map(
+            UserRecord,
+            [str(record.get("eventSourceARN", "")) for record in records],
+            [str(record.get("eventID", "")).partition(":")[0] for record in records],  # the shard id
+            [str(kin.get("sequenceNumber", "")) for kin in kins],
+            repeat(None),
+            [str(kin.get("partitionKey", "")) for kin in kins],
+            [kin.get("approximateArrivalTimestamp") for kin in kins],
+            raws,
+            datas,
+        )
+    )
+
+
+def _decode_each(records: Iterable[Mapping[str, Any]]) -> list[UserRecord]:
+    """`decode_event` record by record: a record that is not base64 is marked, a KPL aggregate unpacked."""
     out: list[UserRecord] = []
-    for record in event.get("Records") or ():
+    append = out.append
+    for record in records:
         kin = record.get("kinesis") or {}
         raw = kin.get("data", "")
         base = UserRecord(
-            event_source_arn=str(record.get("eventSourceARN", "")),
-            shard_id=_shard_of(record),
-            sequence_number=str(kin.get("sequenceNumber", "")),
-            sub_sequence_number=None,
-            partition_key=str(kin.get("partitionKey", "")),
-            arrival=kin.get("approximateArrivalTimestamp"),
-            raw=raw,
+            str(record.get("eventSourceARN", "")),
+            str(record.get("eventID", "")).partition(":")[0],  # the shard id: what precedes the first ':'
+            str(kin.get("sequenceNumber", "")),
+            None,
+            str(kin.get("partitionKey", "")),
+            kin.get("approximateArrivalTimestamp"),
+            raw,
         )
         try:
-            data = binascii.a2b_base64(raw, strict_mode=True)
+            data = _a2b(raw, strict_mode=True)
         except (binascii.Error, ValueError, TypeError) as exc:
             base.fail(Reason.NOT_BASE64, f"record data is not valid base64: {exc}")
-            out.append(base)
-            continue
-        if data.startswith(KPL_MAGIC) and len(data) >= len(KPL_MAGIC) + _DIGEST:
-            users = _deaggregate(data)
-            if isinstance(users, str):
-                base.data = data
-                base.fail(Reason.KPL_CORRUPT, users)
-                out.append(base)
-                continue
-            for sub, (pkey, payload) in enumerate(users):
-                out.append(
-                    UserRecord(
-                        event_source_arn=base.event_source_arn,
-                        shard_id=base.shard_id,
-                        sequence_number=base.sequence_number,
-                        sub_sequence_number=sub,
-                        partition_key=pkey or base.partition_key,
-                        arrival=base.arrival,
-                        raw=raw,
-                        data=payload,
-                    )
-                )
+            append(base)
             continue
         base.data = data
-        out.append(base)
+        if data[:4] == KPL_MAGIC and len(data) >= len(KPL_MAGIC) + _DIGEST:
+            out.extend(_user_records(base, data, raw))
+        else:
+            append(base)
     return out
+
+
+def _user_records(base: UserRecord, data: bytes, raw: str) -> list[UserRecord]:
+    """The user records of one KPL aggregate, or the aggregate itself as one record marked corrupt."""
+    users = _deaggregate(data)
+    if isinstance(users, str):
+        base.fail(Reason.KPL_CORRUPT, users)
+        return [base]
+    return [
+        UserRecord(
+            event_source_arn=base.event_source_arn,
+            shard_id=base.shard_id,
+            sequence_number=base.sequence_number,
+            sub_sequence_number=sub,
+            partition_key=pkey or base.partition_key,
+            arrival=base.arrival,
+            raw=raw,
+            data=payload,
+        )
+        for sub, (pkey, payload) in enumerate(users)
+    ]
 
 
 def _no_constant(name: str) -> Any:
@@ -228,24 +268,49 @@ def record_id(payload: dict[str, Any], features: Any, id_field: str) -> Any:
     return rid
 
 
+def _fast_loads(datas: list[bytes]) -> Callable[[bytes], Any]:
+    """The decoder for a batch's payloads: orjson (about 3x the scanner's speed) where it reads what `strict_loads`
+    reads, else `strict_loads`.
+
+    orjson refuses what strict_loads refuses, or more (a lone surrogate, a BOM, UTF-16, a number beyond a
+    double): each record it refuses is decoded again by `decode_json`, so its error is the usual one. It
+    accepts nothing that strict_loads refuses and reads every accepted value alike, except an integer beyond
+    64 bits, which it reads as a float: a batch holding a run of 19 or more digits anywhere (one C-level scan of
+    all payloads) is decoded by the scanner, record by record.
+    """
+    if _LONG_DIGIT_RUN in b" ".join(datas).translate(_DIGITS_TO_ZERO):
+        return strict_loads
+    return orjson.loads
+
+
 def map_payloads(records: Iterable[UserRecord], features_field: str | None, id_field: str | None) -> None:
     """Decode JSON and pick features and id, in place; failures are marked with a reason."""
-    for rec in records:
-        if rec.reason is not None:
-            continue
+    live = [rec for rec in records if rec.reason is None]
+    datas = [rec.data or b"" for rec in live]
+    loads = _fast_loads(datas)
+    for rec, data in zip(live, datas, strict=True):
         try:
-            payload = decode_json(rec.data or b"")
-        except ValueError as exc:  # UnicodeDecodeError included
-            rec.fail(Reason.NOT_JSON, f"record data is not JSON: {exc}")
-            continue
+            payload = loads(data)
+        except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError; all decoded again below
+            payload = _UNREAD
+        if payload is _UNREAD or ((data.count(b"[") + data.count(b"{")) > MAX_JSON_DEPTH):
+            try:
+                payload = decode_json(data)
+            except ValueError as exc:  # UnicodeDecodeError included
+                rec.fail(Reason.NOT_JSON, f"record data is not JSON: {exc}")
+                continue
         if type(payload) is not dict:
             rec.fail(Reason.NOT_OBJECT, f"record JSON must be an object, got {type(payload).__name__}")
             continue
-        if features_field and features_field not in payload:
-            if id_field:  # the dead letter still says which record it was
-                rec.record_id = record_id(payload, None, id_field)
-            rec.fail(Reason.MISSING_FEATURES, f"record has no '{features_field}' field (FEATURES_FIELD)")
-            continue
-        rec.features = payload[features_field] if features_field else payload
+        if features_field:
+            if features_field not in payload:
+                if id_field:  # the dead letter still says which record it was
+                    rec.record_id = record_id(payload, None, id_field)
+                rec.fail(Reason.MISSING_FEATURES, f"record has no '{features_field}' field (FEATURES_FIELD)")
+                continue
+            features = rec.features = payload[features_field]
+        else:
+            features = rec.features = payload
         if id_field:
-            rec.record_id = record_id(payload, rec.features, id_field)
+            rid = payload.get(id_field)
+            rec.record_id = features.get(id_field) if rid is None and type(features) is dict else rid

@@ -18,7 +18,13 @@ from aws_lambda_powertools import Logger
 
 from lambda_fn.config import Metric, service_name
 from lambda_fn.model_store import LoadedModel
-from lambda_fn.outputs import dead_letter_body, fallback_dead_letter, identity_json, prediction_entry
+from lambda_fn.outputs import (
+    dead_letter_body,
+    fallback_dead_letter,
+    identity_json,
+    prediction_entries,
+    prediction_entry,
+)
 from lambda_fn.records import Reason, UserRecord, decode_event, map_payloads
 from lambda_fn.scoring import Hook
 from lambda_fn.shadow import ShadowInput, ShadowRun, ShadowScorer, emit_shadow
@@ -171,9 +177,35 @@ def _prediction_entries(records: list[UserRecord], s: _Scored) -> tuple[list[Ent
     """The output entry of each scored record; a record whose row or prediction failed is failed instead.
 
     Also returns, for labelled arms, the identity of the arm behind each such failure (for its dead letter).
+    The common batch is encoded column by column (`outputs.prediction_entries`), any other record by record.
     """
-    result, arm_of, keys, row_identity = s.routed.result, s.routed.arm_of, s.keys, s.row_identity
+    result, arm_of, keys = s.routed.result, s.routed.arm_of, s.keys
     jsons = [identity_json(x) for x in s.routed.identities]
+    errors = result.errors
+    good = [j for j in range(len(s.live)) if j not in errors] if errors else range(len(s.live))
+    bulk = prediction_entries(
+        [s.live[j] for j in good],
+        [records[s.live[j]] for j in good],
+        result.predictions if not errors else [result.predictions[j] for j in good],
+        jsons[0] if len(jsons) == 1 else [jsons[arm_of[j]] for j in good],
+        [keys[j] for j in good] if keys else None,
+    )
+    if bulk is None:
+        return _entries_one_by_one(records, s, jsons)
+    failed_identity: dict[int, dict[str, str]] = {}
+    for j, err in errors.items():
+        i = s.live[j]
+        records[i].fail(err.reason, err.detail)
+        if s.row_identity is not None:
+            failed_identity[i] = s.row_identity[j]
+    return bulk, failed_identity
+
+
+def _entries_one_by_one(
+    records: list[UserRecord], s: _Scored, jsons: list[str]
+) -> tuple[list[Entry], dict[int, dict[str, str]]]:
+    """`_prediction_entries` record by record: any id, prediction and key (`outputs.prediction_entry`)."""
+    result, arm_of, keys, row_identity = s.routed.result, s.routed.arm_of, s.keys, s.row_identity
     outputs: list[Entry] = []
     failed_identity: dict[int, dict[str, str]] = {}
     for j, i in enumerate(s.live):

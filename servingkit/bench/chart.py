@@ -65,8 +65,10 @@ def _panels(sections: dict[str, Any]) -> list[tuple[str, str, str, list[tuple[st
     panels: list[tuple[str, str, str, list[tuple[str, dict[str, Any], bool]]]] = []
     stream = sections.get("stream", {})
     for n, entry in stream.get("sizes", {}).items():
-        panels.append(("stream", f"stream, {n} records (ms)", "ms",
-                       [("kit handler", entry["kit"], True), ("floor", entry["floor"], False)]))  # fmt: skip
+        rows = [("kit handler", entry["kit"], True), ("floor", entry["floor"], False)]
+        if "floor_prepared" in entry:  # the former floor, beside the floor since 2026-12-01 (s2)
+            rows.append(("former floor (prepared rows)", entry["floor_prepared"], False))
+        panels.append(("stream", f"stream, {n} records (ms)", "ms", rows))
     if "peers" in stream:
         p = stream["peers"]
         panels.append(("stream", f"stream, {p['records']} records, per-record peers (ms)", "ms",
