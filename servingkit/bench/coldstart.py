@@ -93,9 +93,13 @@ def _emulated_cloud(batch: int) -> Iterator[tuple[dict[str, str], dict[str, str]
         event_path = ROOT / "build" / "bench-coldstart-event.json"
         event_path.write_text(json.dumps(kinesis_event(list(ride_events(batch)), key_field="ride_id")))
         base = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_", "AWS_ENDPOINT"))}
+        # One OpenMP thread in both, as deployed (infra/environment.py sets OMP_NUM_THREADS=1) and as the other
+        # sections run: with more, the kit's two predicts (self-check, first batch) leave idle OpenMP threads
+        # spinning, CPU the floor, which never predicts, does not spend.
         base.update(
-            creds, POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING", FLOOR_MODEL=str(model_dir)
-        )
+            creds, POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING", FLOOR_MODEL=str(model_dir),
+            OMP_NUM_THREADS="1",
+        )  # fmt: skip
         kit_env = dict(
             base,
             AWS_ENDPOINT_URL=endpoint,
