@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from botocore.exceptions import ClientError
 
 _COMPLETE = ".complete"
+_CHUNK = 1 << 20
+_STREAM_ATTEMPTS = 3  # as s3transfer's download_file retries a body that breaks off
 _ACCESS_DENIED = ("403", "AccessDenied", "Forbidden")
 
 
@@ -170,7 +172,7 @@ def _download_object(
     rel = f"file/{name}"  # the marker sits beside, never inside, what is hashed
     dest = path_inside(staging / "file", name, "S3 key")
     dest.parent.mkdir(parents=True)
-    s3.download_file(loc.bucket, loc.key, str(dest), ExtraArgs=extra or None)
+    _get_to_file(s3, loc.bucket, loc.key, dest, extra)
     return rel, head.get("VersionId") or loc.version_id
 
 
@@ -188,7 +190,7 @@ def _download_prefix(
         dests = [(key, path_inside(staging / rel, key[len(prefix) :], f"S3 key {key!r}: name")) for key in keys]
         for key, dest in dests:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(loc.bucket, key, str(dest))
+            _get_to_file(s3, loc.bucket, key, dest, {})
     except ClientError as exc:
         _refuse_listing(exc, loc, uri)
     except (NotADirectoryError, FileExistsError, IsADirectoryError):
@@ -198,6 +200,30 @@ def _download_prefix(
     if not keys:
         raise ModelNotFoundError(f"no model at {uri}: no object with that key and no files under that prefix")
     return rel
+
+
+def _get_to_file(s3: Any, bucket: str, key: str, dest: Path, extra: dict[str, str]) -> None:
+    """One GET streamed to `dest` in 1 MiB chunks; a body cut off mid-stream is fetched again from the start.
+
+    No transfer manager: `download_file` spends a HEAD request, a thread pool and its futures on every file,
+    which for a model directory's dozen small files cost more CPU than the bytes. What is written is hashed
+    afterwards from disk (`Artifact.verify`), so the digest covers exactly the files the loader opens.
+    """
+    from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+
+    retryable = (IncompleteReadError, ReadTimeoutError, ResponseStreamingError, ConnectionError, TimeoutError)
+    for attempt in range(1, _STREAM_ATTEMPTS + 1):
+        body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
+        try:
+            with dest.open("wb") as fh:
+                for chunk in body.iter_chunks(_CHUNK):
+                    fh.write(chunk)
+            return
+        except retryable:
+            if attempt == _STREAM_ATTEMPTS:
+                raise
+        finally:
+            body.close()
 
 
 def _list_keys(s3: Any, bucket: str, prefix: str, responded: Callable[[], None]) -> list[str]:

@@ -162,8 +162,9 @@ def _import_loaders() -> None:
 def _read_mlmodel(path: Path) -> dict[str, Any]:
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader when PyYAML has it: same rules
     try:
-        data = yaml.safe_load((path / MLMODEL).read_text())
+        data = yaml.load((path / MLMODEL).read_text(), Loader=loader)
     except (OSError, yaml.YAMLError) as exc:
         raise ModelLoadError(f"cannot read {path / MLMODEL}: {exc}") from None
     if not isinstance(data, dict):

@@ -13,7 +13,8 @@ from tests.integration.conftest import BUCKET, Aws
 
 
 class CountingS3:
-    """The real (moto) client, counting downloads: a refusal must come before the first one."""
+    """The real (moto) client, counting downloads (either way of reading an object's body): a refusal must come
+    before the first one."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -22,6 +23,10 @@ class CountingS3:
     def download_file(self, bucket: str, key: str, filename: str, **kwargs: Any) -> None:
         self.downloads.append(key)
         self._client.download_file(bucket, key, filename, **kwargs)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.downloads.append(kwargs["Key"])
+        return self._client.get_object(**kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -77,3 +82,70 @@ def test_the_cache_marker_sits_beside_the_artifact_never_inside_it(
     assert artifact_sha256(local) != artifact_sha256(tiny_mlflow_dir)
     again, _ = fetch(uri, str(tmp_path / "cache"), aws.s3)  # served from the cache, same place
     assert again == local
+
+
+def test_each_file_of_a_directory_is_read_with_one_get_and_verified_from_disk(
+    aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path
+) -> None:
+    """One GET per file (no transfer manager's HEAD and thread pool per file); the digest is of what landed."""
+    uri = aws.upload_dir(tiny_mlflow_dir, "models/tiny/v5")
+    s3 = CountingS3(aws.s3)
+    local, _ = fetch(uri, str(tmp_path / "cache"), s3)
+    assert sorted(s3.downloads) == [f"models/tiny/v5/{name}" for name in _files(tiny_mlflow_dir)]
+    assert _files(local) == _files(tiny_mlflow_dir)
+    assert artifact_sha256(local) == artifact_sha256(tiny_mlflow_dir)
+
+
+class _BreaksOff:
+    """A response body that fails after its first chunk, as a connection reset mid-download does."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def iter_chunks(self, size: int) -> Any:
+        from botocore.exceptions import ResponseStreamingError
+
+        yield self._body.read(8)
+        raise ResponseStreamingError(error="connection reset by peer")
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class FlakyS3(CountingS3):
+    """Every GET of `flaky` breaks off mid-body, `failures` times."""
+
+    def __init__(self, client: Any, flaky: str, failures: int) -> None:
+        super().__init__(client)
+        self.flaky, self.failures = flaky, failures
+
+    def get_object(self, **kwargs: Any) -> Any:
+        response = super().get_object(**kwargs)
+        if kwargs["Key"] == self.flaky and self.failures:
+            self.failures -= 1
+            response["Body"] = _BreaksOff(response["Body"])
+        return response
+
+
+def test_a_body_that_breaks_off_mid_download_is_fetched_again_whole(
+    aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path
+) -> None:
+    uri = aws.upload_dir(tiny_mlflow_dir, "models/tiny/v6")
+    s3 = FlakyS3(aws.s3, "models/tiny/v6/MLmodel", failures=2)
+    local, _ = fetch(uri, str(tmp_path / "cache"), s3)
+    assert s3.downloads.count("models/tiny/v6/MLmodel") == 3
+    assert (local / "MLmodel").read_bytes() == (tiny_mlflow_dir / "MLmodel").read_bytes()
+    assert artifact_sha256(local) == artifact_sha256(tiny_mlflow_dir)
+
+
+def test_a_body_that_keeps_breaking_off_fails_the_fetch_and_caches_nothing(
+    aws: Aws, tiny_mlflow_dir: Path, tmp_path: Path
+) -> None:
+    from botocore.exceptions import ResponseStreamingError
+
+    uri = aws.upload_dir(tiny_mlflow_dir, "models/tiny/v7")
+    s3 = FlakyS3(aws.s3, "models/tiny/v7/MLmodel", failures=99)
+    with pytest.raises(ResponseStreamingError):
+        fetch(uri, str(tmp_path / "cache"), s3)
+    assert s3.downloads.count("models/tiny/v7/MLmodel") == 3
+    assert _files(tmp_path) == [], "no partial cache entry, no staging folder left behind"
