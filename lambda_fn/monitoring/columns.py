@@ -116,6 +116,24 @@ def code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return flat, starts, ends - starts
 
 
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+def fnv1a(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seed: np.uint64) -> np.ndarray:
+    """64-bit FNV-1a from `seed` over each text's code points (`code_points`' layout), one numpy step per
+    character position across the batch: only a text's own characters, never the batch's widest text."""
+    h = np.full(len(starts), seed, dtype=np.uint64)
+    for j in range(int(lengths.max()) if len(lengths) else 0):
+        column = flat.take(starts + j, mode="clip")
+        live = lengths > j
+        if live.all():
+            h ^= column
+            h *= _FNV_PRIME
+        else:
+            np.copyto(h, (h ^ column) * _FNV_PRIME, where=live)
+    return h
+
+
 def _is_missing(v: Any) -> bool:
     if v is None:
         return True

@@ -38,6 +38,7 @@ from lambda_fn.monitoring.columns import (
     as_strings,
     code_points,
     columns_of,
+    fnv1a,
     infer_kind,
 )
 
@@ -101,16 +102,7 @@ def text_hash(texts: Sequence[str]) -> np.ndarray | None:
     width = int(lengths.max()) if len(lengths) else 0
     if len(lengths) and not width:
         return None
-    h = np.full(len(starts), _FNV_OFFSET, dtype=np.uint64)
-    for j in range(width):
-        column = flat.take(starts + j, mode="clip")
-        live = lengths > j
-        if live.all():
-            h ^= column
-            h *= _FNV_PRIME
-        else:
-            np.copyto(h, (h ^ column) * _FNV_PRIME, where=live)
-    return _fmix64(h)
+    return _fmix64(fnv1a(flat, starts, lengths, _FNV_OFFSET))
 
 
 @dataclass(frozen=True)

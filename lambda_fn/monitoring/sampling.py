@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lambda_fn.monitoring.columns import code_points
+from lambda_fn.monitoring.columns import code_points, fnv1a
 
 DEFAULT_KEY = b"servingkit-capture-sampling-v1"
 _SAMPLE_PERSON = b"sk-sample"
@@ -30,7 +30,6 @@ def _key(key: bytes) -> bytes:
     return key
 
 
-_FNV_PRIME = np.uint64(0x100000001B3)
 _MIX1, _MIX2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 
@@ -63,15 +62,7 @@ def points(record_ids: Iterable[str], key: bytes = DEFAULT_KEY) -> np.ndarray:
         return np.zeros(0, dtype=np.float64)
     flat, starts, lengths = code_points(ids) or _padded_code_points(ids)
     seed, seed2 = _seeds(key)
-    h = np.full(len(ids), seed, dtype=np.uint64)
-    for j in range(int(lengths.max())):  # only an id's own characters: never the batch's widest id
-        column = flat.take(starts + j, mode="clip")
-        live = lengths > j
-        if live.all():
-            h ^= column
-            h *= _FNV_PRIME
-        else:
-            np.copyto(h, (h ^ column) * _FNV_PRIME, where=live)
+    h = fnv1a(flat, starts, lengths, seed)
     h ^= lengths.astype(np.uint64)
     h = _fmix(_fmix(h) ^ seed2)
     return (h >> np.uint64(11)).astype(np.float64) / float(2**53)
