@@ -23,6 +23,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 
 from lambda_fn.config import Metric, service_name
+from lambda_fn.deadline import bounded_result
 from lambda_fn.model_store import LoadedModel
 from lambda_fn.outputs import SHADOW_DETAIL_CHARS, shadow_entry
 from lambda_fn.scoring import BatchResult, Hook, describe, score_batch
@@ -138,7 +139,7 @@ class ShadowRun:
             return self._report
         assert self._future is not None
         try:
-            return self._future.result(timeout=max(0.0, self._deadline - time.monotonic()))
+            return bounded_result(self._future, self._deadline)
         except TimeoutError:
             return ShadowReport("timeout", self._rows, detail="the shadow did not finish within SHADOW_TIMEOUT_MS")
         except Exception as exc:  # noqa: BLE001 - the shadow must never fail the primary

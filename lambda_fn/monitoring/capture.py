@@ -200,14 +200,17 @@ def _orjson_writes_as_repr(values: Sequence[float]) -> bool:
 def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) -> Sequence[str | None]:
     """Each value as `json.dumps` writes it, None where `encode` refuses it (that record takes the slow path).
 
-    A column of only floats (by orjson where it writes what `repr` does), only strings, only ints and floats, or
-    only booleans is written in one C-level pass (no Python step per value); a mixed column value by value."""
+    A column of only floats (by orjson where it writes what `repr` does), only strings, only ints (orjson), only
+    ints and floats, or only booleans is written in one C-level pass (no Python step per value); a mixed column
+    value by value."""
     types = set(map(type, values))
     try:
         if types == {float} and encode is _scalar and _orjson_writes_as_repr(values):
             return orjson.dumps(values)[1:-1].decode().split(",")  # one C call: the same text as repr, here
         if types <= {str} and encode is _scalar:
             return list(map(_quote, values))
+        if types == {int} and encode is _scalar and len(values) > 1:  # one C call: orjson writes ints as repr
+            return orjson.dumps(values)[1:-1].decode().split(",")
         if types <= {int, float} and encode is _scalar:
             texts: list[str | None] = list(map(repr, values))  # int and float repr: what json.dumps writes
             if float in types and not all(map(math.isfinite, values)):
@@ -215,7 +218,7 @@ def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) ->
             return texts
         if types <= {bool} and encode is _scalar:
             return list(map(_BOOL.__getitem__, values))
-    except ValueError:  # an int too long for repr
+    except (ValueError, TypeError):  # an int too long for repr, or for orjson (over 64 bits)
         pass
     out: list[str | None] = []
     for v in values:

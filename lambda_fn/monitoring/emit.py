@@ -31,7 +31,9 @@ import numpy as np
 from aws_lambda_powertools import Logger
 
 from lambda_fn.config import Metric, service_name
+from lambda_fn.deadline import bounded_result
 from lambda_fn.monitoring.capture import EncodedLines, ModelIdentity, encode_objects, record_lines
+from lambda_fn.monitoring.columns import Columns
 from lambda_fn.monitoring.profile import Profile
 from lambda_fn.monitoring.reference import Reference
 from lambda_fn.monitoring.s3_store import CAPTURE, Location, put_profile
@@ -163,7 +165,7 @@ class Pending:
             return self._report
         assert self._future is not None
         try:
-            return self._future.result(timeout=max(0.0, self._deadline - time.monotonic()))
+            return bounded_result(self._future, self._deadline)
         except TimeoutError:
             with self._lock:
                 finished = self._future.done()
@@ -258,12 +260,16 @@ class Emitter:
         location = Location(cfg.bucket, cfg.prefix, deployment.get("name", ""), deployment.get("sha256", ""))
         profiles: dict[str, tuple[Profile, Mapping[str, str]]] = {}
         records: list[EncodedLines] = []
+        strings = cfg.reference.string_features if cfg.reference is not None else frozenset()
         for part in parts:
             try:
                 frame, positions = _scored_rows(part.result)
-                if cfg.reference is not None and positions:
-                    _profile_into(profiles, cfg.reference, part, frame, positions)
-                lines = self._records(part, frame, positions, at)
+                if not positions:
+                    continue
+                columns = Columns(frame, strings)  # read once, for the profile and the capture both
+                if cfg.reference is not None:
+                    _profile_into(profiles, cfg.reference, part, columns, positions)
+                lines = self._records(part, columns, positions, at)
                 if lines is not None:
                     records.append(lines)
             except Exception as exc:  # noqa: BLE001 - one part's fault does not stop the others
@@ -278,21 +284,19 @@ class Emitter:
         report.status = "ok" if not report.errors else "failed"
         return report
 
-    def _records(self, part: Scored, frame: Any, positions: list[int], at: datetime) -> EncodedLines | None:
+    def _records(self, part: Scored, columns: Columns, positions: list[int], at: datetime) -> EncodedLines | None:
         """The sampled rows' capture lines (None when none is sampled): only those rows are read or written."""
         keys = part.keys if len(positions) == len(part.keys) else [part.keys[i] for i in positions]
         picked = self.config.sampler.pick(keys).tolist()
         if not picked:
             return None
-        sample = frame.iloc[picked]  # only the sampled rows leave the frame's (Arrow) columns
-        columns = {str(c): sample[c].tolist() for c in sample.columns}
         rows = [positions[j] for j in picked]
         preds = part.result.predictions
         sources = [part.sources[i] for i in rows] if part.sources is not None else [None] * len(rows)
         picked_keys = [keys[j] for j in picked]
         raws = [_raw(part.raw[i]) for i in rows] if self.config.raw and part.raw is not None else None
         return record_lines(
-            columns,
+            columns.take(picked),  # only the sampled rows leave the frame's (Arrow) columns
             [preds[i] for i in rows],
             [self.config.sampler.written_id(k) for k in picked_keys],
             [_event_id(src, k) for src, k in zip(sources, picked_keys, strict=True)],
@@ -335,14 +339,14 @@ def _profile_into(
     profiles: dict[str, tuple[Profile, Mapping[str, str]]],
     reference: Reference,
     part: Scored,
-    frame: Any,
+    columns: Columns,
     positions: list[int],
 ) -> None:
     preds = part.result.predictions
     values = preds if len(positions) == len(preds) else [preds[i] for i in positions]
     if part.variant not in profiles:
         profiles[part.variant] = (Profile.new(reference, part.variant), part.model)
-    profiles[part.variant][0].add_batch(frame, values)
+    profiles[part.variant][0].add_columns(columns, values)
 
 
 def _event_id(source: Mapping[str, Any] | None, key: str) -> str:

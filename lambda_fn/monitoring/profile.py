@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lambda_fn.monitoring.columns import columns_of, cut_name, string_codes
+from lambda_fn.monitoring.columns import Columns, cut_name
 from lambda_fn.monitoring.reference import FORMAT, PREDICTION, Binned, FeatureReference, Reference, canonical_json
 
 MAX_EXTRA_PER_BATCH = 16
@@ -100,11 +100,14 @@ class Profile:
 
     def add_batch(self, frame_or_columns: Any, predictions: Sequence[Any] | np.ndarray) -> None:
         """Add one scored batch: its feature columns (a DataFrame or a mapping of name → values) and predictions."""
-        ref = self.reference
-        if ref is None:
-            raise ProfileError("a profile read from JSON has no reference: pass reference= to from_dict to add")
-        coded = _coded_strings(frame_or_columns, ref)
-        cols = columns_of(frame_or_columns, skip=coded)
+        ref = self._ref()
+        self.add_columns(Columns(frame_or_columns, strings=ref.string_features), predictions)
+
+    def add_columns(self, columns: Columns, predictions: Sequence[Any] | np.ndarray) -> None:
+        """`add_batch` of columns already read (the emitter reads a batch's once, for the profile and the capture)."""
+        ref = self._ref()
+        coded = columns.coded
+        cols = columns.arrays()
         preds = np.asarray(predictions).reshape(-1)
         n = len(preds)
         if any(len(c) != n for c in cols.values()) or any(len(c) != n for c, _ in coded.values()):
@@ -127,6 +130,11 @@ class Profile:
         _add(self.prediction, ref.prediction, preds)
         self.rows += n
         self.batches += 1
+
+    def _ref(self) -> Reference:
+        if self.reference is None:
+            raise ProfileError("a profile read from JSON has no reference: pass reference= to from_dict to add")
+        return self.reference
 
     def merge(self, other: Profile) -> Profile:
         """A new profile with the counts of both (neither is changed)."""
@@ -188,20 +196,6 @@ class Profile:
         except ValueError as exc:
             raise ProfileError(f"profile: not JSON: {exc}") from exc
         return cls.from_dict(d, reference)
-
-
-def _coded_strings(frame: Any, ref: Reference) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The reference's string features that the batch holds as pandas string columns, factorized."""
-    if not hasattr(frame, "columns"):
-        return {}
-    names = {str(c): c for c in frame.columns}
-    out = {}
-    for f in ref.features:
-        if f.kind == "string" and f.name in names:
-            coded = string_codes(frame[names[f.name]])
-            if coded is not None:
-                out[f.name] = coded
-    return out
 
 
 def _add(counts: FeatureCounts, f: FeatureReference, column: np.ndarray) -> None:

@@ -30,7 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from lambda_fn.monitoring.columns import KINDS, Kind, as_numbers, as_strings, columns_of, infer_kind
+from lambda_fn.monitoring.columns import (
+    KINDS,
+    MAX_CATEGORY_CHARS,
+    Kind,
+    as_numbers,
+    as_strings,
+    code_points,
+    columns_of,
+    fnv1a,
+    infer_kind,
+)
 
 FORMAT = 1
 DEFAULT_BINS = 10
@@ -80,6 +90,21 @@ def string_hash(values: np.ndarray) -> np.ndarray:
         return _fmix64(h)
 
 
+def text_hash(texts: Sequence[str]) -> np.ndarray | None:
+    """`string_hash` of each text cut to MAX_CATEGORY_CHARS (as `as_strings` cuts it), from its code points
+    (`columns.code_points`: no 'U' array); None when a text is not a `str` or holds a NUL, or when every text is
+    empty (`string_hash` leaves those unfinalized): then through a 'U' array."""
+    coded = code_points(texts)
+    if coded is None:
+        return None
+    flat, starts, lengths = coded
+    lengths = np.minimum(lengths, MAX_CATEGORY_CHARS)
+    width = int(lengths.max()) if len(lengths) else 0
+    if len(lengths) and not width:
+        return None
+    return _fmix64(fnv1a(flat, starts, lengths, _FNV_OFFSET))
+
+
 @dataclass(frozen=True)
 class Bloom:
     """A Bloom filter of strings: `m` bits (a multiple of 8), `k` probes by double hashing of `string_hash`."""
@@ -100,7 +125,10 @@ class Bloom:
 
     @staticmethod
     def _probes(values: np.ndarray, m: int, k: int) -> np.ndarray:
-        h1 = string_hash(values)
+        return Bloom._hash_probes(string_hash(values), m, k)
+
+    @staticmethod
+    def _hash_probes(h1: np.ndarray, m: int, k: int) -> np.ndarray:
         with np.errstate(over="ignore"):
             h2 = _fmix64(h1 ^ np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
             i = np.arange(k, dtype=np.uint64)
@@ -114,7 +142,13 @@ class Bloom:
         """A bool per value: True if it may be in the set, False if it certainly is not."""
         if len(values) == 0:
             return np.zeros(0, dtype=bool)
-        idx = self._probes(values, self.m, self.k)
+        return self.contains_hashes(string_hash(values))
+
+    def contains_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        """`contains` of values given as their `string_hash`."""
+        if len(hashes) == 0:
+            return np.zeros(0, dtype=bool)
+        idx = self._hash_probes(hashes, self.m, self.k)
         hit = (self._array[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1
         return np.asarray(hit.all(axis=1))
 
@@ -215,13 +249,49 @@ class FeatureReference:
         distinct value is matched and looked up in the Bloom filter once, however often it repeats."""
         if self.kind != "string":
             raise ValueError(f"feature {self.name!r} is not a string feature")
-        values, _, mismatch = as_strings(np.asarray(uniques, dtype=object))
-        if mismatch or len(values) != len(uniques):
-            raise ValueError("uniques of a string column must be strings")
+        objects = np.asarray(uniques, dtype=object)
+        by_value = self._text_bins(objects.tolist())
+        if by_value is None:  # a value holding a NUL, or not a string: through a 'U' array
+            values, _, mismatch = as_strings(objects)
+            if mismatch or len(values) != len(uniques):
+                raise ValueError("uniques of a string column must be strings")
+            by_value = self._string_bins(values)
         codes = np.asarray(codes)
         present = codes[codes >= 0]
-        bins = np.bincount(self._string_bins(values)[present], minlength=self.n_bins).astype(np.int64)
+        bins = np.bincount(by_value[present], minlength=self.n_bins).astype(np.int64)
         return Binned(bins, int(len(codes) - len(present)), 0, int(bins[-1]))
+
+    @cached_property
+    def _category_hashes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The top-K categories' `string_hash`es, sorted, and each one's bin; None if two share one (or a category
+        holds a NUL): then strings are matched through 'U' arrays."""
+        hashes = text_hash(list(self.categories))
+        if hashes is None:
+            return None
+        order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]
+        return None if (ordered[1:] == ordered[:-1]).any() else (ordered, order.astype(np.int64))
+
+    def _text_bins(self, texts: list[str]) -> np.ndarray | None:
+        """`_string_bins` of texts without a 'U' array: each text's hash matched against the top K's (then the
+        text compared, so a collision cannot match) and looked up in the Bloom filter; None: use `_string_bins`."""
+        categories = self._category_hashes
+        hashes = text_hash(texts) if categories is not None else None
+        if categories is None or hashes is None:
+            return None
+        ordered, order = categories
+        k = len(ordered)
+        idx = np.full(len(texts), k, dtype=np.int64)
+        if k:
+            pos = np.minimum(np.searchsorted(ordered, hashes), k - 1)
+            for i in np.flatnonzero(ordered[pos] == hashes).tolist():
+                category = int(order[pos[i]])
+                if texts[i][:MAX_CATEGORY_CHARS] == self.categories[category]:
+                    idx[i] = category
+        rest = np.flatnonzero(idx == k)
+        if self.known is not None and len(rest):
+            idx[rest[~self.known.contains_hashes(hashes[rest])]] = k + 1
+        return idx
 
     def _string_bins(self, values: np.ndarray) -> np.ndarray:
         """Each string's bin: its top-K category's, else "other" if the Bloom filter may know it, else "unseen"."""
@@ -355,6 +425,11 @@ class Reference:
     @cached_property
     def by_name(self) -> dict[str, FeatureReference]:
         return {f.name: f for f in self.features}
+
+    @cached_property
+    def string_features(self) -> frozenset[str]:
+        """The names of the string features (a batch's pandas string columns of these are factorized)."""
+        return frozenset(f.name for f in self.features if f.kind == "string")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -380,3 +380,36 @@ def test_float_columns_are_written_as_encode_line_writes_them(values: list[float
     lines = record_lines({"f": values}, values, ids, ids, [None] * n, None, model, "primary", at).lines
     for i, line in enumerate(lines):
         assert line == encode_line(CaptureRecord(ids[i], ids[i], {"f": values[i]}, values[i], model, "primary", at))
+
+
+cells = st.one_of(st.none(), st.text(max_size=6))
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 25), data=st.data())
+def test_the_captured_rows_are_read_from_the_columns_as_pandas_reads_them(n: int, data: st.DataObject) -> None:
+    """`Columns.take` (the codes of a factorized string column, numpy's own values, else pandas) gives exactly
+    what `frame.iloc[rows][name].tolist()` gives, for every kind of column a hook can return."""
+    import pandas as pd
+
+    from lambda_fn.monitoring.columns import Columns
+
+    texts = data.draw(st.lists(cells, min_size=n, max_size=n))
+    floats = data.draw(st.lists(st.floats(allow_nan=True), min_size=n, max_size=n))
+    frame = pd.DataFrame({
+        "s": pd.array(texts, dtype="str"),
+        "s_other": pd.array(texts, dtype="str"),  # a string column that is not factorized
+        "f": floats,
+        "i": np.arange(n, dtype=np.int64) * 7 - 3,
+        "b": [i % 3 == 0 for i in range(n)],
+        "o": np.array([t if i % 2 else i for i, t in enumerate(texts)], dtype=object),
+        "nullable": pd.array([None if i % 4 == 0 else i for i in range(n)], dtype="Int64"),
+        "t": pd.date_range("2026-12-01", periods=n, freq="min"),
+        "c": pd.Categorical([f"k{i % 3}" for i in range(n)]),
+    })  # fmt: skip
+    rows = sorted(data.draw(st.sets(st.integers(0, n - 1), max_size=n)))
+    taken = Columns(frame, strings={"s"}).take(rows)
+    expected = {str(c): frame.iloc[rows][c].tolist() for c in frame.columns}
+    assert list(taken) == list(expected)
+    for name, values in expected.items():  # NaN != NaN: compare their reprs and types
+        assert [(type(v), repr(v)) for v in taken[name]] == [(type(v), repr(v)) for v in values], name

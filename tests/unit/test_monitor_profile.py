@@ -143,3 +143,37 @@ def test_a_pandas_string_column_bins_as_its_values_do(zones: list[str | None]) -
     rows.add_batch({"zone": np.array(zones, dtype=object), "distance": [1.0] * n}, preds)
     assert coded.to_dict() == rows.to_dict()
     assert coded.features["zone"].missing == sum(z is None for z in zones)
+
+
+# Training rows per category: the top 6 hold an empty, an astral and a long (cut at 200) one.
+_COUNTS = {"route_1": 90, "": 80, "\U0001f600": 70, "x" * 205: 60, "é": 50, "a": 45, "b": 40, "a\0": 35, "x" * 199: 35}
+_TEXTS = list(_COUNTS)
+TEXT_REF = Reference.build({"zone": np.array([t for t, n in _COUNTS.items() for _ in range(n)] + ["rare", "once"],
+                                             dtype=object)}, np.zeros(sum(_COUNTS.values()) + 2), top_k=6)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(zones=st.lists(st.one_of(st.none(), st.sampled_from([*_TEXTS, "rare", "once", "x" * 260]), st.text(max_size=8)),
+                      max_size=40))  # fmt: skip
+def test_distinct_strings_bin_by_their_code_points_as_by_a_numpy_array(zones: list[str | None]) -> None:
+    """A pandas string column's distinct values are matched to the top K by hash (then compared) and looked up
+    in the Bloom filter from their code points, without a numpy 'U' array: the same bins, unseen and missing as
+    the per-row path, for empty, long (cut at 200), astral, NUL-holding and never-seen strings."""
+    preds = [1.0] * len(zones)
+    coded = Profile.new(TEXT_REF)
+    coded.add_batch(pd.DataFrame({"zone": pd.array(zones, dtype="str")}), preds)
+    rows = Profile.new(TEXT_REF)
+    rows.add_batch({"zone": np.array(zones, dtype=object)}, preds)
+    assert coded.to_dict() == rows.to_dict()
+
+
+def test_the_text_reference_matches_its_top_k_by_hash() -> None:
+    # numpy's strings drop trailing NULs, so training's "a\0" rows count as "a" (45 + 35).
+    assert TEXT_REF.features[0].categories == ("route_1", "", "a", "\U0001f600", "x" * 200, "é")
+    for batch, bins in (
+        (["route_1", "", "x" * 203, "a", "b", "never"], [1, 1, 1, 0, 1, 0, 1, 1]),  # by hash
+        (["a\0", "b"], [0, 0, 1, 0, 0, 0, 1, 0]),  # a NUL: through a 'U' array, where "a\0" is "a"
+    ):
+        coded = Profile.new(TEXT_REF)
+        coded.add_batch(pd.DataFrame({"zone": pd.array(batch, dtype="str")}), [1.0] * len(batch))
+        assert coded.features["zone"].bins.tolist() == bins

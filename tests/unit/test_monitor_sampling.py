@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lambda_fn.monitoring.sampling import Sampler, hash_id, point, sampled
+from lambda_fn.monitoring.sampling import DEFAULT_KEY, Sampler, hash_id, point, points, sampled
 
 IDS = [f"ride-{i:07d}" for i in range(100_000)]
 
@@ -51,3 +52,44 @@ def test_keyed_id_hashing_for_privacy() -> None:
         Sampler(1.5)
     with pytest.raises(ValueError):
         Sampler(0.5, key=b"")
+
+
+_M64 = 2**64 - 1
+
+
+def _fmix(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & _M64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & _M64
+    return h ^ (h >> 33)
+
+
+def _documented_point(record_id: str, key: bytes = DEFAULT_KEY) -> float:
+    """The point as docs/monitoring.md defines it, one id at a time in plain Python: FNV-1a over the code points
+    (numpy's strings drop trailing NULs) from a keyed BLAKE2b seed, the length, the finalizer, the second seed."""
+    digest = hashlib.blake2b(digest_size=16, key=key, person=b"sk-sample").digest()
+    seed, seed2 = int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:], "big")
+    text = record_id.rstrip("\0")
+    h = seed
+    for ch in text:
+        h = ((h ^ ord(ch)) * 0x100000001B3) & _M64
+    h = _fmix(_fmix(h ^ len(text)) ^ seed2)
+    return (h >> 11) / 2**53
+
+
+ids_batch = st.lists(st.one_of(st.text(max_size=30), st.from_regex(r"ride-[0-9]{6}", fullmatch=True)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids=ids_batch, key=st.binary(min_size=1, max_size=64))
+def test_a_batch_gets_the_documented_points_whatever_its_ids(ids: list[str], key: bytes) -> None:
+    """The vectorized points (one join and one UTF-32 encode of the batch; through a numpy array when an id holds a
+    NUL) are the documented per-id hash: equal lengths or ragged, empty ids, NULs, surrogates, astral planes."""
+    assert points(ids, key).tolist() == [_documented_point(i, key) for i in ids]
+    assert points(tuple(ids), key).tolist() == points(iter(ids), key).tolist()
+
+
+def test_points_of_the_demo_ids_are_the_documented_ones() -> None:
+    ids = [f"ride-{i:07d}" for i in range(2000)] + ["a", "a\0", "\0a", "\ud800", "\U0001f600", ""]
+    assert points(ids).tolist() == [_documented_point(i) for i in ids]
