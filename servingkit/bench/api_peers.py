@@ -42,7 +42,7 @@ PROBE = Path(__file__).with_name("predict_probe")
 """The directory of the `sitecustomize` that counts CPU inside `Pipeline.predict`, first on both servers' path."""
 
 
-def _predict_totals(directory: Path) -> tuple[int, float]:
+def predict_totals(directory: Path) -> tuple[int, float]:
     """Calls and CPU seconds in `Pipeline.predict`, summed over the processes that wrote to `directory`."""
     calls, seconds = 0, 0.0
     for path in directory.iterdir():
@@ -237,10 +237,10 @@ def run(repeats: int = 3, requests: int = 200, peers: bool = True, progress: Pro
                 rounds[name] = _Rounds()
 
                 def one(server: str = server, mode: str = mode, clients: int = clients, name: str = name) -> Sample:
-                    before, (calls, inside) = tree_cpu_seconds(pids[server]), _predict_totals(probes[server])
+                    before, (calls, inside) = tree_cpu_seconds(pids[server]), predict_totals(probes[server])
                     lat, elapsed, errors = _load(ports[server], body, mode, clients, max(1, requests // clients))
                     cpu = tree_cpu_seconds(pids[server]) - before
-                    after_calls, after_inside = _predict_totals(probes[server])
+                    after_calls, after_inside = predict_totals(probes[server])
                     rounds[name].add(lat, elapsed, errors)
                     rounds[name].predict.append((after_calls - calls, after_inside - inside, cpu))
                     return Sample(cpu, elapsed)
