@@ -7,9 +7,12 @@ Three ways to answer one single-row `POST /invocations` (MLflow's wire format, w
   in-process  `lambda_fn.handler.api_handler` called on a REST v1 event (what Lambda runs, without HTTP).
 Each server is driven with 1 and 8 concurrent clients, on one keep-alive connection per client and on a new
 connection per request. The rounds are interleaved (every configuration once, then again, `repeats` times).
-Per round: p50 and p99 latency, throughput, and the server's CPU per request (its process tree, /proc);
-the target compares CPU per request, ratio of minima (servingkit.bench.measure). Both servers are started
-here and stopped by pid.
+Per round: p50 and p99 latency, throughput, and the server's CPU per request (its process tree, /proc), and of
+that CPU how much was inside the model's `Pipeline.predict` (the same pipeline in both servers; the rest is the
+server's own: HTTP, parsing, validation, encoding), read from a probe both servers load (`predict_probe`).
+The target compares CPU per request, ratio of minima (servingkit.bench.measure). Both servers run as alike as
+they can: one process, one OpenMP thread, warnings-level logs and no access log (the kit's `--quiet`, uvicorn's
+UVICORN_ACCESS_LOG=false). Both are started here and stopped by pid.
 """
 
 from __future__ import annotations
@@ -17,21 +20,35 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from servingkit.bench import ROOT, BenchError
 from servingkit.bench.measure import Progress, Sample, Series, Target, interleave, ratio_of_minima, tree_cpu_seconds
 
 MODES = (("keepalive", 1), ("keepalive", 8), ("new-connection", 1), ("new-connection", 8))
+PROBE = Path(__file__).with_name("predict_probe")
+"""The directory of the `sitecustomize` that counts CPU inside `Pipeline.predict`, first on both servers' path."""
+
+
+def predict_totals(directory: Path) -> tuple[int, float]:
+    """Calls and CPU seconds in `Pipeline.predict`, summed over the processes that wrote to `directory`."""
+    calls, seconds = 0, 0.0
+    for path in directory.iterdir():
+        n, cpu = struct.unpack("<qd", path.read_bytes()[:16])
+        calls, seconds = calls + n, seconds + cpu
+    return calls, seconds
 
 
 def _free_port() -> int:
@@ -114,6 +131,10 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _min_median(values: list[float]) -> list[float]:
+    return [round(min(values), 3), round(statistics.median(values), 3)]
+
+
 class _Rounds:
     """Per-round p50 / p99 / throughput of one configuration, next to its CPU Series."""
 
@@ -122,6 +143,7 @@ class _Rounds:
         self.p99: list[float] = []
         self.rps: list[float] = []
         self.errors = 0
+        self.predict: list[tuple[int, float, float]] = []  # per round: predict calls, CPU in predict, CPU in all
 
     def add(self, latencies: list[float], elapsed: float, errors: int) -> None:
         self.p50.append(statistics.median(latencies))
@@ -130,13 +152,21 @@ class _Rounds:
         self.errors += errors
 
     def summary(self, cpu: Series, requests: int) -> dict[str, Any]:
-        return {
+        figures: dict[str, Any] = {
             "p50_ms": [round(min(self.p50), 2), round(statistics.median(self.p50), 2)],
             "p99_ms": [round(min(self.p99), 2), round(statistics.median(self.p99), 2)],
             "rps": [round(max(self.rps), 1), round(statistics.median(self.rps), 1)],
             "cpu_ms_per_request": [round(cpu.cpu_min * 1000 / requests, 3), round(cpu.cpu_median * 1000 / requests, 3)],
             "errors": self.errors,
         }
+        if self.predict:
+            inside = [p * 1000 / requests for _, p, _ in self.predict]
+            outside = [(total - p) * 1000 / requests for _, p, total in self.predict]
+            figures["predict_cpu_ms_per_request"] = _min_median(inside)
+            figures["outside_predict_cpu_ms_per_request"] = _min_median(outside)
+            calls = sum(n for n, _, _ in self.predict)
+            figures["predicts_per_request"] = round(calls / len(self.predict) / requests, 3)
+        return figures
 
 
 def _in_process_call() -> Callable[[], None]:
@@ -170,7 +200,7 @@ def run(repeats: int = 3, requests: int = 200, peers: bool = True, progress: Pro
     from servingkit.train import demo_artifact
 
     model_dir, _ = demo_artifact()
-    env = {**os.environ, **demo_environment(), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+    env = {**os.environ, **demo_environment(), "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{PROBE}{os.pathsep}{ROOT}",
            "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
            "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}  # fmt: skip
     # The in-process handler runs as the servers do: metrics off (else it prints an EMF line per request) and
@@ -184,10 +214,16 @@ def run(repeats: int = 3, requests: int = 200, peers: bool = True, progress: Pro
     kit_cmd = [sys.executable, "-m", "servingkit", "serve", "--port", str(ports["kit-http"]), "--quiet"]
     rounds: dict[str, _Rounds] = {}
     servers = ("mlflow", "kit-http") if peers else ("kit-http",)
+    probes = {server: ROOT / "build" / "bench-probe" / server for server in servers}
+    for directory in probes.values():
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    envs = {server: {**env, "SERVINGKIT_PREDICT_PROBE": str(probes[server])} for server in servers}
+    envs["mlflow"] = {**envs.get("mlflow", env), "UVICORN_ACCESS_LOG": "false"}  # uvicorn reads UVICORN_<OPTION>
     with ExitStack() as stack:
-        pids = {"kit-http": stack.enter_context(_server(kit_cmd, "/health", env, ports["kit-http"])).pid}
+        pids = {"kit-http": stack.enter_context(_server(kit_cmd, "/health", envs["kit-http"], ports["kit-http"])).pid}
         if peers:
-            pids["mlflow"] = stack.enter_context(_server(mlflow_cmd, "/ping", env, ports["mlflow"])).pid
+            pids["mlflow"] = stack.enter_context(_server(mlflow_cmd, "/ping", envs["mlflow"], ports["mlflow"])).pid
         in_process = _in_process_call()
         # One OpenMP thread in this process too, as in the servers (OMP_NUM_THREADS=1) and as deployed: numpy and
         # scikit-learn may be loaded already (an earlier section), when the variable no longer takes effect.
@@ -201,10 +237,13 @@ def run(repeats: int = 3, requests: int = 200, peers: bool = True, progress: Pro
                 rounds[name] = _Rounds()
 
                 def one(server: str = server, mode: str = mode, clients: int = clients, name: str = name) -> Sample:
-                    before = tree_cpu_seconds(pids[server])
+                    before, (calls, inside) = tree_cpu_seconds(pids[server]), predict_totals(probes[server])
                     lat, elapsed, errors = _load(ports[server], body, mode, clients, max(1, requests // clients))
+                    cpu = tree_cpu_seconds(pids[server]) - before
+                    after_calls, after_inside = predict_totals(probes[server])
                     rounds[name].add(lat, elapsed, errors)
-                    return Sample(tree_cpu_seconds(pids[server]) - before, elapsed)
+                    rounds[name].predict.append((after_calls - calls, after_inside - inside, cpu))
+                    return Sample(cpu, elapsed)
 
                 runs[name] = one
         rounds["in-process"] = _Rounds()
@@ -220,8 +259,9 @@ def run(repeats: int = 3, requests: int = 200, peers: bool = True, progress: Pro
         runs["in-process"] = direct
         series = interleave(runs, repeats, progress=progress)
     for r in rounds.values():  # the warm-up round is not a measurement
-        for values in (r.p50, r.p99, r.rps):
-            del values[0]
+        for values in (r.p50, r.p99, r.rps, r.predict):
+            if values:
+                del values[0]
     figures: dict[str, Any] = {"repeats": repeats, "requests": requests, "configurations": {}}
     targets: list[Target] = []
     for name, r in rounds.items():
@@ -241,8 +281,10 @@ def run(repeats: int = 3, requests: int = 200, peers: bool = True, progress: Pro
 
 def _print(figures: dict[str, Any]) -> None:
     print(f"\n{'single-row POST /invocations':34}{'p50 ms min/med':>16}{'p99 ms min/med':>17}{'req/s max/med':>16}"
-          f"{'CPU ms/req min/med':>20}{'errors':>7}")  # fmt: skip
+          f"{'CPU ms/req min/med':>20}{'outside predict':>17}{'errors':>7}")  # fmt: skip
     for name, c in figures["configurations"].items():
+        outside = c.get("outside_predict_cpu_ms_per_request")
+        own = f"{outside[0]:>8.2f}/{outside[1]:<8.2f}" if outside else f"{'-':>17}"
         print(f"{name:34}{c['p50_ms'][0]:>8.2f}/{c['p50_ms'][1]:<7.2f}{c['p99_ms'][0]:>9.2f}/{c['p99_ms'][1]:<7.2f}"
               f"{c['rps'][0]:>8.1f}/{c['rps'][1]:<7.1f}{c['cpu_ms_per_request'][0]:>10.2f}/"
-              f"{c['cpu_ms_per_request'][1]:<9.2f}{c['errors']:>7}")  # fmt: skip
+              f"{c['cpu_ms_per_request'][1]:<9.2f}{own}{c['errors']:>7}")  # fmt: skip
