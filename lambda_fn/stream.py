@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -83,13 +84,12 @@ def _route_key(rec: UserRecord) -> str:
     return str(rid) if rid is not None and rid != "" else rec.partition_key
 
 
+SOURCE_FIELDS = ("shard_id", "sequence_number", "sub_sequence_number", "partition_key")  # a record's position
+_POSITION = attrgetter(*SOURCE_FIELDS)
+
+
 def _source(rec: UserRecord) -> dict[str, Any]:
-    return {
-        "shard_id": rec.shard_id,
-        "sequence_number": rec.sequence_number,
-        "sub_sequence_number": rec.sub_sequence_number,
-        "partition_key": rec.partition_key,
-    }
+    return dict(zip(SOURCE_FIELDS, _POSITION(rec), strict=True))
 
 
 @dataclass(slots=True)
@@ -237,6 +237,20 @@ class _Lazy(Sequence[Any]):
         return self._fn(self._records[self._at[i]])
 
 
+class _Sources(_Lazy):
+    """The records' positions (`_source` of each), also by field for the rows capture samples (`columns`: no dict
+    per record; `lambda_fn.monitoring.emit.SourceColumns`)."""
+
+    def __init__(self, records: list[UserRecord], at: list[int]) -> None:
+        super().__init__(_source, records, at)
+
+    def columns(self, rows: Sequence[int]) -> dict[str, list[Any]]:
+        records, at = self._records, self._at
+        positions = map(_POSITION, [records[at[i]] for i in rows])
+        values = list(zip(*positions, strict=True)) or [()] * len(SOURCE_FIELDS)
+        return {name: list(v) for name, v in zip(SOURCE_FIELDS, values, strict=True)}
+
+
 def _features_of(rec: UserRecord) -> Any:
     return rec.features
 
@@ -245,6 +259,9 @@ def _capture_keys(records: list[UserRecord], live: list[int]) -> list[str]:
     """Each live record's sampling key: its id, else its stream position (shard:sequence[/sub])."""
     from lambda_fn.monitoring.emit import capture_key
 
+    ids = [r.record_id for r in records] if len(live) == len(records) else [records[i].record_id for i in live]
+    if set(map(type, ids)) == {str} and all(ids):  # the usual batch (ID_FIELD set): the ids as they are
+        return ids
     keys = []
     for i in live:
         rid = records[i].record_id
@@ -267,7 +284,7 @@ def _capture_parts(emitter: Emitter, records: list[UserRecord], s: _Scored, keys
                 identity,
                 result,
                 keys if whole else [keys[p] for p in positions],
-                _Lazy(_source, records, at),
+                _Sources(records, at),
                 _Lazy(_features_of, records, at) if raw else None,
             )
         )
@@ -304,7 +321,7 @@ def _shadow_capture(rt: StreamRuntime, records: list[UserRecord], s: _Scored) ->
 
         keys = _capture_keys(records, s.live)
         raw = _Lazy(_features_of, records, s.live) if emitter.config.raw else None
-        part = Scored(SHADOW, model.identity, result, keys, _Lazy(_source, records, s.live), raw)
+        part = Scored(SHADOW, model.identity, result, keys, _Sources(records, s.live), raw)
         emitter.background([part], deployment)
 
     return on_scored

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -139,12 +139,31 @@ def encode_line(record: CaptureRecord | Mapping[str, Any]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class EncodedLines:
-    """The capture records of one model, variant and time already encoded as JSON lines (`record_lines`)."""
+    """The capture records of one model, variant and time already encoded as JSON lines (`record_lines`): their
+    bytes end to end, each line ending in a newline (JSON escapes every newline inside a value, so a newline byte
+    only ever ends a line), and how many."""
 
     model: ModelIdentity
     variant: str
     time: datetime
-    lines: list[bytes]
+    body: bytes
+    rows: int
+
+    @classmethod
+    def of(cls, model: ModelIdentity, variant: str, time: datetime, lines: Sequence[bytes]) -> EncodedLines:
+        return cls(model, variant, time, b"".join(lines), len(lines))
+
+    @property
+    def lines(self) -> list[bytes]:
+        """Each record's line, its newline included."""
+        return [line + b"\n" for line in self.body.split(b"\n")[:-1]]
+
+    def longest(self) -> int:
+        """The longest line's length in bytes (one numpy pass over the body, none when it is one line or empty)."""
+        if self.rows <= 1:
+            return len(self.body)
+        ends = np.flatnonzero(np.frombuffer(self.body, dtype=np.uint8) == 10)
+        return int(np.diff(ends, prepend=-1).max())
 
 
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what json.dumps(ensure_ascii=False) uses
@@ -201,8 +220,8 @@ def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) ->
     """Each value as `json.dumps` writes it, None where `encode` refuses it (that record takes the slow path).
 
     A column of only floats (by orjson where it writes what `repr` does), only strings, only ints (orjson), only
-    ints and floats, or only booleans is written in one C-level pass (no Python step per value); a mixed column
-    value by value."""
+    ints and floats, only booleans or only nulls is written in one C-level pass (no Python step per value); a mixed
+    column value by value."""
     types = set(map(type, values))
     try:
         if types == {float} and encode is _scalar and _orjson_writes_as_repr(values):
@@ -218,6 +237,8 @@ def _fragments(values: Sequence[Any], encode: Callable[[Any], str] = _scalar) ->
             return texts
         if types <= {bool} and encode is _scalar:
             return list(map(_BOOL.__getitem__, values))
+        if types == {type(None)} and encode is _scalar:  # a stream's sub-sequence numbers without KPL
+            return ["null"] * len(values)
     except (ValueError, TypeError):  # an int too long for repr, or for orjson (over 64 bits)
         pass
     out: list[str | None] = []
@@ -241,18 +262,34 @@ def _source_fragments(sources: Sequence[Mapping[str, Any] | None]) -> Sequence[s
     return _fragments(sources, _plain_json)
 
 
-def _template(names: Sequence[str], raw: bool, model: ModelIdentity, variant: str, time: datetime) -> str:
-    """One record's line as a `%` template: a `%s` per feature, the prediction, [raw,] event id, inference id and
-    source, in that order (every other text `%`-escaped)."""
+_SLOT = "\0"  # a value's place in `_pieces`' text: no JSON text it holds can contain a raw NUL (JSON escapes it)
+
+
+def _pieces(
+    names: Sequence[str], raw: bool, source_fields: Sequence[str] | None, model: ModelIdentity, variant: str,
+    time: datetime,
+) -> list[str]:  # fmt: skip
+    """One record's line as the constant texts around its values: a value per feature, the prediction, [raw,] the
+    event id, the inference id and the source (one value, or one per field of `source_fields`), in that order."""
     model_json = _ENCODE({"name": model.name, "version": model.version, "sha256": model.sha256})
-    tail = f',"inferenceTime":{_quote(iso_time(time))}}},"eventVersion":"{EVENT_VERSION}","model":{model_json},'
-    tail += f'"variant":{_quote(variant)},"source":'
-    feats = ",".join(str(_quote(n)).replace("%", "%%") + ":%s" for n in names)
-    raw_part = f',"rawInput":{_INPUT}%s}}' if raw else ""
-    return (
-        f'{{"captureData":{{"endpointInput":{_INPUT}{{{feats}}}}},"endpointOutput":{_OUTPUT}%s}}{raw_part}}},'
-        f'"eventMetadata":{{"eventId":%s,"inferenceId":%s{tail.replace("%", "%%")}%s}}\n'
+    feats = ",".join(f"{_quote(n)}:{_SLOT}" for n in names)
+    raw_part = f',"rawInput":{_INPUT}{_SLOT}}}' if raw else ""
+    source = _SLOT if source_fields is None else "{" + ",".join(f"{_quote(k)}:{_SLOT}" for k in source_fields) + "}"
+    text = (
+        f'{{"captureData":{{"endpointInput":{_INPUT}{{{feats}}}}},"endpointOutput":{_OUTPUT}{_SLOT}}}{raw_part}}},'
+        f'"eventMetadata":{{"eventId":{_SLOT},"inferenceId":{_SLOT},"inferenceTime":{_quote(iso_time(time))}}},'
+        f'"eventVersion":"{EVENT_VERSION}","model":{model_json},"variant":{_quote(variant)},"source":{source}}}\n'
     )
+    return text.split(_SLOT)
+
+
+def _joined(pieces: Sequence[str], parts: Sequence[Sequence[str | None]]) -> str:
+    """Every line end to end in one C-level join: piece, value, piece, ..., row after row (no Python step a row)."""
+    columns: list[Iterable[Any]] = []
+    for piece, part in zip(pieces, parts, strict=False):
+        columns += [repeat(piece), part]
+    columns.append(repeat(pieces[-1]))
+    return "".join(chain.from_iterable(zip(*columns, strict=False)))  # ends with the last row: its values end
 
 
 def record_lines(
@@ -260,34 +297,45 @@ def record_lines(
     predictions: Sequence[Any],
     inference_ids: Sequence[str],
     event_ids: Sequence[str],
-    sources: Sequence[Mapping[str, Any] | None],
+    sources: Sequence[Mapping[str, Any] | None] | Mapping[str, Sequence[Any]],
     raws: Sequence[Mapping[str, Any]] | None,
     model: ModelIdentity,
     variant: str,
     time: datetime,
 ) -> EncodedLines:
     """The JSON lines of many `CaptureRecord`s of one model, variant and time, built column by column (each
-    column's values written in one pass, then one `%` per line): the same bytes as `encode_line` (a test checks),
-    which a record holding anything but plain finite scalars goes through."""
+    column's values written in one pass, then every line in one join): the same bytes as `encode_line` (a test
+    checks), which a record holding anything but plain finite scalars goes through.
+
+    `sources` is each record's source (a mapping or None), or the sources as columns (field → a value per record:
+    every record's source is then the object of those fields, in that order, as a stream's are)."""
     names = [str(n) for n in columns]
     parts = [_fragments(col) for col in columns.values()]
     parts.append(_fragments(predictions))
     if raws is not None:
         parts.append(_fragments(raws, lambda v: str(_ENCODE(v))))
-    parts += [_fragments(event_ids), _fragments(inference_ids), _source_fragments(sources)]
-    template = _template(names, raws is not None, model, variant, time)
+    parts += [_fragments(event_ids), _fragments(inference_ids)]
+    by_field = isinstance(sources, Mapping) and all(type(k) is str for k in sources)
+    if by_field:
+        parts += [_fragments(col) for col in cast("Mapping[str, Sequence[Any]]", sources).values()]
+    else:
+        sources = _source_rows(sources, len(predictions))
+        parts.append(_source_fragments(sources))
+    fields = list(cast("Mapping[str, Sequence[Any]]", sources)) if by_field else None
+    pieces = _pieces(names, raws is not None, fields, model, variant, time)
     n = len(predictions)
     if any(len(p) != n for p in parts):
         raise ValueError("every column of the captured records must have one value per prediction")
     slow = {i for p in parts for i, t in enumerate(p) if t is None} if any(None in p for p in parts) else set()
-    rows = zip(*parts, strict=True)
     if not slow:
         try:
-            return EncodedLines(model, variant, time, [(template % row).encode("utf-8") for row in rows])
+            return EncodedLines(model, variant, time, _joined(pieces, parts).encode("utf-8"), n)
         except UnicodeEncodeError:  # a lone surrogate: those records take the slow path
-            rows = zip(*parts, strict=True)
+            pass
+    template = "%s".join(p.replace("%", "%%") for p in pieces)
+    rows = cast("Sequence[Mapping[str, Any] | None]", _source_rows(sources, n))
     lines = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(zip(*parts, strict=True)):
         if i not in slow:
             try:
                 lines.append((template % row).encode("utf-8"))
@@ -295,10 +343,20 @@ def record_lines(
             except UnicodeEncodeError:
                 pass
         record = CaptureRecord(inference_ids[i], event_ids[i], {c: v[i] for c, v in columns.items()},
-                               predictions[i], model, variant, time, sources[i],
+                               predictions[i], model, variant, time, rows[i],
                                None if raws is None else raws[i])  # fmt: skip
         lines.append(encode_line(record))
-    return EncodedLines(model, variant, time, lines)
+    return EncodedLines.of(model, variant, time, lines)
+
+
+def _source_rows(
+    sources: Sequence[Mapping[str, Any] | None] | Mapping[str, Sequence[Any]], n: int
+) -> Sequence[Mapping[str, Any] | None]:
+    """Each record's source as a mapping (or None), from either form `record_lines` takes."""
+    if not isinstance(sources, Mapping):
+        return sources
+    fields = list(sources.items())
+    return [{k: v[i] for k, v in fields} for i in range(n)]
 
 
 def partition(value: str) -> str:
@@ -342,51 +400,54 @@ def encode_objects(
     shadow's or an A/B arm's records under the deployment's model, beside the primary's). Each body is gzip
     (mtime 0, so equal records give equal bytes) of at most `max_rows` lines and `max_bytes` uncompressed bytes.
     """
-    groups: dict[tuple[ModelIdentity, str, str], list[bytes]] = {}
+    groups: dict[tuple[ModelIdentity, str, str], list[EncodedLines]] = {}
     first: dict[tuple[ModelIdentity, str, str], datetime] = {}
     dropped = 0
     rows = 0
     hours: dict[datetime, tuple[datetime, str]] = {}  # a batch's records share one time: its hour computed once
     limit = min(max_record_bytes, max_bytes)
     for r in records:
-        lines = r.lines if isinstance(r, EncodedLines) else [encode_line(r)]
-        kept = lines if not lines or max(map(len, lines)) <= limit else [x for x in lines if len(x) <= limit]
-        dropped += len(lines) - len(kept)
-        if not kept:
+        encoded = r if isinstance(r, EncodedLines) else EncodedLines.of(r.model, r.variant, r.time, [encode_line(r)])
+        kept = encoded
+        if len(encoded.body) > limit and encoded.longest() > limit:  # a line over the limit: only it is dropped
+            kept = EncodedLines.of(r.model, r.variant, r.time, [x for x in encoded.lines if len(x) <= limit])
+        dropped += encoded.rows - kept.rows
+        if not kept.rows:
             continue
         if r.time not in hours:
             t = r.time.astimezone(UTC) if r.time.tzinfo else r.time.replace(tzinfo=UTC)
             hours[r.time] = (t, f"{t:%Y-%m-%d %H}")
         t, hour = hours[r.time]
         g = (r.model, r.variant, hour)
-        groups.setdefault(g, []).extend(kept)
+        groups.setdefault(g, []).append(kept)
         first.setdefault(g, t)
-        rows += len(kept)
+        rows += kept.rows
     objects: list[tuple[str, bytes]] = []
-    for g, lines in groups.items():
+    for g, parts in groups.items():
         model, variant, _ = g
         model = key_model or model
-        if len(lines) <= max_rows and sum(map(len, lines)) <= max_bytes:  # the usual batch: one object
-            objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(lines)))
+        body = b"".join(p.body for p in parts)
+        if sum(p.rows for p in parts) <= max_rows and len(body) <= max_bytes:  # the usual batch: one object
+            objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(body)))
             continue
         chunk: list[bytes] = []
         size = 0
-        for line in lines:
+        for line in chain.from_iterable(p.lines for p in parts):
             if chunk and (len(chunk) >= max_rows or size + len(line) > max_bytes):
-                objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(chunk)))
+                objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(b"".join(chunk))))
                 chunk, size = [], 0
             chunk.append(line)
             size += len(line)
         if chunk:
-            objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(chunk)))
+            objects.append((object_key(prefix, model, variant, first[g], new_name()), _gzip(b"".join(chunk))))
     return CaptureObjects(objects, rows, dropped)
 
 
 GZIP_LEVEL = 3  # zlib's fast strategy: half the CPU of level 5 (1.7 vs 3.3 ms for 1,000 lines), objects ~18 % larger
 
 
-def _gzip(lines: list[bytes]) -> bytes:
-    return gzip.compress(b"".join(lines), compresslevel=GZIP_LEVEL, mtime=0)
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def read_lines(body: bytes) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import repeat
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from aws_lambda_powertools import Logger
@@ -58,20 +59,30 @@ class CaptureConfig:
     reference: Reference | None = None  # None: capture only, no profiles
 
 
+@runtime_checkable
+class SourceColumns(Protocol):
+    """Sources readable by field (a stream batch's positions): capture reads its sampled rows' without a mapping
+    per record, and writes each as the object of these fields, in their order."""
+
+    def columns(self, rows: Sequence[int]) -> dict[str, list[Any]]:
+        """Each field's values at `rows` (positions into the part's rows)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Scored:
     """One part of a batch or request scored by one model: aligned with `result` (its input rows).
 
     `keys[i]` is row i's sampling key (`capture_key`: the record id, else its stream position or the request id
-    and row); `sources[i]` where it came from; `raw[i]` its payload's feature object (both may be lazy views:
-    only the captured rows are read).
+    and row); `sources[i]` where it came from (or `sources.columns(rows)`, `SourceColumns`); `raw[i]` its payload's
+    feature object (both may be lazy views: only the captured rows are read).
     """
 
     variant: str
     model: Mapping[str, str]
     result: BatchResult
     keys: Sequence[str]
-    sources: Sequence[Mapping[str, Any]] | None = None
+    sources: Sequence[Mapping[str, Any]] | SourceColumns | None = None
     raw: Sequence[Any] | None = None
 
 
@@ -292,14 +303,15 @@ class Emitter:
             return None
         rows = [positions[j] for j in picked]
         preds = part.result.predictions
-        sources = [part.sources[i] for i in rows] if part.sources is not None else [None] * len(rows)
         picked_keys = [keys[j] for j in picked]
+        sources, event_ids = _sources_of(part.sources, rows, picked_keys)
         raws = [_raw(part.raw[i]) for i in rows] if self.config.raw and part.raw is not None else None
+        sampler = self.config.sampler
         return record_lines(
             columns.take(picked),  # only the sampled rows leave the frame's (Arrow) columns
             [preds[i] for i in rows],
-            [self.config.sampler.written_id(k) for k in picked_keys],
-            [_event_id(src, k) for src, k in zip(sources, picked_keys, strict=True)],
+            picked_keys if sampler.id_key is None else [sampler.written_id(k) for k in picked_keys],
+            event_ids,
             sources,
             raws,
             _identity(part.model),
@@ -347,6 +359,22 @@ def _profile_into(
     if part.variant not in profiles:
         profiles[part.variant] = (Profile.new(reference, part.variant), part.model)
     profiles[part.variant][0].add_columns(columns, values)
+
+
+def _sources_of(
+    sources: Sequence[Mapping[str, Any]] | SourceColumns | None, rows: list[int], keys: list[str]
+) -> tuple[Sequence[Mapping[str, Any] | None] | dict[str, list[Any]], list[str]]:
+    """The sampled rows' sources (by field when the part gives them so) and their event ids."""
+    if isinstance(sources, SourceColumns):
+        by_field = sources.columns(rows)
+        seqs, subs = by_field.get("sequence_number"), by_field.get("sub_sequence_number", [])
+        if seqs is not None and subs.count(None) == len(subs):  # stream positions without KPL: one C-level pass
+            return by_field, list(map("{}:{}".format, by_field.get("shard_id") or repeat(None), seqs))
+        names = list(by_field)
+        per_row = [dict(zip(names, values, strict=True)) for values in zip(*by_field.values(), strict=True)]
+        return by_field, [_event_id(src, k) for src, k in zip(per_row, keys, strict=True)]
+    picked = [sources[i] for i in rows] if sources is not None else [None] * len(rows)
+    return picked, [_event_id(src, k) for src, k in zip(picked, keys, strict=True)]
 
 
 def _event_id(source: Mapping[str, Any] | None, key: str) -> str:

@@ -93,3 +93,14 @@ def test_a_batch_gets_the_documented_points_whatever_its_ids(ids: list[str], key
 def test_points_of_the_demo_ids_are_the_documented_ones() -> None:
     ids = [f"ride-{i:07d}" for i in range(2000)] + ["a", "a\0", "\0a", "\ud800", "\U0001f600", ""]
     assert points(ids).tolist() == [_documented_point(i) for i in ids]
+    uniform = ids[:2000]  # one length: the 2-D path
+    assert points(uniform).tolist() == [_documented_point(i) for i in uniform]
+
+
+@settings(max_examples=150, deadline=None)
+@given(length=st.integers(0, 12), data=st.data())
+def test_ids_of_one_length_get_the_documented_points(length: int, data: st.DataObject) -> None:
+    """A batch of ids of one length is hashed through a 2-D view (`columns.fnv1a`): the documented points still,
+    NULs and astral characters included (those go through a numpy array, laid out at its own stride)."""
+    ids = data.draw(st.lists(st.text(min_size=length, max_size=length), min_size=2, max_size=30))
+    assert points(ids).tolist() == [_documented_point(i) for i in ids]
