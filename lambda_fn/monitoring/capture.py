@@ -284,7 +284,19 @@ def _pieces(
 
 
 def _joined(pieces: Sequence[str], parts: Sequence[Sequence[str | None]]) -> str:
-    """Every line end to end in one C-level join: piece, value, piece, ..., row after row (no Python step a row)."""
+    """Every line end to end in one C-level join: piece, value, piece, ..., row after row (no Python step a row);
+    a column of one value (a batch's shard, its null sub-sequence numbers) is written into the pieces around it."""
+    folded = [pieces[0]]
+    varying = []
+    for part, piece in zip(parts, pieces[1:], strict=True):
+        if part and part[0] == part[-1] and part[0] is not None and part.count(part[0]) == len(part):
+            folded[-1] += str(part[0]) + piece
+        else:
+            varying.append(part)
+            folded.append(piece)
+    if not varying:  # one row, or rows alike: one line, repeated (zip would never end on repeats alone)
+        return folded[0] * len(parts[0]) if parts else ""
+    pieces, parts = folded, varying
     columns: list[Iterable[Any]] = []
     for piece, part in zip(pieces, parts, strict=False):
         columns += [repeat(piece), part]

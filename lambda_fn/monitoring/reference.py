@@ -26,13 +26,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from lambda_fn.monitoring.columns import (
     KINDS,
     MAX_CATEGORY_CHARS,
+    Distinct,
     Kind,
     as_numbers,
     as_strings,
@@ -48,6 +49,7 @@ DEFAULT_TOP_K = 20
 DEFAULT_MIN_CATEGORY_ROWS = 30
 BLOOM_FPR = 1e-3
 PREDICTION = "prediction"
+_INT_SPAN = 4096  # an integer column of fewer distinct values than this is counted per value (`_small_ints`)
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -90,11 +92,13 @@ def string_hash(values: np.ndarray) -> np.ndarray:
         return _fmix64(h)
 
 
-def text_hash(texts: Sequence[str]) -> np.ndarray | None:
+def text_hash(
+    texts: Sequence[str], points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> np.ndarray | None:
     """`string_hash` of each text cut to MAX_CATEGORY_CHARS (as `as_strings` cuts it), from its code points
-    (`columns.code_points`: no 'U' array); None when a text is not a `str` or holds a NUL, or when every text is
-    empty (`string_hash` leaves those unfinalized): then through a 'U' array."""
-    coded = code_points(texts)
+    (`columns.code_points`, or `points` in that layout: no 'U' array); None when a text is not a `str` or holds a
+    NUL, or when every text is empty (`string_hash` leaves those unfinalized): then through a 'U' array."""
+    coded = points if points is not None else code_points(texts)
     if coded is None:
         return None
     flat, starts, lengths = coded
@@ -144,13 +148,25 @@ class Bloom:
             return np.zeros(0, dtype=bool)
         return self.contains_hashes(string_hash(values))
 
+    @cached_property
+    def _table(self) -> np.ndarray:
+        """One bool per bit (built once per reference): a probe is one gather, not a shift and a mask."""
+        return np.unpackbits(self._array, bitorder="little").view(bool)
+
     def contains_hashes(self, hashes: np.ndarray) -> np.ndarray:
-        """`contains` of values given as their `string_hash`."""
+        """`contains` of values given as their `string_hash`: the `_hash_probes` bits, probe after probe (h1 + i * h2
+        as one wrapping add per probe, so no n x k arrays)."""
         if len(hashes) == 0:
             return np.zeros(0, dtype=bool)
-        idx = self._hash_probes(hashes, self.m, self.k)
-        hit = (self._array[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1
-        return np.asarray(hit.all(axis=1))
+        m, table = np.uint64(self.m), self._table
+        with np.errstate(over="ignore"):
+            h2 = _fmix64(hashes ^ np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+            probe = hashes.astype(np.uint64, copy=True)
+            hit = table[probe % m]
+            for _ in range(self.k - 1):
+                probe += h2
+                hit &= table[probe % m]
+        return hit
 
     def to_dict(self) -> dict[str, Any]:
         return {"m": self.m, "k": self.k, "bits": base64.b64encode(self.bits).decode()}
@@ -238,24 +254,44 @@ class FeatureReference:
             values, missing, mismatch = as_strings(column)
             bins = np.bincount(self._string_bins(values), minlength=n_bins).astype(np.int64)
             return Binned(bins, int(missing.sum()), mismatch, int(bins[-1]))
+        if self.kind == "number" and (small := self._small_ints(column)) is not None:
+            return Binned(small, 0, 0, 0)
         nums, missing, mismatch = as_numbers(column, self.kind)
         present = nums[~np.isnan(nums)]
         idx = np.searchsorted(self._cuts, present, side="right") if len(self._cuts) else np.zeros(len(present), int)
         bins = np.bincount(idx, minlength=n_bins)
         return Binned(bins.astype(np.int64), int(missing.sum()), mismatch, 0)
 
-    def bin_coded(self, codes: np.ndarray, uniques: np.ndarray) -> Binned:
+    def _small_ints(self, column: np.ndarray) -> np.ndarray | None:
+        """The bins of an integer column spanning under `_INT_SPAN` values (an hour, a weekday): each value counted
+        once (`bincount`), each distinct value binned once, the same counts as binning every row as a float."""
+        if column.dtype.kind not in "iu" or len(column) < 64 or not len(self._cuts):
+            return None
+        lo, hi = int(column.min()), int(column.max())
+        if hi - lo >= _INT_SPAN:
+            return None
+        wide = column if column.dtype.itemsize == 8 else column.astype(np.int64)  # no wrap below: lo <= v <= hi
+        per_value = np.bincount((wide - wide.dtype.type(lo)).astype(np.intp, copy=False))
+        where = np.searchsorted(self._cuts, np.arange(lo, hi + 1).astype(np.float64), side="right")
+        return np.bincount(where, weights=per_value, minlength=self.n_bins).astype(np.int64)
+
+    def bin_coded(self, codes: np.ndarray, uniques: np.ndarray | Distinct) -> Binned:
         """`bin` of a column of strings given as its factorization (`codes` into `uniques`, -1 for missing): each
-        distinct value is matched and looked up in the Bloom filter once, however often it repeats."""
+        distinct value is matched and looked up in the Bloom filter once, however often it repeats (ASCII values
+        kept by Arrow straight from their bytes, `Distinct.ascii_points`)."""
         if self.kind != "string":
             raise ValueError(f"feature {self.name!r} is not a string feature")
-        objects = np.asarray(uniques, dtype=object)
-        by_value = self._text_bins(objects.tolist())
-        if by_value is None:  # a value holding a NUL, or not a string: through a 'U' array
-            values, _, mismatch = as_strings(objects)
-            if mismatch or len(values) != len(uniques):
-                raise ValueError("uniques of a string column must be strings")
-            by_value = self._string_bins(values)
+        by_value = None
+        if isinstance(uniques, Distinct) and (points := uniques.ascii_points()) is not None:
+            by_value = self._text_bins(uniques, points)
+        if by_value is None:
+            objects = uniques.objects() if isinstance(uniques, Distinct) else np.asarray(uniques, dtype=object)
+            by_value = self._text_bins(objects.tolist())
+            if by_value is None:  # a value holding a NUL, or not a string: through a 'U' array
+                values, _, mismatch = as_strings(objects)
+                if mismatch or len(values) != len(uniques):
+                    raise ValueError("uniques of a string column must be strings")
+                by_value = self._string_bins(values)
         codes = np.asarray(codes)
         present = codes[codes >= 0]
         bins = np.bincount(by_value[present], minlength=self.n_bins).astype(np.int64)
@@ -272,11 +308,14 @@ class FeatureReference:
         ordered = hashes[order]
         return None if (ordered[1:] == ordered[:-1]).any() else (ordered, order.astype(np.int64))
 
-    def _text_bins(self, texts: list[str]) -> np.ndarray | None:
-        """`_string_bins` of texts without a 'U' array: each text's hash matched against the top K's (then the
-        text compared, so a collision cannot match) and looked up in the Bloom filter; None: use `_string_bins`."""
+    def _text_bins(
+        self, texts: Sequence[str] | Distinct, points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray | None:
+        """`_string_bins` of texts without a 'U' array: each text's hash (from `points`, their code points, when
+        given) matched against the top K's (then the text compared, so a collision cannot match) and looked up in
+        the Bloom filter; None: use `_string_bins`."""
         categories = self._category_hashes
-        hashes = text_hash(texts) if categories is not None else None
+        hashes = text_hash(cast("Sequence[str]", texts), points) if categories is not None else None
         if categories is None or hashes is None:
             return None
         ordered, order = categories

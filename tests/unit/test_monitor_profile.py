@@ -177,3 +177,23 @@ def test_the_text_reference_matches_its_top_k_by_hash() -> None:
         coded = Profile.new(TEXT_REF)
         coded.add_batch(pd.DataFrame({"zone": pd.array(batch, dtype="str")}), [1.0] * len(batch))
         assert coded.features["zone"].bins.tolist() == bins
+
+
+def test_ascii_values_kept_by_arrow_are_binned_from_their_bytes() -> None:
+    """Arrow-backed ASCII values are hashed from their UTF-8 bytes (`Distinct.ascii_points`, no `str` apiece): the
+    same bins as the per-row path; a non-ASCII or NUL-holding value sends the column the `str` way."""
+    from lambda_fn.monitoring.columns import string_codes
+
+    zones = ["route_1", "", "a", "b", "x" * 205, "x" * 199, "rare", "never", None, "a", "route_1"]
+    coded = string_codes(pd.Series(pd.array(zones, dtype="str")))
+    assert coded is not None and coded[1].ascii_points() is not None
+    assert coded[1].take(np.array([2, 0])) == ["a", "route_1"]
+    for batch in (zones, [*zones, "é"], [*zones, "a\0"]):
+        by_bytes = Profile.new(TEXT_REF)
+        by_bytes.add_batch(pd.DataFrame({"zone": pd.array(batch, dtype="str")}), [1.0] * len(batch))
+        rows = Profile.new(TEXT_REF)
+        rows.add_batch({"zone": np.array(batch, dtype=object)}, [1.0] * len(batch))
+        assert by_bytes.to_dict() == rows.to_dict()
+    for other in ("é", "a\0"):
+        again = string_codes(pd.Series(pd.array([*zones, other], dtype="str")))
+        assert again is not None and again[1].ascii_points() is None

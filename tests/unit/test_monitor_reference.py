@@ -117,6 +117,21 @@ def test_bloom_has_no_false_negatives(words: list[str]) -> None:
     assert Bloom.from_dict(bloom.to_dict()) == bloom
 
 
+@settings(max_examples=60, deadline=None)
+@given(known=st.lists(st.text(max_size=12), min_size=1, max_size=200, unique=True),
+       probes=st.lists(st.integers(0, 2**64 - 1), max_size=50))  # fmt: skip
+def test_bloom_lookups_read_the_bits_its_probes_set(known: list[str], probes: list[int]) -> None:
+    """`contains_hashes` (one wrapping add and one gather from a bit table per probe) answers what the stored bits
+    at `_hash_probes` (h1 + i * h2 mod m, the positions `Bloom.of` sets) say, for any hash."""
+    bloom = Bloom.of(np.array(known, dtype=str))
+    hashes = np.concatenate([string_hash(np.array(known, dtype=str)), np.array(probes, dtype=np.uint64)])
+    idx = Bloom._hash_probes(hashes, bloom.m, bloom.k)
+    bits = np.frombuffer(bloom.bits, dtype=np.uint8)
+    expected = ((bits[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1).all(axis=1)
+    assert bloom.contains_hashes(hashes).tolist() == expected.tolist()
+    assert bloom.contains_hashes(hashes[: len(known)]).all()
+
+
 def test_bloom_false_positive_rate_and_stable_hash() -> None:
     known = np.array([f"{i}_{j}" for i in range(100) for j in range(50)])
     bloom = Bloom.of(known)
@@ -126,3 +141,21 @@ def test_bloom_false_positive_rate_and_stable_hash() -> None:
     # The hash does not depend on numpy's string width, and is fixed across processes and versions.
     assert string_hash(np.array(["ab"], dtype="U2"))[0] == string_hash(np.array(["ab"], dtype="U40"))[0]
     assert int(string_hash(np.array(["132_48"]))[0]) == int(string_hash(np.array(["132_48", "x" * 9]))[0])
+
+
+@settings(max_examples=80, deadline=None)
+@given(train=st.lists(st.floats(-50, 50, allow_nan=False), min_size=2, max_size=200),
+       lo=st.integers(-(2**62), 2**62), span=st.integers(0, 5000), n=st.integers(60, 400),
+       dtype=st.sampled_from(["int64", "int32", "int8", "uint16"]), seed=st.integers(0, 2**16))  # fmt: skip
+def test_an_integer_column_bins_as_its_floats_do(train: list[float], lo: int, span: int, n: int, dtype: str,
+                                                   seed: int) -> None:  # fmt: skip
+    """A small-range integer column (counted per distinct value) gets the bins its values get as floats; a wide one
+    goes the per-row way; both below, inside and above the training range."""
+    info = np.iinfo(dtype)
+    lo = max(int(info.min), min(lo % 200 - 100 if dtype != "int64" else lo, int(info.max) - span))
+    hi = min(int(info.max), lo + span)
+    values = np.random.default_rng(seed).integers(lo, hi, n, endpoint=True).astype(dtype)
+    f = feature_reference("x", np.array(train))
+    as_ints, as_floats = f.bin(values), f.bin(values.astype(np.float64))
+    assert as_ints.bins.tolist() == as_floats.bins.tolist()
+    assert (as_ints.missing, as_ints.type_mismatch) == (as_floats.missing, as_floats.type_mismatch) == (0, 0)
