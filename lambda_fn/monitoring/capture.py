@@ -345,7 +345,7 @@ def record_lines(
         except UnicodeEncodeError:  # a lone surrogate: those records take the slow path
             pass
     template = "%s".join(p.replace("%", "%%") for p in pieces)
-    rows = cast("Sequence[Mapping[str, Any] | None]", _source_rows(sources, n))
+    rows = _source_rows(sources, n)
     lines = []
     for i, row in enumerate(zip(*parts, strict=True)):
         if i not in slow:

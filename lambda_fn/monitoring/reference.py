@@ -162,7 +162,7 @@ class Bloom:
         with np.errstate(over="ignore"):
             h2 = _fmix64(hashes ^ np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
             probe = hashes.astype(np.uint64, copy=True)
-            hit = table[probe % m]
+            hit: np.ndarray = table[probe % m]
             for _ in range(self.k - 1):
                 probe += h2
                 hit &= table[probe % m]
