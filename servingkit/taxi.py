@@ -111,3 +111,22 @@ def ride_events(n: int, seed: int = 42, prefix: str = "ride") -> Iterator[dict[s
                 "pickup_datetime": str(cols["pickup_datetime"][i]),
             },
         }
+
+
+def model_frame(n: int, seed: int) -> tuple[Any, np.ndarray]:
+    """n rides in the demo model's columns (what `lambda_fn.hooks.taxi_features` makes, vectorised), and their
+    durations: the monitor's bench and tests profile these without running the hook per ride."""
+    import pandas as pd
+
+    c = rides(n, seed)
+    when = c["pickup_datetime"].astype("datetime64[m]")
+    day = when.astype("datetime64[D]")
+    frame = pd.DataFrame(
+        {
+            "PU_DO": np.char.add(np.char.add(c["PULocationID"].astype(str), "_"), c["DOLocationID"].astype(str)),
+            "trip_distance": c["trip_distance"],
+            "pickup_hour": ((when - day).astype(np.int64) // 60),
+            "pickup_dow": (day.astype(np.int64) + 3) % 7,
+        }
+    )
+    return frame, c["duration"]

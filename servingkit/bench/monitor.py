@@ -19,29 +19,8 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-
 from servingkit.bench.measure import interleave, machine
-
-
-def model_frame(n: int, seed: int) -> tuple[Any, np.ndarray]:
-    """n rides in the demo model's columns (what `lambda_fn.hooks.taxi_features` makes), and their durations."""
-    import pandas as pd
-
-    from servingkit import taxi
-
-    c = taxi.rides(n, seed)
-    when = c["pickup_datetime"].astype("datetime64[m]")
-    day = when.astype("datetime64[D]")
-    frame = pd.DataFrame(
-        {
-            "PU_DO": np.char.add(np.char.add(c["PULocationID"].astype(str), "_"), c["DOLocationID"].astype(str)),
-            "trip_distance": c["trip_distance"],
-            "pickup_hour": ((when - day).astype(np.int64) // 60),
-            "pickup_dow": (day.astype(np.int64) + 3) % 7,
-        }
-    )
-    return frame, c["duration"]
+from servingkit.taxi import model_frame
 
 
 def false_positives(seeds: int = 200, rows: int | None = None) -> dict[str, Any]:

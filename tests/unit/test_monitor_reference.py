@@ -21,19 +21,9 @@ from servingkit import taxi
 
 
 def taxi_frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The demo model's columns (what lambda_fn.hooks.taxi_features makes), vectorized, and the durations."""
-    c = taxi.rides(n, seed)
-    when = c["pickup_datetime"].astype("datetime64[m]")
-    day = when.astype("datetime64[D]")
-    frame = pd.DataFrame(
-        {
-            "PU_DO": np.char.add(np.char.add(c["PULocationID"].astype(str), "_"), c["DOLocationID"].astype(str)),
-            "trip_distance": c["trip_distance"],
-            "pickup_hour": ((when - day).astype(np.int64) // 60),
-            "pickup_dow": (day.astype(np.int64) + 3) % 7,
-        }
-    )
-    return frame, c["duration"]
+    """The demo model's columns and the durations (servingkit.taxi.model_frame)."""
+    frame, y = taxi.model_frame(n, seed)
+    return frame, y
 
 
 def test_taxi_reference_has_the_documented_shape() -> None:
