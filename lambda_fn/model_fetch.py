@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -64,14 +63,8 @@ def _denied(uri: str) -> str:
     )
 
 
-def fetch(
-    uri: str, cache_dir: str, s3: Any | None = None, *, on_first_response: Callable[[], None] | None = None
-) -> tuple[Path, str | None]:
-    """Return a local path to the artifact (downloading it once) and the S3 version id if any.
-
-    `on_first_response` is called once S3 has answered, when what is left is pure network and disk.
-    """
-    responded = on_first_response or (lambda: None)
+def fetch(uri: str, cache_dir: str, s3: Any | None = None) -> tuple[Path, str | None]:
+    """Return a local path to the artifact (downloading it once) and the S3 version id if any."""
     loc = ModelLocation.parse(uri)
     if loc.scheme == "file":
         return _local_path(loc, uri), None
@@ -84,7 +77,7 @@ def fetch(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="dl-", dir=target.parent))
     try:
-        rel, version = _download(s3, loc, uri, staging, responded)
+        rel, version = _download(s3, loc, uri, staging)
         _complete(staging, target, rel, version)
         return target / rel, version
     finally:
@@ -115,23 +108,19 @@ def _complete(staging: Path, target: Path, rel: str, version: str | None) -> Non
     staging.replace(target)
 
 
-def _download(
-    s3: Any, loc: ModelLocation, uri: str, staging: Path, responded: Callable[[], None]
-) -> tuple[str, str | None]:
+def _download(s3: Any, loc: ModelLocation, uri: str, staging: Path) -> tuple[str, str | None]:
     """Download the object at the key, else every object under it as a prefix, into `staging`.
 
     Returns the artifact's path relative to `staging` and the S3 version id (an object's only).
     """
     extra = {"VersionId": loc.version_id} if loc.version_id else {}
-    head, denied = _head(s3, loc, uri, extra, responded)
+    head, denied = _head(s3, loc, uri, extra)
     if head is not None:
         return _download_object(s3, loc, staging, extra, head)
-    return _download_prefix(s3, loc, uri, staging, responded, denied), None
+    return _download_prefix(s3, loc, uri, staging, denied), None
 
 
-def _head(
-    s3: Any, loc: ModelLocation, uri: str, extra: dict[str, str], responded: Callable[[], None]
-) -> tuple[dict[str, Any] | None, bool]:
+def _head(s3: Any, loc: ModelLocation, uri: str, extra: dict[str, str]) -> tuple[dict[str, Any] | None, bool]:
     """HEAD of the key: (its response, False) for an object; (None, denied) when the key is to be read as a prefix.
 
     `denied` says S3 refused the HEAD with 403 and the prefix is tried only for that reason.
@@ -142,9 +131,7 @@ def _head(
         return None, False
     try:
         head: dict[str, Any] = s3.head_object(Bucket=loc.bucket, Key=loc.key, **extra)
-        responded()
     except ClientError as exc:
-        responded()
         return None, _head_refused(exc, loc, uri)
     return head, False
 
@@ -176,16 +163,14 @@ def _download_object(
     return rel, head.get("VersionId") or loc.version_id
 
 
-def _download_prefix(
-    s3: Any, loc: ModelLocation, uri: str, staging: Path, responded: Callable[[], None], denied: bool
-) -> str:
+def _download_prefix(s3: Any, loc: ModelLocation, uri: str, staging: Path, denied: bool) -> str:
     """Every object under the key as a prefix (an MLflow directory); returns the artifact's relative path."""
     from botocore.exceptions import ClientError
 
     prefix = loc.key.rstrip("/") + "/"
     rel = "model"
     try:
-        keys = _list_keys(s3, loc.bucket, prefix, responded)
+        keys = _list_keys(s3, loc.bucket, prefix)
         # Every key is placed under the cache, or the artifact refused, before anything is written.
         dests = [(key, path_inside(staging / rel, key[len(prefix) :], f"S3 key {key!r}: name")) for key in keys]
         for key, dest in dests:
@@ -226,11 +211,10 @@ def _get_to_file(s3: Any, bucket: str, key: str, dest: Path, extra: dict[str, st
             body.close()
 
 
-def _list_keys(s3: Any, bucket: str, prefix: str, responded: Callable[[], None]) -> list[str]:
+def _list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     """The object keys under `prefix` (folder markers, keys ending in `/`, left out)."""
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        responded()
         keys += [obj["Key"] for obj in page.get("Contents", []) if not obj["Key"].endswith("/")]
     return keys
 

@@ -23,9 +23,6 @@ manifest opened); this module loads and checks the model. Its names for the othe
 
 from __future__ import annotations
 
-import contextlib
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,7 +54,6 @@ __all__ = [
     "Artifact",
     "ChecksumMismatchError",
     "LoadedModel",
-    "LoaderImports",
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelStoreError",
@@ -128,35 +124,6 @@ def _to_python(out: Any) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- loading
-
-
-class LoaderImports:
-    """Import the model loaders (scikit-learn, skops: ~1.5 s) on a thread while the artifact downloads.
-
-    Safe only while no other thread imports: two threads importing one package can deadlock on its
-    circular imports, and CPython breaks the deadlock by handing one of them a partially initialised
-    module ("cannot import name '_MetadataRequester' from partially initialized module"). So `fetch`
-    starts it after the first S3 response (from then on a download imports nothing; a test checks
-    it) and `load_model` joins it before loading anything, also on errors: it never outlives the load.
-    """
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None and "skops.io" not in sys.modules:
-            self._thread = threading.Thread(target=_import_loaders, name="model-loader-imports", daemon=True)
-            self._thread.start()
-
-    def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-
-def _import_loaders() -> None:
-    with contextlib.suppress(ImportError):  # not installed: the loader says so when it needs it
-        import skops.io  # noqa: F401
 
 
 def _read_mlmodel(path: Path) -> dict[str, Any]:
@@ -287,11 +254,7 @@ def _load_mlflow_dir(
 def load_model(settings: Settings, s3: Any | None = None) -> LoadedModel:
     """Fetch, verify and load the configured model. Raises ModelStoreError subclasses with the cause."""
     started = time.perf_counter()
-    loaders = LoaderImports()
-    try:
-        local, s3_version = fetch(settings.model_uri, settings.model_cache_dir, s3, on_first_response=loaders.start)
-    finally:
-        loaders.join()
+    local, s3_version = fetch(settings.model_uri, settings.model_cache_dir, s3)
     artifact = Artifact.verify(local)
     actual = artifact.sha256
     if settings.model_sha256 and actual != settings.model_sha256:

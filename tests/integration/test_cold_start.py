@@ -1,12 +1,12 @@
-"""The cold start in fresh interpreters: the model loaders' import thread can never race another import.
+"""The cold start in fresh interpreters: one thread, so no import can ever race another.
 
 Two threads importing scikit-learn from different submodules can deadlock on its circular imports, and
-CPython then hands one of them a partially initialised module (`make test` failed 1 run in 3 with
-"cannot import name '_MetadataRequester' from partially initialized module"). The thread used to start
-when `lambda_fn.handler` was imported, so any host that imported scikit-learn next (pytest collecting
-tests, a trainer, the demo) raced it. Now it lives only in the model store's download window, where
-nothing else imports: the first test proves the window imports nothing, the second runs the whole cold
-start many times, with a thread switch interval small enough to make a race show up.
+CPython then hands one of them a partially initialised module (`make test` once failed 1 run in 3 with
+"cannot import name '_MetadataRequester' from partially initialized module"). The model loaders used to be
+imported on a thread during the download; that thread also cost CPU (0.2-0.4 s per cold start, measured by
+`servingkit bench coldstart`), so the cold start now has none. The first test proves no thread starts and
+that a wrong pin is refused before any loader is imported; the second runs the whole cold start many times
+beside a host that imports scikit-learn on its own thread, a regression guard for the race.
 """
 
 from __future__ import annotations
@@ -32,20 +32,23 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNS = 32
 BUDGET_S = 600.0  # a bound on a hang, not a benchmark: the machine may be shared
 
-# Records what the download window imports: `start` and `join` are where the loader thread starts and
-# is joined; here they only take a snapshot of sys.modules (no thread, so the snapshot is the window's).
-WINDOW_PROBE = r"""
+# Every thread the model load starts (by name), and whether a loader was imported by the time it returned.
+LOAD_PROBE = r"""
 import json, sys, threading
 before_import = threading.active_count()
 import lambda_fn.handler
 from lambda_fn import model_store
 from lambda_fn.config import get_settings
 assert threading.active_count() == before_import, "importing the handler must start no thread"
-marks = []
-model_store.LoaderImports.start = lambda self: marks.append(set(sys.modules))
-model_store.LoaderImports.join = lambda self: marks.append(set(sys.modules))
-model_store.load_model(get_settings())
-print(json.dumps({"window": sorted(marks[-1] - marks[0]) if len(marks) > 1 else None}))
+started = []
+start = threading.Thread.start
+threading.Thread.start = lambda self: (started.append(self.name), start(self))[1]
+try:
+    model_store.load_model(get_settings())
+    outcome = "loaded"
+except model_store.ChecksumMismatchError:
+    outcome = "refused"
+print(json.dumps({"threads": started, "outcome": outcome, "loaders": "sklearn" in sys.modules}))
 """
 
 # Exactly the cold start, preceded by what the failing host did: import scikit-learn on its own thread
@@ -113,17 +116,30 @@ def _env(emulator: Emulator, uri: str, sha: str, cache: Path, **extra: str) -> d
     }
 
 
+def _probe(env: dict[str, str]) -> dict[str, Any]:
+    probe = subprocess.run(
+        [sys.executable, "-c", LOAD_PROBE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    result: dict[str, Any] = json.loads(probe.stdout.strip().splitlines()[-1])
+    return result
+
+
 @pytest.mark.parametrize("kind", ["dir", "joblib"])
-def test_the_download_window_imports_nothing_and_the_handler_starts_no_thread(
+def test_the_cold_start_starts_no_thread(
     emulator: Emulator, models: dict[str, tuple[str, str]], tmp_path: Path, kind: str
 ) -> None:
     uri, sha = models[kind]
-    env = _env(emulator, uri, sha, tmp_path / "cache")
-    probe = subprocess.run(
-        [sys.executable, "-c", WINDOW_PROBE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    assert json.loads(probe.stdout.strip().splitlines()[-1]) == {"window": []}
+    assert _probe(_env(emulator, uri, sha, tmp_path / "cache")) == {"threads": [], "outcome": "loaded", "loaders": True}
+
+
+@pytest.mark.parametrize("kind", ["dir", "joblib"])
+def test_a_wrong_pin_is_refused_before_any_loader_is_imported(
+    emulator: Emulator, models: dict[str, tuple[str, str]], tmp_path: Path, kind: str
+) -> None:
+    uri, _ = models[kind]
+    result = _probe(_env(emulator, uri, "0" * 64, tmp_path / "cache"))
+    assert result == {"threads": [], "outcome": "refused", "loaders": False}
 
 
 def test_many_fresh_cold_starts_never_see_a_partially_initialised_module(
