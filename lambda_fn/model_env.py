@@ -131,7 +131,8 @@ def _yaml(path: Path, unreadable: list[str]) -> Any:
     if not path.is_file():
         return None
     try:
-        return yaml.load(path.read_text(), Loader=yaml.BaseLoader)  # strings only: builds no objects
+        # Strings only, builds no objects; libyaml's parser when PyYAML has it (same rules, a tenth of the CPU).
+        return yaml.load(path.read_text(), Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         unreadable.append(f"{path.name} is not readable YAML ({type(exc).__name__}); its versions are not compared")
         return None
