@@ -48,7 +48,15 @@ def demo_artifact(root: Path | None = None) -> tuple[Path, dict[str, Any]]:
     release_path = base.parent / "release.json"
     if not (base / "MLmodel").is_file() or not release_path.is_file():
         raise MissingModelError(f"{base} is missing: run `make model` (servingkit train) first")
-    return base, json.loads(release_path.read_text())
+    release: dict[str, Any] = json.loads(release_path.read_text())
+    # A build trained under an older digest rule, or half rewritten, would fail later inside a child process
+    # with a checksum mismatch; say here what to do instead.
+    if release.get("sha256") != artifact_sha256(base):
+        raise MissingModelError(
+            f"{base} is stale: its files do not have the sha256 {release_path} pins; "
+            "run `make model` (servingkit train) again"
+        )
+    return base, release
 
 
 @dataclass(frozen=True)

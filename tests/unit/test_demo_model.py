@@ -119,3 +119,15 @@ def test_a_missing_model_the_user_named_is_refused(
     with pytest.raises(demo.DemoError, match="is not a model directory"):
         demo.ensure_model(tmp_path / "nowhere", tmp_path / "release.json")
     assert trained == []
+
+
+def test_the_benches_and_the_local_server_refuse_a_stale_default_build_in_one_line(tmp_path: Path) -> None:
+    """`demo_artifact` (bench, `servingkit serve`): a stale build is a MissingModelError saying to train again,
+    not a checksum mismatch inside a child process later; a current one is returned with its release."""
+    model_dir = tmp_path / servingkit.train.DEFAULT_EXPORT
+    export(model_dir, "current")
+    found, release = servingkit.train.demo_artifact(tmp_path)
+    assert found == model_dir and release["sha256"] == artifact_sha256(model_dir)
+    export(model_dir, "stale", pin=OLD_PIN)
+    with pytest.raises(servingkit.train.MissingModelError, match=r"is stale: .* run `make model`"):
+        servingkit.train.demo_artifact(tmp_path)
