@@ -11,6 +11,7 @@ import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from lambda_fn import heap
 from lambda_fn.config import Settings, get_settings, service_name
 from lambda_fn.hook_origin import require_shipped
 from lambda_fn.live import LiveModels, live_models_from
@@ -36,7 +37,8 @@ def client(service: str) -> Any:
 
 
 def get_model(settings: Settings | None = None) -> LoadedModel:
-    """Load once per container; a failed load is retried on the next call, never cached."""
+    """Load once per container; a failed load is retried on the next call, never cached. The first load also
+    applies the container's garbage-collector policy (`lambda_fn.heap`)."""
     settings = settings or get_settings()
     key = f"{settings.model_uri}#{settings.model_sha256}"
     model = _models.get(key)
@@ -53,6 +55,8 @@ def get_model(settings: Settings | None = None) -> LoadedModel:
                 model = load_model(settings)
                 _models[key] = model
                 _fresh_loads.append(model.load_seconds)
+                # The model and the libraries now live as long as the container: out of the collector's scans.
+                heap.settle()
                 from aws_lambda_powertools import Logger
 
                 Logger(service=service_name(), child=True).info(

@@ -63,7 +63,7 @@ def run_monitoring(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 15, ra
     CPU of the whole process, capture's worker threads included, beside wall; min and median)."""
     from threadpoolctl import threadpool_limits
 
-    from lambda_fn import handler, runtime
+    from lambda_fn import handler, heap, runtime
     from lambda_fn.config import settings_from
     from lambda_fn.hooks import taxi_features
     from lambda_fn.model_store import load_model
@@ -77,6 +77,7 @@ def run_monitoring(sizes: tuple[int, ...] = (1000, 10000), repeats: int = 15, ra
 
     model_dir, release = demo_artifact()
     model = load_model(settings_from({"MODEL_URI": str(model_dir), "MODEL_SHA256": release["sha256"]}))
+    heap.settle()  # as the container does after its first load; process-wide, so every compared run has it
     ctx = LambdaContext(invoked_function_arn=function_arn("scorer", "live"), timeout_ms=300_000)
     s3 = MemoryS3()
     # A bound far above the work, so every run's capture finishes inside its measurement.
@@ -172,7 +173,7 @@ def compare(
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
-    from lambda_fn import handler, runtime
+    from lambda_fn import handler, heap, runtime
     from lambda_fn.config import settings_from
     from lambda_fn.hooks import taxi_features
     from lambda_fn.model_store import load_model
@@ -184,6 +185,7 @@ def compare(
 
     model_dir, release = demo_artifact()
     model = load_model(settings_from({"MODEL_URI": str(model_dir), "MODEL_SHA256": release["sha256"]}))
+    heap.settle()  # as the container does after its first load; process-wide, so every compared run has it
     ctx = LambdaContext(invoked_function_arn=function_arn("scorer", "live"), timeout_ms=300_000)
 
     def kit(event: dict[str, Any]) -> None:

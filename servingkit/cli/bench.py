@@ -90,8 +90,9 @@ def stream(repeats: int, quick: bool, out: Path, chart: Path | None, sizes: tupl
     """Stream scoring: `bench all --section stream` (the kit's handler vs the floor, vs the tutorial loop and the
     Powertools BatchProcessor pattern), interleaved; CPU beside wall, min and median; one JSON file and chart.
 
-    The floor: JSON decode of the payloads plus one predict on rows prepared beforehand. `--monitoring` measures
-    instead what capture + profiles add to the handler (printed; its last line is the JSON).
+    The floor: per record base64 and an orjson decode, the same feature hook, one predict, an orjson encode per
+    output; the former floor (json.loads + one predict on rows prepared beforehand) is reported beside it.
+    `--monitoring` measures instead what capture + profiles add to the handler (printed; its last line is the JSON).
     """
     if monitoring:
         from servingkit.bench import stream as bench_stream
