@@ -1,6 +1,12 @@
-"""The container's garbage-collector policy, applied once, after the first model load (`lambda_fn.runtime`).
+"""The container's garbage-collector policy: settled once, before the first model load; each load's model frozen
+after it (`lambda_fn.runtime.get_model`).
 
-Why: with CPython's defaults (a young collection every 2,000 net new container objects, 3.13) a 10,000-record
+Why before: what is alive when the first load starts (the SDK's service models, the settings' schemas,
+Powertools) lives as long as the container, and the load then imports scikit-learn and scipy, a hundred thousand
+objects and many collections that each rescanned all of it: about 0.5 s of a 2.8 s cold start
+(`servingkit bench coldstart`, interleaved).
+
+Why after: with CPython's defaults (a young collection every 2,000 net new container objects, 3.13) a 10,000-record
 batch, whose ~28,000 objects all live until the batch ends, went through ~15 collections (~12 ms of CPU, median)
 and, every ~7 batches, a full one that walks the model's and the libraries' ~190,000 objects (110-150 ms).
 Those objects live as long as the container, so they are frozen (`gc.freeze`: left out of every collection);
@@ -24,7 +30,7 @@ _settled = False
 
 
 def settle() -> bool:
-    """Freeze what is alive now and raise the young generation's threshold, once per process.
+    """Freeze what is alive now and raise the young generation's threshold, once per process (before a load).
 
     Returns True when this call applied the policy, False when an earlier one had (a second model, a later batch).
     """
@@ -36,3 +42,8 @@ def settle() -> bool:
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, older, oldest)
     return True
+
+
+def keep_loaded() -> None:
+    """After a model load: the model's objects (and the libraries its load imported) leave every collection."""
+    gc.freeze()

@@ -37,8 +37,8 @@ def client(service: str) -> Any:
 
 
 def get_model(settings: Settings | None = None) -> LoadedModel:
-    """Load once per container; a failed load is retried on the next call, never cached. The first load also
-    applies the container's garbage-collector policy (`lambda_fn.heap`)."""
+    """Load once per container; a failed load is retried on the next call, never cached. The first load settles
+    the container's garbage-collector policy (`lambda_fn.heap`) before it starts."""
     settings = settings or get_settings()
     key = f"{settings.model_uri}#{settings.model_sha256}"
     model = _models.get(key)
@@ -46,17 +46,11 @@ def get_model(settings: Settings | None = None) -> LoadedModel:
         with _model_lock:
             model = _models.get(key)
             if model is None:
-                # Everything alive so far (the SDK's service models, the settings' schemas, Powertools) is
-                # kept for the container's life: frozen, the cyclic GC stops rescanning it while the load
-                # imports scikit-learn and scipy (a hundred thousand objects, many collections). Measured
-                # by `servingkit bench coldstart`: about 0.5 s of a 2.8 s cold start. Only what exists now is
-                # frozen; later garbage is collected as before.
-                gc.freeze()
+                heap.settle()  # once per process: see lambda_fn.heap (about 0.5 s of the cold start)
                 model = load_model(settings)
                 _models[key] = model
                 _fresh_loads.append(model.load_seconds)
-                # The model and the libraries now live as long as the container: out of the collector's scans.
-                heap.settle()
+                heap.keep_loaded()  # the model lives as long as the container: out of the collector's scans
                 from aws_lambda_powertools import Logger
 
                 Logger(service=service_name(), child=True).info(
