@@ -47,3 +47,8 @@ def settle() -> bool:
 def keep_loaded() -> None:
     """After a model load: the model's objects (and the libraries its load imported) leave every collection."""
     gc.freeze()
+
+
+def release() -> None:
+    """A new container in the same process (tests, the local runtime): what was frozen is collectable again."""
+    gc.unfreeze()

@@ -6,7 +6,6 @@ emulators can point them anywhere through the SDK's standard `AWS_ENDPOINT_URL_*
 
 from __future__ import annotations
 
-import gc
 import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -151,7 +150,7 @@ def stream_runtime() -> StreamRuntime:
 def reset() -> None:
     """Forget everything cached (tests and the local runtime change the environment between runs)."""
     _models.clear()
-    gc.unfreeze()  # what get_model froze is collectable again, as it would be in a new container
+    heap.release()  # what get_model froze is collectable again, as it would be in a new container
     shadow = live_models().shadow if live_models.cache_info().currsize else None
     if shadow is not None:
         shadow.close()
