@@ -8,6 +8,8 @@ are kept. A target is judged on the CPU-time ratio of minima: the run least dist
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import platform
 import resource
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servingkit.bench import BenchError
 from servingkit.bench.util import descendants
 
 SCHEMA = "servingkit-bench/1"
@@ -68,6 +71,11 @@ class Series:
     samples: list[Sample] = field(default_factory=list)
 
     def add(self, sample: Sample) -> None:
+        """Raises BenchError for a negative time: a clock read wrong (a process missed in a tree walk), not a run
+        that cost less than nothing; kept, it would become a minimum and a ratio."""
+        if not (sample.cpu >= 0 and sample.wall >= 0):
+            raise BenchError(f"a run measured {sample.cpu:.6f} s of CPU and {sample.wall:.6f} s of wall time: "
+                             "a clock read wrong; the figures are not kept")  # fmt: skip
         self.samples.append(sample)
 
     @property
@@ -135,7 +143,7 @@ def interleave(
 def ratio_of_minima(kit: Series, base: Series, *, clock: str = "cpu") -> float:
     """kit / base, each its minimum over the repeats (clock "cpu" or "wall")."""
     a, b = (kit.cpu_min, base.cpu_min) if clock == "cpu" else (kit.wall_min, base.wall_min)
-    return a / b if b > 0 else float("inf")
+    return a / b if b > 0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,9 @@ class Target:
 
     @property
     def met(self) -> bool:
+        """Never for a ratio that is no number (a baseline measured at zero): no target is met by a division."""
+        if not math.isfinite(self.ratio):
+            return False
         return self.ratio >= self.limit if self.at_least else self.ratio <= self.limit
 
     @property
@@ -158,17 +169,19 @@ class Target:
 
     def line(self) -> str:
         sign = ">=" if self.at_least else "<="
+        if not math.isfinite(self.ratio):
+            return f"{self.name}: no ratio, a baseline measured 0 s (target {sign} {self.limit}x) MISSED"
         verdict = "met" if self.met else "MISSED"
         return f"{self.name}: {self.ratio:.2f}x (target {sign} {self.limit}x) {verdict}, margin {self.margin:+.0%}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "ratio": round(self.ratio, 3),
+            "ratio": round(self.ratio, 3) if math.isfinite(self.ratio) else None,  # strict JSON: null, no NaN
             "limit": self.limit,
             "at_least": self.at_least,
             "met": self.met,
-            "margin": round(self.margin, 3),
+            "margin": round(self.margin, 3) if math.isfinite(self.ratio) else None,
         }
 
 
@@ -195,3 +208,21 @@ def machine() -> dict[str, Any]:
         "processor": platform.machine(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
+
+
+def strict_json(value: Any, *, indent: int | None = None) -> str:
+    """`value` as strict JSON (RFC 8259): a ratio or figure that is no number (NaN, an infinity) becomes null, a
+    Target its `as_dict`, anything else unknown its `str`; `json.dumps` alone would write `NaN` / `Infinity`."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, Target):
+            return v.as_dict()
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=indent, allow_nan=False, default=str)

@@ -15,7 +15,7 @@ Times in a section's "cpu_min"/"cpu_median"/"wall_min"/"wall_median" carry their
 
 from __future__ import annotations
 
-import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from servingkit.bench.measure import SCHEMA, Target, machine, versions
+from servingkit.bench.measure import SCHEMA, Target, machine, strict_json, versions
 
 VERSIONS = ("servingkit", "mlflow", "scikit-learn", "pandas", "numpy", "pyspark", "aws-lambda-powertools",
             "uvicorn", "skops", "boto3")  # fmt: skip
@@ -150,7 +150,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Target):
         return value.as_dict()
     if isinstance(value, float):
-        return round(value, 4)
+        return round(value, 4) if math.isfinite(value) else None  # strict JSON
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -182,7 +182,7 @@ def run(out: Path, chart: Path, plan: Plan, sections: tuple[str, ...] = SECTIONS
     report["targets"] = [t.as_dict() for t in targets]
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    out.write_text(strict_json(report, indent=1) + "\n")
     from servingkit.bench.chart import draw
 
     draw(report, chart)

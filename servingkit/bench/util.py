@@ -32,13 +32,24 @@ def descendants(pid: int) -> Iterator[int]:
             continue
         seen.add(p)
         try:
-            children = [
-                int(c) for task in Path(f"/proc/{p}/task").iterdir() for c in (task / "children").read_text().split()
-            ]
-        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         yield p
-        todo += children
+        todo += _children(tasks)
+
+
+def _children(tasks: list[Path]) -> list[int]:
+    """The child pids recorded under each of a process's threads. A thread that exits between the listing and
+    the read is skipped alone: dropping the whole process for it would drop the server's CPU from the tree
+    (a benchmark once measured -329 ms of CPU per request that way)."""
+    out: list[int] = []
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            continue
+    return out
 
 
 def tree_rss_kb(pid: int) -> int:

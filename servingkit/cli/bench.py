@@ -34,9 +34,9 @@ def _report(measure: Callable[[], dict[str, Any]], *, missing_model_exit: int = 
         raise CommandError(str(exc), exit_code=missing_model_exit, prefix=prefix) from exc
     except BenchError as exc:
         raise CommandError(str(exc), prefix=None) from exc
-    from servingkit.bench.measure import Target
+    from servingkit.bench.measure import strict_json
 
-    click.echo(json.dumps(figures, default=lambda o: o.as_dict() if isinstance(o, Target) else str(o)))
+    click.echo(strict_json(figures))
 
 
 @click.group()
@@ -209,13 +209,14 @@ def monitor_bench(rows: int, profile_rows: int, repeats: int, seeds: int, out: P
     rate of drift and quality on same-distribution traffic over SEEDS windows. No model or emulator needed.
     """
     from servingkit.bench import monitor as bench_monitor
+    from servingkit.bench.measure import strict_json
 
     def measure() -> dict[str, Any]:
         figures = bench_monitor.run(rows=rows, profile_rows=profile_rows, repeats=repeats, seeds=seeds)
         click.echo(bench_monitor.table(figures))
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(figures, indent=1) + "\n")
+            out.write_text(strict_json(figures, indent=1) + "\n")
         return figures
 
     _report(measure)
@@ -252,6 +253,7 @@ def chart(reports: tuple[Path, ...], out: Path, json_out: Path | None) -> None:
     earlier one's, and each panel of the chart names the run (time, load average) its figures come from.
     """
     from servingkit.bench.chart import draw, merge
+    from servingkit.bench.measure import strict_json
 
     try:
         merged = merge([json.loads(path.read_text()) for path in reports])
@@ -259,7 +261,7 @@ def chart(reports: tuple[Path, ...], out: Path, json_out: Path | None) -> None:
         raise CommandError(f"cannot merge {', '.join(map(str, reports))}: {exc}") from exc
     json_out = json_out or out.with_suffix(".json")
     json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(merged, indent=1) + "\n")
+    json_out.write_text(strict_json(merged, indent=1) + "\n")
     draw(merged, out)
     click.echo(json.dumps({"out": str(out), "json": str(json_out), "sources": merged["sources"]}))
 

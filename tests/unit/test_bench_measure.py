@@ -130,3 +130,31 @@ def test_merged_reports_name_the_run_of_every_section_and_the_chart_says_so(tmp_
     assert titles[0].endswith("[run 2026-12-01 15:16 UTC, load 12.5]")
     assert titles[-1].endswith("[run 2026-12-01 16:07 UTC, load 3.4]")
     assert draw(merged, tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_negative_time_is_a_measurement_fault_not_a_minimum() -> None:
+    from servingkit.bench import BenchError
+
+    series = Series()
+    with pytest.raises(BenchError, match="clock read wrong"):
+        series.add(Sample(cpu=-65.8, wall=4.0))
+    with pytest.raises(BenchError):
+        series.add(Sample(cpu=1.0, wall=float("nan")))
+    assert series.samples == []
+    with pytest.raises(BenchError):
+        interleave({"server": lambda: Sample(cpu=-0.1, wall=1.0)}, repeats=1, warmup=0)
+
+
+def test_a_ratio_over_a_zero_baseline_meets_no_target_and_stays_strict_json() -> None:
+    zero = Series([Sample(0.0, 1.0)])
+    ratio = ratio_of_minima(Series([Sample(1.0, 1.0)]), zero)
+    for target in (Target("peer", ratio, 1.0, at_least=True), Target("floor", ratio, 1.3)):
+        assert target.met is False
+        assert target.as_dict()["ratio"] is None and target.as_dict()["margin"] is None
+        assert "MISSED" in target.line() and "no ratio" in target.line()
+    text = measure.strict_json({"t": [Target("peer", ratio, 1.0, True)], "r": ratio, "inf": float("inf"), "ok": 1.5})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in strict JSON")) == {
+        "t": [{"name": "peer", "ratio": None, "limit": 1.0, "at_least": True, "met": False, "margin": None}],
+        "r": None, "inf": None, "ok": 1.5,
+    }  # fmt: skip
+    assert _jsonable({"r": ratio})["r"] is None

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from itertools import pairwise
 
 import pytest
 
@@ -67,3 +68,34 @@ def test_memory_and_cpu_of_a_tree_sum_its_processes(tree: tuple[int, int]) -> No
     # Two live interpreters: the tree holds both, so more than the grandchild alone (which spun 0.05 s of CPU).
     assert tree_rss_kb(child) > tree_rss_kb(grandchild) > 0
     assert measure.tree_cpu_seconds(child) > measure.tree_cpu_seconds(grandchild) >= 0.04
+
+
+# A server-like process: it spends CPU on short-lived threads (one per request, as a threading HTTP server does),
+# so threads keep appearing in and vanishing from /proc while the walk reads it.
+CHURN = (
+    "import threading, time\n"
+    "def work():\n"
+    "    end = time.process_time() + 0.0005\n"
+    "    while time.process_time() < end: pass\n"
+    "print(flush=True)\n"
+    "while True:\n"
+    "    ts = [threading.Thread(target=work) for _ in range(4)]\n"
+    "    [t.start() for t in ts]\n"
+    "    [t.join() for t in ts]\n"
+)
+
+
+def test_the_cpu_of_a_process_whose_threads_come_and_go_never_goes_back() -> None:
+    # A thread exiting between the listing of /proc/PID/task and the read of its children file once dropped the
+    # whole process from the walk: the server's CPU read as 0, and a request cost -329 ms of CPU.
+    proc = subprocess.Popen([sys.executable, "-c", CHURN], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        readings = [measure.tree_cpu_seconds(proc.pid) for _ in range(3000)]
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert min(readings) > 0
+    assert all(b >= a for a, b in pairwise(readings)), "CPU went back"
