@@ -30,7 +30,7 @@ from servingkit.localcloud.accounting import PipelineSummary
 from servingkit.localcloud.cloud import LocalCloud
 from servingkit.localcloud.emulator import endpoint_environment
 from servingkit.localcloud.faults import EmulatorFaultError
-from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ExportedModel, ResourceError
+from servingkit.localcloud.resources import DEFAULT_MODEL_DIR, DEFAULT_RELEASE, ResourceError
 from servingkit.serve import ensure_port_free, port_in_use_error
 
 TARGETS = ("embedded", "localstack")
@@ -87,12 +87,15 @@ def ensure_model(model_dir: Path, release: Path) -> None:
 
 
 def _matches(model_dir: Path, release: Path) -> bool:
-    """The check the local cloud makes before it uploads the model: the directory has the sha256 the release pins."""
+    """The build is what its release.json pins (`servingkit.train.pins_match`); False for a manifest that cannot
+    be read or pins nothing."""
+    from servingkit.train import pins_match
+
     try:
-        ExportedModel.load(model_dir, release)
-    except (ResourceError, ValueError, KeyError):  # a digest that differs, or a release.json that pins none
+        manifest = json.loads(release.read_text())
+    except (OSError, ValueError):
         return False
-    return True
+    return isinstance(manifest, dict) and pins_match(model_dir, manifest)
 
 
 def resolve_endpoint(target: str, endpoint: str | None) -> tuple[str | None, str]:

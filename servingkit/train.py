@@ -51,12 +51,18 @@ def demo_artifact(root: Path | None = None) -> tuple[Path, dict[str, Any]]:
     release: dict[str, Any] = json.loads(release_path.read_text())
     # A build trained under an older digest rule, or half rewritten, would fail later inside a child process
     # with a checksum mismatch; say here what to do instead.
-    if release.get("sha256") != artifact_sha256(base):
+    if not pins_match(base, release):
         raise MissingModelError(
             f"{base} is stale: its files do not have the sha256 {release_path} pins; "
             "run `make model` (servingkit train) again"
         )
     return base, release
+
+
+def pins_match(model_dir: Path, release: dict[str, Any]) -> bool:
+    """The model directory has the sha256 its release manifest pins: the one staleness rule of a build, which
+    `demo_artifact` (refuses) and `servingkit demo` (retrains the default build) both apply."""
+    return (model_dir / "MLmodel").is_file() and release.get("sha256") == artifact_sha256(model_dir)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ def test_the_first_load_freezes_once_later_garbage_is_collected_and_reset_unfree
     loaded = runtime.get_model()
     frozen = gc.get_freeze_count()
     assert frozen > 0, "the first load freezes what is alive"
-    assert runtime.get_model() is loaded and gc.get_freeze_count() == frozen, "a cached model freezes nothing more"
+    # `<=`: a frozen object freed by reference counting meanwhile lowers the count; a second freeze would raise it.
+    assert runtime.get_model() is loaded and gc.get_freeze_count() <= frozen, "a cached model freezes nothing more"
 
     Cycle()  # unreachable cyclic garbage made after the freeze is still found by the collector
     assert gc.collect() >= 1
