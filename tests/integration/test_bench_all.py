@@ -25,6 +25,10 @@ def demo_model() -> None:
         pytest.fail(f"servingkit train failed ({done.returncode}):\n{done.stderr[-2000:]}", pytrace=False)
 
 
+def _not_json(constant: str) -> None:
+    pytest.fail(f"{constant} in the bench's JSON: not strict JSON (RFC 8259)", pytrace=False)
+
+
 def test_quick_run_writes_every_section_and_the_chart(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -33,7 +37,7 @@ def test_quick_run_writes_every_section_and_the_chart(tmp_path: Path) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUDGET_S, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(out.read_text())
+    report = json.loads(out.read_text(), parse_constant=_not_json)  # strict JSON: no NaN / Infinity
     assert report["schema"] == "servingkit-bench/1" and report["quick"] is True
     assert report["machine"]["cpus"] == os.cpu_count() and report["versions"]["mlflow"]
     sections = report["sections"]
@@ -51,4 +55,7 @@ def test_quick_run_writes_every_section_and_the_chart(tmp_path: Path) -> None:
     assert any(n.startswith("cold start") for n in names) and any(n.startswith("batch: local") for n in names)
     assert all({"ratio", "limit", "met", "margin"} <= set(t) for t in report["targets"])
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "target" in done.stdout and json.loads(done.stdout.strip().splitlines()[-1])["out"] == str(out)
+    last = json.loads(done.stdout.strip().splitlines()[-1], parse_constant=_not_json)
+    assert "target" in done.stdout and last["out"] == str(out)
+    for t in report["targets"]:  # every server sample was a time, never a negative one
+        assert t["ratio"] is None or t["ratio"] > 0, t
