@@ -15,7 +15,6 @@ Times in a section's "cpu_min"/"cpu_median"/"wall_min"/"wall_median" carry their
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -150,7 +149,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Target):
         return value.as_dict()
     if isinstance(value, float):
-        return round(value, 4) if math.isfinite(value) else None  # strict JSON
+        return round(value, 4)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

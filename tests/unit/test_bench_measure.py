@@ -157,4 +157,3 @@ def test_a_ratio_over_a_zero_baseline_meets_no_target_and_stays_strict_json() ->
         "t": [{"name": "peer", "ratio": None, "limit": 1.0, "at_least": True, "met": False, "margin": None}],
         "r": None, "inf": None, "ok": 1.5,
     }  # fmt: skip
-    assert _jsonable({"r": ratio})["r"] is None
