@@ -131,8 +131,12 @@ def draw(report: dict[str, Any], path: Path) -> Path:
         ax.barh(y, walls, color="none", edgecolor="#606060", linestyle=":", label="wall min (API: p50 min)")
         ax.barh(y, cpus, color=[KIT if r[2] else OTHER for r in rows], label="CPU min")
         ax.scatter(medians, y, marker="|", color="black", s=120, zorder=3, label="CPU median")
-        for yi, c in zip(y, cpus, strict=True):
-            ax.text(c, yi, f" {c:.3g}", va="center", fontsize=7)
+        widest = max([*walls, *cpus, *medians], default=0.0)
+        for yi, c, med in zip(y, cpus, medians, strict=True):
+            if c >= 0.2 * widest:  # inside its bar's end: beside it, the median's tick would cover it
+                ax.text(c, yi, f"{c:.3g} ", va="center", ha="right", fontsize=7, color="white")
+            else:  # a bar too short to hold it: beyond the median's tick
+                ax.text(max(c, med), yi, f"  {c:.3g}", va="center", fontsize=7)
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=9, loc="left")
