@@ -68,18 +68,17 @@ def _child(code: str, arg: str, env: dict[str, str], peaks: list[float]) -> Samp
 def _emulated_cloud(batch: int) -> Iterator[tuple[dict[str, str], dict[str, str], Path]]:
     """An S3 emulator holding the demo model, a stream and a queue: (kit env, floor env, first-batch event)."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from servingkit.events import kinesis_event
+    from servingkit.localcloud.emulator import start_emulator
     from servingkit.taxi import ride_events
     from servingkit.train import demo_artifact
 
     model_dir, release = demo_artifact()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    # The kit's one embedded emulator (moto on loopback, its per-request access log off).
+    emulator = start_emulator()
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+        endpoint = emulator.endpoint_url
         creds = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
         s3 = boto3.client("s3", endpoint_url=endpoint, **_client_creds(creds))
         s3.create_bucket(Bucket="models")
@@ -113,7 +112,7 @@ def _emulated_cloud(batch: int) -> Iterator[tuple[dict[str, str], dict[str, str]
         )
         yield kit_env, base, event_path
     finally:
-        server.stop()
+        emulator.stop()
         for d in (ROOT / "build").glob("bench-cache-*"):
             shutil.rmtree(d, ignore_errors=True)
 

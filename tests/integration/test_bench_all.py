@@ -55,6 +55,8 @@ def test_quick_run_writes_every_section_and_the_chart(tmp_path: Path) -> None:
     assert any(n.startswith("cold start") for n in names) and any(n.startswith("batch: local") for n in names)
     assert all({"ratio", "limit", "met", "margin"} <= set(t) for t in report["targets"])
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    access_log = [line for line in done.stderr.splitlines() if '" 200 -' in line or 'HTTP/1.1" ' in line]
+    assert not access_log, f"the emulator's access log reached the terminal: {access_log[:3]}"
     last = json.loads(done.stdout.strip().splitlines()[-1], parse_constant=_not_json)
     assert "target" in done.stdout and last["out"] == str(out)
     for t in report["targets"]:  # every server sample was a time, never a negative one
